@@ -1,0 +1,93 @@
+"""`aiub`: one command for every service, the whole stack, and its tools."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from shared import logs
+from shared.config import ConfigError, load_config
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=None,
+                        help="config directory (default: $AIUB_CONFIG, else the shipped config/)")
+    parser.add_argument("--nats", default=None, help="NATS URL (default: $NATS_URL, else nats://127.0.0.1:4222)")
+    parser.add_argument("--log-level", default="INFO")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aiub", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    up = commands.add_parser("up", help="start NATS (unless $NATS_URL) and every service")
+    _common(up)
+    up.add_argument("--port", type=int, default=4000, help="gateway port")
+    up.add_argument("--host", default="127.0.0.1", help="gateway bind address")
+    up.add_argument("--demo", action="store_true", help="also start simulated backends and route to them")
+    up.add_argument("--state-dir", default=".aiub", help="where NATS keeps JetStream state, and logs")
+
+    gateway = commands.add_parser("gateway", help="the OpenAI-compatible HTTP gateway")
+    _common(gateway)
+    gateway.add_argument("--host", default="127.0.0.1")
+    gateway.add_argument("--port", type=int, default=4000)
+
+    for name, text in (("router", "the routing service"), ("health", "the health service")):
+        _common(commands.add_parser(name, help=text))
+
+    worker = commands.add_parser("worker", help="serve one or more providers")
+    _common(worker)
+    worker.add_argument("--provider", nargs="+", required=True, metavar="KEY")
+
+    from services.simulator.cli import add_arguments as simulator_arguments
+
+    simulator = commands.add_parser("simulator", help="a simulated Ollama or OpenAI-compatible backend")
+    simulator_arguments(simulator)
+
+    validate = commands.add_parser("validate", help="check the config and report every problem")
+    validate.add_argument("--config", default=None)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "simulator":
+        from services.simulator.cli import main as simulator_main
+
+        return simulator_main(args)
+    logs.configure(args.command, getattr(args, "log_level", "INFO"))
+    try:
+        config = load_config(args.config)
+    except ConfigError as e:
+        print(f"aiub: invalid config\n{e}", file=sys.stderr)
+        return 2
+    if args.command == "validate":
+        print(f"config OK: {len(config.providers)} providers, {len(config.public_models())} models")
+        return 0
+    if args.command == "gateway":
+        from services.gateway.main import serve as gateway
+
+        return gateway(config, args.host, args.port, args.nats)
+    if args.command == "up":
+        from services.stack import run_stack
+
+        return run_stack(config, args)
+
+    from shared.lifecycle import run_until_signalled
+
+    if args.command == "router":
+        from services.router.main import serve as router
+
+        return run_until_signalled(lambda stop: router(config, args.nats, stop))
+    if args.command == "health":
+        from services.health.main import serve as health
+
+        return run_until_signalled(lambda stop: health(config, args.nats, stop))
+    from services.workers.main import serve as worker
+
+    return run_until_signalled(lambda stop: worker(config, args.provider, args.nats, stop))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

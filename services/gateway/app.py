@@ -1,0 +1,225 @@
+"""The gateway: OpenAI's HTTP API in front of the bus.
+
+It validates, publishes through the client library and relays frames as JSON or SSE. The
+status of a streamed response is decided by the first frame: an error before any content is
+an ordinary JSON error with its status (so SDKs raise the right exception); after content,
+a failure is an SSE error event followed by `[DONE]`, never a clean finish.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import msgspec
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from services.gateway import validation
+from services.gateway.body import read_body
+from services.gateway.request_ids import client_request_id, client_timeout
+from shared import bus, logs, subjects
+from shared.client import Call, ContentFrame, InferenceClient, new_id
+from shared.config import Config
+from shared.errors import AiubError, error_json
+from shared.messages import AttemptRecord, Chunk, Done, Error, ErrorBody, RequestKind, RequestRecord, Result, encode
+from shared.sse import DONE_EVENT, event
+
+log = logs.get("gateway")
+
+JSON = "application/json"
+
+
+@dataclass
+class GatewayState:
+    config: Config
+    nats_url: str | None = None
+    nc: object | None = None
+    client: InferenceClient | None = None
+    bus_health: bus.BusHealth = field(default_factory=bus.BusHealth)
+    active_connections: int = 0
+
+
+def _error_response(status: int, body: ErrorBody, request_id: str | None = None,
+                    retry_after: float | None = None) -> Response:
+    headers = {}
+    if request_id:
+        headers["x-request-id"] = request_id
+    if retry_after is not None:
+        headers["retry-after"] = str(max(1, round(retry_after)))
+    return Response(error_json(body), status_code=status, media_type=JSON, headers=headers)
+
+
+def create_app(config: Config, nats_url: str | None = None) -> FastAPI:
+    state = GatewayState(config=config, nats_url=nats_url)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        nc, state.bus_health = await bus.connect("aiub-gateway", state.nats_url, state.bus_health)
+        state.nc = nc
+        state.client = await InferenceClient.start(nc, config.runtime.deadlines)
+        log.info("gateway_ready", nats=nc.connected_url.netloc if nc.connected_url else None)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Exception):
+                await nc.drain()
+
+    app = FastAPI(title="aiub", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.gateway = state
+
+    @app.exception_handler(AiubError)
+    async def _aiub_error(request: Request, exc: AiubError) -> Response:
+        return _error_response(exc.status, exc.body(), request.headers.get("x-request-id"), exc.retry_after)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        kind = "not_found" if exc.status_code == 404 else "invalid_request_error"
+        return _error_response(exc.status_code, ErrorBody(message=str(exc.detail), type=kind,
+                                                          code=str(exc.status_code)))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+        return _error_response(400, ErrorBody(message=str(exc), type="invalid_request_error"))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        log.error("unhandled_error", error=repr(exc), path=request.url.path)
+        return _error_response(500, ErrorBody(message="internal error", type="internal_error"))
+
+    async def infer(request: Request, kind: RequestKind) -> Response:
+        started = time.monotonic()
+        echo_id = client_request_id(request.headers.get("x-request-id"))
+        request_id = new_id()
+        response_id = echo_id or request_id
+        raw = await read_body(request, config.runtime.gateway.max_body_bytes)
+        parsed = validation.parse(kind, raw, config.runtime.gateway)
+        client = state.client
+        if client is None or not state.bus_health.connected:
+            return _error_response(503, ErrorBody(message="the gateway is not connected to NATS",
+                                                  type="service_unavailable", code="bus_unavailable"), response_id)
+        call = client.call(kind=kind, model=parsed.model, body=parsed.body, stream=parsed.stream,
+                           timeout_s=client_timeout(request.headers.get("x-stainless-timeout")),
+                           capability=parsed.capability, request_id=request_id, client_request_id=echo_id)
+        frames = aiter(call)
+        first: ContentFrame | None = None
+        try:
+            first = await anext(frames)
+        finally:
+            if first is None or isinstance(first, Error | Result):
+                await call.__aexit__(None, None, None)
+        headers = {"x-request-id": response_id}
+        if isinstance(first, Error):
+            await _record(state, call, started, first.status)
+            return _error_response(first.status, first.error, response_id, first.retry_after)
+        if isinstance(first, Result):
+            await _record(state, call, started, 200)
+            return Response(bytes(first.data), media_type=JSON, headers=headers)
+        return StreamingResponse(_relay(state, call, frames, first, started), media_type="text/event-stream",
+                                 headers={**headers, "cache-control": "no-cache", "x-accel-buffering": "no"})
+
+    @app.post("/v1/chat/completions")
+    @app.post("/chat/completions", include_in_schema=False)
+    async def chat_completions(request: Request) -> Response:
+        return await infer(request, "chat")
+
+    @app.post("/v1/completions")
+    @app.post("/completions", include_in_schema=False)
+    async def completions(request: Request) -> Response:
+        return await infer(request, "completion")
+
+    @app.post("/v1/embeddings")
+    @app.post("/embeddings", include_in_schema=False)
+    async def embeddings(request: Request) -> Response:
+        return await infer(request, "embedding")
+
+    models_body = _models_body(config)
+
+    @app.get("/v1/models")
+    @app.get("/models", include_in_schema=False)
+    async def models() -> Response:
+        return Response(models_body, media_type=JSON)
+
+    @app.get("/health")
+    async def health() -> Response:
+        return Response(b'{"status":"ok"}', media_type=JSON)
+
+    @app.get("/ready")
+    async def ready() -> Response:
+        ok = state.bus_health.connected and state.client is not None
+        body = encode({"ready": ok, "nats_connected": state.bus_health.connected})
+        return Response(body, status_code=200 if ok else 503, media_type=JSON)
+
+    return app
+
+
+def _models_body(config: Config) -> bytes:
+    created = int(time.time())
+    owners = {name: match.provider for name, match in config.mappings.exact_matches.items()}
+    for provider_name, spec in config.providers.items():
+        for model in spec.models:
+            owners.setdefault(model, provider_name)
+    data = [{"id": name, "object": "model", "created": created, "owned_by": owners.get(name, "aiub")}
+            for name in config.public_models()]
+    return msgspec.json.encode({"object": "list", "data": data})
+
+
+async def _relay(state: GatewayState, call: Call, frames: AsyncIterator[ContentFrame], first: ContentFrame,
+                 started: float) -> AsyncIterator[bytes]:
+    status = 200
+    state.active_connections += 1
+    try:
+        async with call:
+            frame: ContentFrame | None = first
+            while frame is not None:
+                match frame:
+                    case Chunk(data=data):
+                        yield event(bytes(data))
+                    case Done():
+                        yield DONE_EVENT
+                        return
+                    case Error(error=error, status=error_status):
+                        status = error_status
+                        log.warning("stream_failed", request_id=call.request.id, provider=call.provider,
+                                    status=error_status, message=error.message)
+                        yield event(error_json(error))
+                        yield DONE_EVENT
+                        return
+                    case Result(data=data):  # a backend that ignored stream=true
+                        yield event(bytes(data))
+                        yield DONE_EVENT
+                        return
+                frame = await anext(frames, None)
+            status = 502
+            yield event(error_json(ErrorBody(message="the response ended without a final frame",
+                                             type="upstream_error")))
+            yield DONE_EVENT
+    except BaseException:
+        status = 499
+        raise
+    finally:
+        state.active_connections -= 1
+        with contextlib.suppress(Exception):
+            await _record(state, call, started, status)
+
+
+async def _record(state: GatewayState, call: Call, started: float, status: int) -> None:
+    """Publish the request's story for the dashboard and logs: off the response's critical path."""
+    nc = state.nc
+    if nc is None:
+        return
+    attempts = tuple(AttemptRecord(attempt=a.attempt, provider=a.provider, worker_id=a.worker_id, status=a.status,
+                                   error=a.error, latency_s=((a.ended or time.monotonic()) - a.started))
+                     for a in call.attempts)
+    ttft = call.first_content_at - started if call.first_content_at else None
+    record = RequestRecord(request_id=call.request.id, client_request_id=call.request.client_request_id,
+                           model=call.request.model, kind=call.request.kind, stream=call.request.stream,
+                           status=status, cache_hit=False, latency_s=time.monotonic() - started, ttft_s=ttft,
+                           attempts=attempts, at=time.time())
+    await nc.publish(subjects.REQUEST_EVENTS, encode(record))  # type: ignore[attr-defined]
+

@@ -1,0 +1,28 @@
+"""Reading a request body with a size limit that holds before the body is all read."""
+
+from __future__ import annotations
+
+from fastapi import Request
+
+from shared.errors import BadRequest, PayloadTooLarge
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise BadRequest("Content-Length is not a number") from None
+        if size > limit:
+            raise PayloadTooLarge(f"the request body is {size} bytes; the limit is {limit}")
+    parts: list[bytes] = []
+    received = 0
+    async for part in request.stream():
+        received += len(part)
+        if received > limit:  # chunked uploads announce no length: count as they arrive
+            raise PayloadTooLarge(f"the request body exceeds the limit of {limit} bytes")
+        parts.append(part)
+    if not received:
+        raise BadRequest("the request body is empty")
+    return parts[0] if len(parts) == 1 else b"".join(parts)

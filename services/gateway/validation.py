@@ -1,0 +1,75 @@
+"""Checking an OpenAI request body before it goes on the bus. Pure: bytes in, request out.
+
+Only what the gateway needs is checked (model, stream, the payload the endpoint requires);
+everything else passes through to the backend untouched, but for the gateway's own fields,
+which are removed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from shared.config import GatewaySettings
+from shared.errors import BadRequest
+from shared.messages import RequestKind
+
+GATEWAY_FIELDS = ("capability", "cache", "fallbacks")
+_decode = msgspec.json.decode
+
+
+@dataclass(frozen=True)
+class ParsedRequest:
+    kind: RequestKind
+    model: str
+    stream: bool
+    body: dict[str, Any]  # what the backend receives
+    capability: str | None
+    cache: Any  # LiteLLM's `cache` field ({"no-cache": true}), for the cache policy
+
+
+def _require(condition: bool, message: str, param: str) -> None:
+    if not condition:
+        raise BadRequest(message, param=param)
+
+
+def parse(kind: RequestKind, raw: bytes, limits: GatewaySettings) -> ParsedRequest:
+    try:
+        body = _decode(raw)
+    except msgspec.DecodeError as e:
+        raise BadRequest(f"the request body is not valid JSON: {e}") from None
+    _require(isinstance(body, dict), "the request body must be a JSON object", "body")
+    model = body.get("model")
+    _require(isinstance(model, str) and bool(model.strip()), "'model' is required and must be a non-empty string",
+             "model")
+    stream = body.get("stream", False)
+    _require(isinstance(stream, bool), "'stream' must be a boolean", "stream")
+    if kind == "embedding":
+        _require(not stream, "embeddings cannot be streamed", "stream")
+    if kind == "chat":
+        messages = body.get("messages")
+        _require(isinstance(messages, list) and len(messages) > 0, "'messages' must be a non-empty array",
+                 "messages")
+        _require(len(messages) <= limits.max_messages, f"at most {limits.max_messages} messages are allowed",
+                 "messages")
+        for i, message in enumerate(messages):
+            _require(isinstance(message, dict) and isinstance(message.get("role"), str),
+                     f"messages[{i}] must be an object with a string 'role'", f"messages[{i}]")
+    elif kind == "completion":
+        _require("prompt" in body and isinstance(body["prompt"], str | list), "'prompt' is required", "prompt")
+    else:
+        _require("input" in body and isinstance(body["input"], str | list) and body["input"] != [],
+                 "'input' must be a string or a non-empty array", "input")
+    options = body.get("stream_options")
+    _require(options is None or isinstance(options, dict), "'stream_options' must be an object", "stream_options")
+    for name in ("max_tokens", "max_completion_tokens", "n"):
+        value = body.get(name)
+        _require(value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 1),
+                 f"'{name}' must be a positive integer", name)
+    capability = body.pop("capability", None)
+    _require(capability is None or isinstance(capability, str), "'capability' must be a string", "capability")
+    cache = body.pop("cache", None)
+    body.pop("fallbacks", None)
+    return ParsedRequest(kind, model, stream, body, capability, cache)

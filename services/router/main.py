@@ -1,0 +1,25 @@
+"""`aiub router`: the routing service as a process."""
+
+from __future__ import annotations
+
+import asyncio
+
+from services.router.service import Router
+from shared import bus, logs
+from shared.config import Config
+from shared.health_view import HealthView
+
+log = logs.get("router")
+
+
+async def serve(config: Config, nats_url: str | None, stop: asyncio.Event) -> None:
+    nc, _ = await bus.connect("aiub-router", nats_url)
+    view = HealthView()
+    await view.start(nc.jetstream())
+    router = Router(nc, config, view)
+    await router.start()
+    log.info("router_ready")
+    await stop.wait()
+    await nc.drain()
+    await router.wait_idle()
+    await view.stop()

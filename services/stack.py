@@ -1,0 +1,188 @@
+"""`aiub up`: NATS (unless $NATS_URL), then every service as a supervised child process.
+
+A child that dies is restarted with a growing delay (a crash loop does not spin the CPU);
+SIGINT or SIGTERM stops all of them, gateway first so no new work arrives, NATS last. Each
+child also dies with this process (PR_SET_PDEATHSIG): a `kill -9` of `aiub up` leaves no orphan.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import yaml
+
+from shared.config import Config
+from shared.embedded_nats import EmbeddedNats, free_port, wait_for_port
+from shared.processes import die_with_parent
+
+SIMULATED_TYPES = {"ollama": "ollama", "openai_compatible": "openai", "vllm": "openai", "llama_cpp": "openai"}
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    next_start: float = 0.0
+    started_at: float = field(default=0.0)
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(self.argv, env=self.env, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                                        preexec_fn=die_with_parent)
+        self.started_at = time.monotonic()
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+def _aiub(*args: str) -> list[str]:
+    return [sys.executable, "-m", "services", *args]
+
+
+def _demo_config(config: Config, state_dir: Path, children: list[Child], env: dict[str, str]) -> Path:
+    """Start a simulator per local provider and write a config that points the providers at them."""
+    providers_yaml = {}
+    for name, spec in config.providers.items():
+        entry = spec.model_dump(mode="json", exclude_defaults=True)
+        flavor = SIMULATED_TYPES.get(spec.type)
+        if flavor is not None and spec.status == "active":
+            port = free_port()
+            models = sorted({spec.backend_model(m) for m in spec.models} or {"demo-model"})
+            children.append(Child(f"simulator-{name}", _aiub("simulator", "--flavor", flavor, "--port", str(port),
+                                                             "--models", ",".join(models), "--ttft-ms", "20",
+                                                             "--itl-ms", "5"),
+                                  env, state_dir / f"simulator-{name}.log"))
+            entry["base_url"] = f"http://127.0.0.1:{port}"
+        else:
+            entry["status"] = "disabled"
+        providers_yaml[name] = entry
+    demo_dir = state_dir / "demo-config"
+    demo_dir.mkdir(parents=True, exist_ok=True)
+    (demo_dir / "providers.yaml").write_text(yaml.safe_dump({"providers": providers_yaml}, sort_keys=False))
+    (demo_dir / "model-mappings.yaml").write_text(
+        yaml.safe_dump(config.mappings.model_dump(mode="json", exclude_defaults=True), sort_keys=False))
+    (demo_dir / "aiub.yaml").write_text(
+        yaml.safe_dump(config.runtime.model_dump(mode="json", exclude_defaults=True), sort_keys=False))
+    return demo_dir
+
+
+def _report_backends(config: Config) -> None:
+    for name, spec in config.providers.items():
+        if spec.status != "active" or spec.probe_path is None:
+            continue
+        root = spec.base_url[:-3] if spec.base_url.endswith("/v1") else spec.base_url
+        try:
+            httpx.get(root + spec.probe_path, timeout=1.0, trust_env=False)
+            print(f"  backend  {name:<18} {spec.base_url}  reachable")
+        except httpx.HTTPError:
+            print(f"  backend  {name:<18} {spec.base_url}  NOT reachable (requests to it fail over or get 503)")
+
+
+def run_stack(config: Config, args: argparse.Namespace) -> int:
+    state_dir = Path(args.state_dir).resolve()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+
+    nats: EmbeddedNats | None = None
+    nats_url = args.nats or os.environ.get("NATS_URL")
+    if not nats_url:
+        nats = EmbeddedNats(state_dir / "nats").start()
+        nats_url = nats.url
+    env = {**os.environ, "NATS_URL": nats_url, "PYTHONUNBUFFERED": "1"}
+    children: list[Child] = []
+    config_dir = str(config.directory)
+    if args.demo:
+        config_dir = str(_demo_config(config, state_dir, children, env))
+    common = ["--config", config_dir, "--log-level", args.log_level]
+    children.append(Child("router", _aiub("router", *common), env, state_dir / "router.log"))
+    children.append(Child("health", _aiub("health", *common), env, state_dir / "health.log"))
+    for name, spec in config.providers.items():
+        if spec.status == "active":
+            children.append(Child(f"worker-{name}", _aiub("worker", "--provider", name, *common), env,
+                                  state_dir / f"worker-{name}.log"))
+    gateway = Child("gateway", _aiub("gateway", "--host", args.host, "--port", str(args.port), *common), env,
+                    state_dir / "gateway.log")
+    children.append(gateway)
+    try:
+        for child in children:
+            child.start()
+        wait_for_port(args.host if args.host != "0.0.0.0" else "127.0.0.1", args.port, 30.0, gateway.process)
+        _wait_ready(f"http://127.0.0.1:{args.port}/ready", 30.0)
+        print(f"aiub is up: http://{args.host}:{args.port}/v1   (NATS {nats_url}{', embedded' if nats else ''})")
+        for child in children:
+            print(f"  {child.name:<26} pid {child.process.pid if child.process else '-':<8} log {child.log_path}")
+        if not args.demo:
+            _report_backends(config)
+        print("Ctrl-C stops everything.", flush=True)
+        _supervise(children, stop)
+    except (RuntimeError, TimeoutError) as e:
+        print(f"aiub up failed: {e}\nsee the logs in {state_dir}", file=sys.stderr)
+        return 1
+    finally:
+        _stop_all(children)
+        if nats is not None:
+            nats.stop()
+    return 0
+
+
+def _wait_ready(url: str, deadline_s: float) -> None:
+    give_up_at = time.monotonic() + deadline_s
+    while time.monotonic() < give_up_at:
+        try:
+            if httpx.get(url, timeout=1.0, trust_env=False).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(f"the gateway was not ready within {deadline_s:g}s")
+
+
+def _supervise(children: list[Child], stop: threading.Event) -> None:
+    while not stop.wait(0.2):
+        now = time.monotonic()
+        for child in children:
+            if child.alive():
+                continue
+            if child.next_start == 0.0:
+                code = child.process.returncode if child.process else None
+                delay = min(30.0, 0.5 * 2 ** min(child.restarts, 6))
+                if now - child.started_at > 60:
+                    delay, child.restarts = 0.5, 0
+                child.next_start = now + delay
+                print(f"  {child.name} exited ({code}); restarting in {delay:g}s", flush=True)
+            elif now >= child.next_start:
+                child.restarts += 1
+                child.next_start = 0.0
+                child.start()
+
+
+def _stop_all(children: list[Child]) -> None:
+    # Gateway first (no new requests), then routers and workers, simulators last.
+    order = sorted(children, key=lambda c: (c.name != "gateway", c.name.startswith("simulator")))
+    for child in order:
+        if child.alive() and child.process:
+            child.process.terminate()
+    give_up_at = time.monotonic() + 10
+    for child in order:
+        if child.process is None:
+            continue
+        try:
+            child.process.wait(max(0.1, give_up_at - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.process.kill()
+            child.process.wait()

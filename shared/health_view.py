@@ -1,0 +1,89 @@
+"""A live, read-only copy of provider states from the `aiub_health` KV bucket.
+
+Routers and the dashboard hold one. A watcher delivers the current value of every key at
+start (so a process started after a transition knows the state at once), then each update.
+The health service refreshes a heartbeat key; when it is older than `stale_after_s`, the last
+known states are kept, and reported as stale.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+import msgspec
+from nats.js import JetStreamContext
+from nats.js.errors import BucketNotFoundError
+from nats.js.kv import KeyValue
+
+from shared import logs, subjects
+from shared.messages import ProviderState, state_decoder
+
+log = logs.get("health_view")
+
+
+class Heartbeat(msgspec.Struct, frozen=True, kw_only=True):
+    leader: str
+    at: float
+
+
+heartbeat_decoder = msgspec.json.Decoder(Heartbeat)
+
+
+async def open_bucket(js: JetStreamContext) -> KeyValue:
+    try:
+        return await js.key_value(subjects.HEALTH_BUCKET)
+    except BucketNotFoundError:
+        # Creating with the same config is idempotent, so whoever starts first may create it.
+        return await js.create_key_value(bucket=subjects.HEALTH_BUCKET, history=1,
+                                         description="aiub provider states (writer: health service)")
+
+
+class HealthView:
+    def __init__(self, stale_after_s: float = 10.0) -> None:
+        self.states: dict[str, ProviderState] = {}
+        self.heartbeat: Heartbeat | None = None
+        self.stale_after_s = stale_after_s
+        self.updates = 0
+        self._task: asyncio.Task[None] | None = None
+        self.changed = asyncio.Event()
+
+    @property
+    def stale(self) -> bool:
+        return self.heartbeat is None or time.time() - self.heartbeat.at > self.stale_after_s
+
+    async def start(self, js: JetStreamContext) -> None:
+        kv = await open_bucket(js)
+        watcher = await kv.watchall()
+        self._task = asyncio.create_task(self._follow(watcher))
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _follow(self, watcher: KeyValue.KeyWatcher) -> None:
+        async for entry in watcher:
+            if entry is None:  # end of the initial values
+                continue
+            try:
+                self._apply(entry.key, entry.value, entry.operation)
+            except (msgspec.ValidationError, msgspec.DecodeError) as e:
+                log.warning("health_entry_unreadable", key=entry.key, error=str(e))
+
+    def _apply(self, key: str, value: bytes | None, operation: str | None) -> None:
+        self.updates += 1
+        if key == subjects.HEALTH_HEARTBEAT_KEY:
+            self.heartbeat = heartbeat_decoder.decode(value) if value else None
+        elif key.startswith("_"):
+            return
+        elif operation in ("DEL", "PURGE") or not value:
+            self.states.pop(key, None)
+        else:
+            state = state_decoder.decode(value)
+            previous = self.states.get(key)
+            if previous is None or state.seq >= previous.seq:
+                self.states[key] = state
+        self.changed.set()

@@ -1,0 +1,217 @@
+"""Wire messages on the bus: msgspec Structs, JSON-encoded, readable with `nats sub`.
+
+Rules (see DESIGN.md, "NATS protocol"):
+- Structs are frozen and keyword-only; every field added later gets a default, and unknown
+  fields are ignored on decode, so old and new services can share a bus.
+- Frames sent to a caller's inbox form one tagged union (`type` field), decoded by one
+  decoder and dispatched with `match`.
+- OpenAI payloads produced by a worker (`Chunk.data`, `Result.data`) travel as `msgspec.Raw`:
+  the gateway writes those bytes to the client without decoding and re-encoding them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+RequestKind = Literal["chat", "completion", "embedding"]
+
+
+class InferenceRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """One client request as the gateway (or any NATS client) publishes it to the routers."""
+
+    id: str
+    attempt: str
+    kind: RequestKind
+    model: str
+    body: dict[str, Any]
+    stream: bool = False
+    deadline: float = 0.0  # wall-clock epoch seconds; 0 = none
+    excluded: tuple[str, ...] = ()  # providers already tried for this request
+    capability: str | None = None
+    client_request_id: str | None = None  # the client's x-request-id: logged, never a subject
+    attempt_number: int = 1
+
+
+class WorkOrder(msgspec.Struct, frozen=True, kw_only=True):
+    """What a router sends to `aiub.work.<provider>`: the request, where to stream, the target."""
+
+    request: InferenceRequest
+    reply_inbox: str
+    provider: str
+    backend_model: str
+    routed_by: str = "exact"
+
+
+class Accepted(msgspec.Struct, frozen=True, kw_only=True, tag="accepted"):
+    attempt: str
+    seq: int
+    provider: str
+    worker_id: str
+    control: str  # subject on which the serving worker listens for `Cancel`
+
+
+class Busy(msgspec.Struct, frozen=True, kw_only=True, tag="busy"):
+    """A worker's reply to a router: every slot and the bounded queue are full."""
+
+    attempt: str
+    seq: int
+    provider: str
+    worker_id: str
+
+
+class Chunk(msgspec.Struct, frozen=True, kw_only=True, tag="chunk"):
+    attempt: str
+    seq: int
+    data: msgspec.Raw  # one OpenAI chunk object (chat.completion.chunk / text_completion)
+
+
+class Result(msgspec.Struct, frozen=True, kw_only=True, tag="result"):
+    attempt: str
+    seq: int
+    data: msgspec.Raw  # the whole OpenAI response object, or `null` after `ResultPart`s
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class ResultPart(msgspec.Struct, frozen=True, kw_only=True, tag="result_part"):
+    """A slice of a result too large for one NATS message; the `Result` that follows ends it."""
+
+    attempt: str
+    seq: int
+    data: bytes
+
+
+class Heartbeat(msgspec.Struct, frozen=True, kw_only=True, tag="heartbeat"):
+    attempt: str
+    seq: int
+
+
+class Done(msgspec.Struct, frozen=True, kw_only=True, tag="done"):
+    attempt: str
+    seq: int
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class ErrorBody(msgspec.Struct, frozen=True, kw_only=True):
+    """OpenAI's error object, as the client sees it."""
+
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class Error(msgspec.Struct, frozen=True, kw_only=True, tag="error"):
+    attempt: str
+    seq: int
+    status: int
+    error: ErrorBody
+    retryable: bool = False
+    retry_after: float | None = None
+    provider: str | None = None
+
+
+Frame = Accepted | Busy | Chunk | Result | ResultPart | Heartbeat | Done | Error
+
+
+class Cancel(msgspec.Struct, frozen=True, kw_only=True):
+    attempt: str
+    reason: Literal["client_gone", "deadline"]
+
+
+OutcomeKind = Literal[
+    "ok", "client_error", "server_error", "rate_limited", "timeout", "connection", "truncated",
+    "cancelled", "deadline",
+]
+
+
+class Outcome(msgspec.Struct, frozen=True, kw_only=True):
+    """A worker's account of one attempt, for the health service, the routers and dashboards."""
+
+    provider: str
+    model: str
+    request_id: str
+    attempt: str
+    worker_id: str
+    kind: OutcomeKind
+    status: int = 200
+    latency_s: float = 0.0
+    ttft_s: float | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    retry_after: float | None = None
+    at: float = 0.0
+
+    @property
+    def upstream_failure(self) -> bool:
+        """Failures that speak about the provider's health: never a client's 4xx or a cancel."""
+        return self.kind in ("server_error", "timeout", "connection", "truncated", "deadline")
+
+
+class LoadReport(msgspec.Struct, frozen=True, kw_only=True):
+    """Absolute counts, so one lost report costs nothing: the next one replaces it."""
+
+    provider: str
+    worker_id: str
+    in_flight: int
+    queued: int
+    capacity: int
+    queue_capacity: int
+    at: float
+
+
+StateName = Literal["active", "degraded", "unavailable", "cooldown"]
+
+
+class ProviderState(msgspec.Struct, frozen=True, kw_only=True):
+    provider: str
+    state: StateName = "active"
+    previous: StateName | None = None
+    reason: str = ""
+    since: float = 0.0
+    seq: int = 0
+    admit_fraction: float = 1.0
+    open_until: float | None = None
+
+    @property
+    def routable(self) -> bool:
+        return self.state != "unavailable" and self.admit_fraction > 0.0
+
+
+class AttemptRecord(msgspec.Struct, frozen=True, kw_only=True):
+    attempt: str
+    provider: str | None
+    worker_id: str | None
+    status: int
+    error: str | None = None
+    latency_s: float = 0.0
+
+
+class RequestRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """The gateway's account of one client request, published when it ends."""
+
+    request_id: str
+    client_request_id: str | None
+    model: str
+    kind: RequestKind
+    stream: bool
+    status: int
+    cache_hit: bool
+    latency_s: float
+    ttft_s: float | None
+    attempts: tuple[AttemptRecord, ...] = ()
+    at: float = 0.0
+
+
+frame_decoder = msgspec.json.Decoder(Frame)
+request_decoder = msgspec.json.Decoder(InferenceRequest)
+work_decoder = msgspec.json.Decoder(WorkOrder)
+cancel_decoder = msgspec.json.Decoder(Cancel)
+outcome_decoder = msgspec.json.Decoder(Outcome)
+load_decoder = msgspec.json.Decoder(LoadReport)
+state_decoder = msgspec.json.Decoder(ProviderState)
+record_decoder = msgspec.json.Decoder(RequestRecord)
+encode = msgspec.json.Encoder().encode

@@ -1,0 +1,65 @@
+"""Every NATS subject and queue group, defined once.
+
+Builders validate each token: a token with `.`, `*`, `>`, whitespace or CR/LF would change
+which subscribers a message reaches, so input that could come from a client never shapes a
+subject. Provider keys come from config and are validated at load time with the same rule.
+"""
+
+from __future__ import annotations
+
+import re
+
+PREFIX = "aiub"
+REQUESTS = f"{PREFIX}.requests"
+ROUTER_QUEUE = "router"
+REQUEST_EVENTS = f"{PREFIX}.events.request"
+OUTCOME_ALL = f"{PREFIX}.events.outcome.*"
+LOAD_ALL = f"{PREFIX}.load.*"
+HEALTH_BUCKET = "aiub_health"
+HEALTH_HEARTBEAT_KEY = "_heartbeat"
+HEALTH_LEADER_KEY = "_leader"
+
+_BAD_TOKEN = re.compile(r"[.*>\s]")
+
+
+class InvalidSubjectToken(ValueError):
+    pass
+
+
+def token(value: str) -> str:
+    """Return `value` if it is safe as one subject token, else raise."""
+    if not value or _BAD_TOKEN.search(value) or not value.isprintable():
+        raise InvalidSubjectToken(f"not a valid subject token: {value!r}")
+    return value
+
+
+def work(provider: str) -> str:
+    return f"{PREFIX}.work.{token(provider)}"
+
+
+def worker_queue(provider: str) -> str:
+    return f"worker.{token(provider)}"
+
+
+def outcome(provider: str) -> str:
+    return f"{PREFIX}.events.outcome.{token(provider)}"
+
+
+def load(provider: str) -> str:
+    return f"{PREFIX}.load.{token(provider)}"
+
+
+def control(worker_id: str) -> str:
+    return f"{PREFIX}.control.{token(worker_id)}"
+
+
+def inbox_prefix(process_id: str) -> str:
+    return f"_INBOX.{token(process_id)}"
+
+
+def inbox(process_id: str, attempt: str) -> str:
+    return f"{inbox_prefix(process_id)}.{token(attempt)}"
+
+
+def last_token(subject: str) -> str:
+    return subject.rpartition(".")[2]
