@@ -1,0 +1,40 @@
+"""Shared fixtures: a NATS server per test module, and real services on real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import nats
+import pytest
+
+from shared import subjects
+from shared.embedded_nats import EmbeddedNats
+
+
+async def _forget_health_state(url: str) -> None:
+    nc = await nats.connect(url)
+    with contextlib.suppress(Exception):
+        await nc.jetstream().delete_key_value(subjects.HEALTH_BUCKET)
+    await nc.close()
+
+
+@pytest.fixture(scope="module")
+def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A private nats-server (JetStream on) per module, so stacks never share subjects.
+
+    With NATS_URL set, that server is used instead, and the health state a previous module
+    left in it is removed first."""
+    external = os.environ.get("NATS_URL")
+    if external:
+        asyncio.run(_forget_health_state(external))
+        yield external
+        return
+    server = EmbeddedNats(Path(tmp_path_factory.mktemp("nats"))).start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
