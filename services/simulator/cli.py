@@ -1,0 +1,47 @@
+"""Command line for the simulator: ``python -m services.simulator`` and ``aiub simulator``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from services.simulator.knobs import Knobs, merge
+from services.simulator.server import DEFAULT_MODELS, SimulatorSettings, run
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--flavor", choices=("ollama", "openai"), required=True,
+                        help="wire format to speak: Ollama native (+ /v1) or OpenAI/vLLM")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True, help="0 picks a free port")
+    parser.add_argument("--models", default=None,
+                        help="comma-separated model names (default: "
+                             + "; ".join(f"{k}: {','.join(v)}" for k, v in DEFAULT_MODELS.items())
+                             + ")")
+    defaults = Knobs()
+    parser.add_argument("--tokens", type=int, default=defaults.tokens,
+                        help="tokens per reply; max_tokens / num_predict caps it")
+    parser.add_argument("--ttft-ms", type=float, default=defaults.ttft_ms,
+                        help="delay before the first token")
+    parser.add_argument("--itl-ms", type=float, default=defaults.itl_ms,
+                        help="delay between tokens")
+    parser.add_argument("--error-rate", type=float, default=defaults.error_rate,
+                        help="fraction of model requests answered with --error-status")
+    parser.add_argument("--error-status", type=int, default=defaults.error_status)
+    parser.add_argument("--retry-after", type=float, default=None,
+                        help="Retry-After seconds sent with injected 429 and 503")
+    parser.add_argument("--seed", type=int, default=None, help="seed for error injection")
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        knobs = merge(Knobs(), {
+            "tokens": args.tokens, "ttft_ms": args.ttft_ms, "itl_ms": args.itl_ms,
+            "error_rate": args.error_rate, "error_status": args.error_status,
+            "retry_after": getattr(args, "retry_after", None)})
+    except ValueError as exc:
+        print(f"simulator: {exc}", file=sys.stderr)
+        return 2
+    models = tuple(m.strip() for m in (args.models or "").split(",") if m.strip())
+    run(SimulatorSettings(args.flavor, models, knobs, args.seed), args.host, args.port)
+    return 0
