@@ -39,9 +39,9 @@ class Child:
     started_at: float = field(default=0.0)
 
     def start(self) -> None:
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(self.argv, env=self.env, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                                        preexec_fn=die_with_parent)
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(self.argv, env=self.env, stdout=log, stderr=log,
+                                            stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
         self.started_at = time.monotonic()
 
     def alive(self) -> bool:

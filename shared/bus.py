@@ -85,7 +85,7 @@ async def _connect_retrying(url: str, initial_deadline_s: float = 30.0, **option
     give_up_at = loop.time() + initial_deadline_s
     while True:
         try:
-            return await nats.connect(servers=[url], **options)  # type: ignore[arg-type]
+            return await nats.connect(servers=[url], **options)
         except (OSError, NoServersError, TimeoutError) as e:
             if loop.time() >= give_up_at:
                 raise

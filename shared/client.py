@@ -216,7 +216,7 @@ class Call:
         self._live = None
 
     async def _attempt_frames(self, info: AttemptInfo,
-                              queue: asyncio.Queue[Frame | _NoResponders]) -> AsyncIterator[Frame]:
+                              queue: asyncio.Queue[Frame | _NoResponders]) -> AsyncIterator[ContentFrame]:
         """Frames of one attempt, in order, ending with Done, Result or Error (synthesised on a deadline)."""
         deadlines = self._client.deadlines
         now = time.monotonic()
@@ -267,7 +267,7 @@ class Call:
                 case Result() if parts:
                     yield msgspec.structs.replace(frame, data=msgspec.Raw(b"".join(parts)))
                     return
-                case _:
+                case Chunk() | Result() | Done():
                     yield frame
 
     def _deadline_error(self, info: AttemptInfo, stage: str) -> Error:

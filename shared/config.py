@@ -54,10 +54,43 @@ class ModelSpec(_Strict):
 
 
 class HealthCheckSpec(_Strict):
+    """Active probe and circuit-breaker settings of one provider (services/health/README.md)."""
+
     interval_s: float = Field(default=60.0, gt=0)
     timeout_s: float = Field(default=5.0, gt=0)
     attempts: int = Field(default=3, ge=1)
     enabled: bool = True
+    failure_threshold: int = Field(default=3, ge=1)  # upstream failures within failure_window_s open the circuit
+    failure_window_s: float = Field(default=60.0, gt=0)
+    open_s: float = Field(default=300.0, gt=0)  # first open period; each reopening multiplies it by open_growth
+    open_growth: float = Field(default=2.0, ge=1)
+    max_open_s: float = Field(default=3600.0, gt=0)
+    trial_timeout_s: float = Field(default=30.0, gt=0)  # the one trial inference after an open period
+    ramp: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)  # admit_fraction steps in cooldown
+    ramp_successes: int = Field(default=5, ge=1)  # successes at one step before the next
+    rate_limited_s: float = Field(default=10.0, gt=0)  # a 429 without Retry-After removes the provider this long
+    latency_min_samples: int = Field(default=10, ge=1)  # successes before latency can mark it degraded
+    baseline_window: int = Field(default=50, ge=2)  # samples the slow (baseline) latency average spans
+    recent_window: int = Field(default=5, ge=1)  # samples the fast (recent) latency average spans
+    degraded_factor: float = Field(default=3.0, gt=1)  # recent > factor x baseline (and min_s above it)
+    degraded_min_s: float = Field(default=0.5, ge=0)
+    recover_factor: float = Field(default=1.5, ge=1)  # recent < factor x baseline: back to active
+    slow_probe_s: float = Field(default=2.0, gt=0)  # a passing probe slower than this marks it degraded
+
+    @field_validator("ramp")
+    @classmethod
+    def _ramp_rises_to_one(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if not value or value[-1] != 1.0 or any(not 0 < f <= 1 for f in value) or list(value) != sorted(set(value)):
+            raise ValueError("must rise strictly within (0, 1] and end at 1.0, e.g. [0.1, 0.25, 0.5, 1.0]")
+        return value
+
+    @model_validator(mode="after")
+    def _recovery_below_degradation(self) -> HealthCheckSpec:
+        if self.recover_factor >= self.degraded_factor:
+            raise ValueError("recover_factor must be below degraded_factor")
+        if self.max_open_s < self.open_s:
+            raise ValueError("max_open_s must be at least open_s")
+        return self
 
 
 class ProviderSpec(_Strict):

@@ -67,9 +67,9 @@ class EmbeddedNats:
             f"max_payload: {MAX_PAYLOAD}\n"
             f'jetstream {{ store_dir: "{self.state_dir / "jetstream"}" }}\n'
         )
-        log = (self.state_dir / "nats-server.log").open("ab")
-        self.process = subprocess.Popen([server_binary(), "-c", str(conf)], stdout=log, stderr=log,
-                                        stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
+        with (self.state_dir / "nats-server.log").open("ab") as log:
+            self.process = subprocess.Popen([server_binary(), "-c", str(conf)], stdout=log, stderr=log,
+                                            stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
         wait_for_port("127.0.0.1", self.port, deadline_s, self.process)
         return self
 

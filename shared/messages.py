@@ -174,7 +174,11 @@ class ProviderState(msgspec.Struct, frozen=True, kw_only=True):
     since: float = 0.0
     seq: int = 0
     admit_fraction: float = 1.0
-    open_until: float | None = None
+    open_until: float | None = None  # epoch seconds: unavailable until then (a 429's Retry-After, or the open period)
+    opened: int = 0  # consecutive open periods since the provider was last active: sets the next one's length
+    resume: StateName | None = None  # set while unavailable only for a 429: the state to return to afterwards
+    probe_latency_s: float | None = None  # the last passing active probe
+    probed_at: float | None = None
 
     @property
     def routable(self) -> bool:

@@ -19,6 +19,7 @@ import httpx
 import yaml
 
 from shared.embedded_nats import free_port, wait_for_port
+from shared.processes import die_with_parent
 
 
 def wait_until(condition: Callable[[], bool], deadline_s: float, what: str, interval_s: float = 0.02) -> None:
@@ -33,9 +34,9 @@ class Process:
     def __init__(self, name: str, argv: list[str], env: dict[str, str], log_path: Path) -> None:
         self.name = name
         self.log_path = log_path
-        self._log = log_path.open("ab")
-        self.popen = subprocess.Popen(argv, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-                                      stdin=subprocess.DEVNULL)
+        with log_path.open("ab") as log:
+            self.popen = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                          stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
 
     @property
     def alive(self) -> bool:
@@ -57,7 +58,6 @@ class Process:
             except subprocess.TimeoutExpired:
                 self.popen.kill()
                 self.popen.wait()
-        self._log.close()
 
 
 class Simulator:

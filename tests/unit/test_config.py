@@ -1,0 +1,79 @@
+from pathlib import Path
+
+import pytest
+
+from shared.config import ConfigError, load_config
+
+SHIPPED = Path(__file__).resolve().parents[2] / "config"
+
+
+def write(root: Path, providers: str, mappings: str = "{}\n", runtime: str | None = None) -> Path:
+    (root / "providers.yaml").write_text(providers)
+    (root / "model-mappings.yaml").write_text(mappings)
+    if runtime is not None:
+        (root / "aiub.yaml").write_text(runtime)
+    return root
+
+
+def test_shipped_config_loads_and_maps_public_to_backend_names() -> None:
+    config = load_config(SHIPPED)
+    assert {"ollama", "llama_cpp_python", "llama_cpp_native", "vllm"} <= set(config.providers)
+    assert config.providers["vllm"].backend_model("qwen-coder") == "Qwen/Qwen2.5-Coder-7B-Instruct-AWQ"
+    assert config.providers["ollama"].base_url.endswith(":11434")
+    assert config.providers["ollama"].probe_path == "/api/tags"
+    assert "llama3.1:8b" in config.public_models()
+
+
+def test_unknown_key_names_file_and_path(tmp_path: Path) -> None:
+    write(tmp_path, "providers:\n  vllm:\n    type: vllm\n    base_url: http://x\n    max_concurency: 3\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path)
+    message = str(caught.value)
+    assert "providers.yaml" in message
+    assert "providers.vllm.max_concurency" in message
+    assert "unknown key" in message
+
+
+def test_wrong_type_names_the_key(tmp_path: Path) -> None:
+    write(tmp_path, "providers:\n  vllm: {type: nope, base_url: 'http://x'}\n")
+    with pytest.raises(ConfigError, match=r"providers\.vllm\.type"):
+        load_config(tmp_path)
+
+
+def test_provider_key_must_be_a_subject_token(tmp_path: Path) -> None:
+    write(tmp_path, "providers:\n  'a.b': {type: vllm, base_url: 'http://x'}\n")
+    with pytest.raises(ConfigError, match="may not contain"):
+        load_config(tmp_path)
+
+
+def test_mapping_to_an_unknown_provider_is_refused(tmp_path: Path) -> None:
+    write(tmp_path, "providers:\n  vllm: {type: vllm, base_url: 'http://x'}\n",
+          "exact_matches:\n  m: {provider: olama}\n")
+    expected = r"model-mappings\.yaml: exact_matches\.m\.provider: unknown provider 'olama'"
+    with pytest.raises(ConfigError, match=expected):
+        load_config(tmp_path)
+
+
+def test_environment_references_expand_and_missing_ones_are_named(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    write(tmp_path, "providers:\n  v: {type: vllm, base_url: '${V_URL:-http://fallback:1}'}\n")
+    assert load_config(tmp_path).providers["v"].base_url == "http://fallback:1"
+    monkeypatch.setenv("V_URL", "http://set:2")
+    assert load_config(tmp_path).providers["v"].base_url == "http://set:2"
+    write(tmp_path, "providers:\n  v: {type: vllm, base_url: '${NOT_SET_ANYWHERE}'}\n")
+    with pytest.raises(ConfigError, match="NOT_SET_ANYWHERE"):
+        load_config(tmp_path)
+
+
+def test_bad_yaml_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="file not found"):
+        load_config(tmp_path)
+    write(tmp_path, "providers: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(tmp_path)
+
+
+def test_runtime_deadlines_are_configurable(tmp_path: Path) -> None:
+    write(tmp_path, "providers: {}\n", runtime="deadlines: {accepted_s: 0.5, idle_s: 3}\n")
+    deadlines = load_config(tmp_path).runtime.deadlines
+    assert (deadlines.accepted_s, deadlines.idle_s, deadlines.first_token_s) == (0.5, 3, 60)
