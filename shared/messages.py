@@ -32,6 +32,9 @@ class InferenceRequest(msgspec.Struct, frozen=True, kw_only=True):
     capability: str | None = None
     client_request_id: str | None = None  # the client's x-request-id: logged, never a subject
     attempt_number: int = 1
+    # Context-window fallbacks taken so far, one per `context_length_exceeded` error: the router
+    # maps it to a model with a larger window from `context_window_fallbacks`.
+    context_fallback: int = 0
 
 
 class WorkOrder(msgspec.Struct, frozen=True, kw_only=True):
@@ -93,6 +96,7 @@ class Done(msgspec.Struct, frozen=True, kw_only=True, tag="done"):
     seq: int
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    provider: str | None = None  # who answered
 
 
 class ErrorBody(msgspec.Struct, frozen=True, kw_only=True):
@@ -102,6 +106,11 @@ class ErrorBody(msgspec.Struct, frozen=True, kw_only=True):
     type: str
     param: str | None = None
     code: str | None = None
+
+
+# `ErrorBody.code` of a backend's "the prompt does not fit the model's context window": the
+# caller retries on a larger-context model (`context_window_fallbacks`), not another provider.
+CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
 
 
 class Error(msgspec.Struct, frozen=True, kw_only=True, tag="error"):
