@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, ValidationError, field_validator, model_validator
 
 from shared.subjects import InvalidSubjectToken, token
 
@@ -214,9 +214,52 @@ class Deadlines(_Strict):
     retry_budget: int = Field(default=2, ge=0)  # extra attempts after the first
 
 
+class RedisSettings(_Strict):
+    """Redis for the cache, virtual keys and rate limits; the URL comes from the environment only."""
+
+    url_env: str = "REDIS_URL"  # unset or empty: in-process cache and limits, keys in a file
+    socket_timeout_s: float = Field(default=0.1, gt=0)  # redis-py has no timeout by default: a slow Redis is down
+    connect_timeout_s: float = Field(default=0.2, gt=0)
+    retry_after_s: float = Field(default=1.0, gt=0)  # after a failure, bypass Redis this long, then try again
+    prefix: str = "aiub:"
+
+    def url(self) -> str | None:
+        return os.environ.get(self.url_env) or None
+
+
+class CacheSettings(_Strict):
+    enabled: bool = True
+    ttl_s: float = Field(default=3600.0, gt=0)
+    model_ttl_s: dict[str, NonNegativeFloat] = {}  # per public model name; 0 = never cache that model
+    max_entries: int = Field(default=10_000, gt=0)  # the in-process LRU's bound
+    max_entry_bytes: int = Field(default=1024 * 1024, gt=0)  # larger answers are not stored
+
+
+class AuthSettings(_Strict):
+    master_key_env: str = "AIUB_MASTER_KEY"  # the env var holding the master key; never the key itself
+    keys_file: str | None = None  # virtual keys without Redis; default <state dir>/keys.json
+    min_master_key_chars: int = Field(default=16, ge=8)
+
+    def master_key(self) -> str | None:
+        return os.environ.get(self.master_key_env) or None
+
+
+class ModelLimits(_Strict):
+    rpm: int | None = Field(default=None, gt=0)  # per key and model
+    tpm: int | None = Field(default=None, gt=0)
+    max_tokens: int | None = Field(default=None, gt=0)  # cap; also the default when a request names none
+
+
+class LimitSettings(_Strict):
+    models: dict[str, ModelLimits] = {}
+    max_header_bytes: int = Field(default=32 * 1024, gt=0)  # request line plus headers; beyond: 431
+    max_headers: int = Field(default=100, gt=0)
+
+
 class GatewaySettings(_Strict):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     max_messages: int = Field(default=2048, gt=0)
+    cors_origins: tuple[str, ...] = ()  # CORS is off unless origins are listed
 
 
 class WorkerSettings(_Strict):
@@ -229,6 +272,10 @@ class RuntimeFile(_Strict):
     deadlines: Deadlines = Deadlines()
     gateway: GatewaySettings = GatewaySettings()
     worker: WorkerSettings = WorkerSettings()
+    redis: RedisSettings = RedisSettings()
+    cache: CacheSettings = CacheSettings()
+    auth: AuthSettings = AuthSettings()
+    limits: LimitSettings = LimitSettings()
 
 
 class Config(BaseModel):
