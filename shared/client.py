@@ -34,7 +34,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.nuid import NUID
 
-from shared import subjects
+from shared import subjects, tracing
 from shared.config import Deadlines
 from shared.messages import (
     Accepted,
@@ -133,7 +133,7 @@ class InferenceClient:
 
     async def _publish(self, request: InferenceRequest) -> None:
         inbox = subjects.inbox(self._process_id, request.attempt)
-        await self._nc.publish(subjects.REQUESTS, encode(request), reply=inbox)
+        await self._nc.publish(subjects.REQUESTS, encode(request), reply=inbox, headers=tracing.headers(request))
 
     async def _cancel(self, control: str, attempt: str, reason: str) -> None:
         try:

@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from services.gateway import validation
 from services.gateway.body import read_body
 from services.gateway.request_ids import client_request_id, client_timeout
-from shared import bus, logs, subjects
+from shared import bus, logs, subjects, tracing
 from shared.client import Call, ContentFrame, InferenceClient, new_id
 from shared.config import Config
 from shared.errors import AiubError, error_json
@@ -97,8 +97,10 @@ def create_app(config: Config, nats_url: str | None = None) -> FastAPI:
         echo_id = client_request_id(request.headers.get("x-request-id"))
         request_id = new_id()
         response_id = echo_id or request_id
+        tracing.bind(response_id)  # every log line of this request carries the id the client sees
         raw = await read_body(request, config.runtime.gateway.max_body_bytes)
         parsed = validation.parse(kind, raw, config.runtime.gateway)
+        log.debug("request_received", model=parsed.model, kind=kind, stream=parsed.stream)
         client = state.client
         if client is None or not state.bus_health.connected:
             return _error_response(503, ErrorBody(message="the gateway is not connected to NATS",
