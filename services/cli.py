@@ -35,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, text in (("router", "the routing service"), ("health", "the health service")):
         _common(commands.add_parser(name, help=text))
+    commands.choices["router"].add_argument("--metrics-port", type=int, default=None,
+                                            help="serve Prometheus /metrics on this port (default: not served)")
 
     worker = commands.add_parser("worker", help="serve one or more providers")
     _common(worker)
@@ -79,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "router":
         from services.router.main import serve as router
 
-        return run_until_signalled(lambda stop: router(config, args.nats, stop))
+        return run_until_signalled(lambda stop: router(config, args.nats, stop, args.metrics_port))
     if args.command == "health":
         from services.health.main import serve as health
 

@@ -16,6 +16,9 @@ What it guarantees (DESIGN.md, "A request's life", step 4):
 - Fallback: a retryable error before any content reached the consumer is retried with a new
   attempt id and the failed provider excluded, within `retry_budget`. Frames of an older
   attempt are dropped. After the first content frame, a failure is an `Error` frame.
+- Context-window fallback: a backend's `context_length_exceeded` before any content is retried
+  (same budget) with `context_fallback` + 1, and the router picks a larger-context model from
+  `context_window_fallbacks`; when it has none, the caller gets the backend's own error.
 - Leaving the `async with` early (the consumer went away) sends `Cancel(client_gone)` to the
   worker serving the attempt.
 """
@@ -37,6 +40,7 @@ from nats.nuid import NUID
 from shared import subjects, tracing
 from shared.config import Deadlines
 from shared.messages import (
+    CONTEXT_LENGTH_EXCEEDED,
     Accepted,
     Busy,
     Cancel,
@@ -176,6 +180,8 @@ class Call:
     async def _frames(self) -> AsyncIterator[ContentFrame]:
         excluded = list(self.request.excluded)
         retries_left = self._client.deadlines.retry_budget
+        context_fallback = self.request.context_fallback
+        too_long: Error | None = None  # the backend's context-length error, if we moved on from one
         while True:
             info = AttemptInfo(attempt=new_id())
             self.attempts.append(info)
@@ -183,6 +189,7 @@ class Call:
             self._live = info
             request = msgspec.structs.replace(
                 self.request, attempt=info.attempt, excluded=tuple(excluded), attempt_number=len(self.attempts),
+                context_fallback=context_fallback,
             )
             await self._client._publish(request)
             final: Error | None = None
@@ -199,16 +206,23 @@ class Call:
                     return
             assert final is not None
             info.status, info.error = final.status, final.error.message
-            retry = (final.retryable and self.first_content_at is None and retries_left > 0
+            context_retry = final.error.code == CONTEXT_LENGTH_EXCEEDED and final.provider is not None
+            retry = ((final.retryable or context_retry) and self.first_content_at is None and retries_left > 0
                      and final.provider is not None and time.monotonic() < self._deadline)
             if info.control and final.status == 504:
                 await self._client._cancel(info.control, info.attempt, "deadline")
             self._finish(info)
             if not retry:
-                yield final
+                # The router's "no larger model" says less than the backend's own error did.
+                no_larger = final.provider is None and final.error.code == CONTEXT_LENGTH_EXCEEDED
+                yield too_long if too_long is not None and no_larger else final
                 return
             retries_left -= 1
-            excluded.append(final.provider)  # type: ignore[arg-type]
+            if context_retry:
+                context_fallback += 1
+                too_long = final
+            else:
+                excluded.append(final.provider)  # type: ignore[arg-type]
 
     def _finish(self, info: AttemptInfo) -> None:
         info.ended = time.monotonic()

@@ -1,81 +1,247 @@
-"""Which providers may serve a request, in the order to try them. Pure: no I/O, no clock.
+"""Which providers may serve a request, in the order to try them. Pure and deterministic.
 
-Order (the spec's `route_request`): exact model name → pattern (glob, most specific wins) →
-capability → load balancing among the candidates → `default_provider`. The fallback chain
-for the model follows the chosen candidates. Providers already tried (`excluded`), disabled
-in config, or not routable by health state are dropped; a provider in `cooldown` is kept
-only for the `admit_fraction` of draws the health service publishes.
+Inputs: the config, provider states (health KV), the load view and usage statistics, the
+request (model, capability, providers already tried, context fallbacks taken), the strategies'
+memory (`Balancer`), one random draw and the time. Output: a `Plan` (targets in order) or a
+reasoned refusal.
+
+Order (the spec's `route_request`):
+1. exact model name: `load_balancing.<model>` (a pool with a strategy) or `exact_matches.<model>`;
+2. a `capability:<name>` alias as the model name (before patterns, which `*:*` would otherwise
+   swallow);
+3. patterns (glob; the most specific wins);
+4. the request's `capability` field;
+5. the providers whose `models` in providers.yaml list the model;
+6. `default_provider`; else 404 `model_not_found` at once.
+The matched pool is ranked by its strategy (`strategies`), then the model's fallback chain
+follows in its configured order. Dropped, with the reason kept for the refusal: providers
+already tried, disabled, `unavailable`, in `cooldown` and not admitted by this draw (the
+health service publishes `admit_fraction`), or, for capability routing, with no model that
+has the capability.
+
+Context-window fallbacks: after the n-th `context_length_exceeded`, the request routes the
+n-th model of `context_window_fallbacks.<model>` among those whose context window (from
+providers.yaml) is larger than the model's own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
-from shared.config import Config
-from shared.messages import ProviderState
+from services.router.load import LoadView
+from services.router.stats import UsageStats
+from services.router.strategies import Balancer, Candidate, rank
+from shared.config import CapabilityRoute, Config, Strategy
+from shared.messages import CONTEXT_LENGTH_EXCEEDED, InferenceRequest, ProviderState
 
 RoutedBy = Literal["exact", "pattern", "capability", "load_balancing", "default"]
+CAPABILITY_ALIAS = "capability:"
+
+
+@dataclass(frozen=True)
+class Target:
+    provider: str
+    model: str  # the public model this provider runs: differs from the request's for aliases and context fallbacks
+    backend_model: str
+    fallback: bool = False  # from the fallback chain rather than the matched pool
+
+
+@dataclass(frozen=True)
+class Refusal:
+    status: int  # 404 no route, 503 nothing available, 400 no larger context window
+    code: str
+    message: str
 
 
 @dataclass(frozen=True)
 class Plan:
-    """The candidates in order, and what matched; empty `candidates` means refuse."""
-
-    candidates: tuple[str, ...]
+    targets: tuple[Target, ...]
     routed_by: RoutedBy | None
-    strategy: str | None = None
-    refusal: str | None = None  # why nothing can serve, for the client's error message
-    not_found: bool = False  # no rule matches the model at all (404), as opposed to all down (503)
+    strategy: Strategy | None = None
+    refusal: Refusal | None = None
+    skipped: tuple[str, ...] = ()  # "provider (reason)" for each candidate dropped
+
+    @property
+    def candidates(self) -> tuple[str, ...]:
+        return tuple(t.provider for t in self.targets)
+
+    @property
+    def not_found(self) -> bool:
+        return self.refusal is not None and self.refusal.status == 404
 
 
-def _matched(config: Config, model: str, capability: str | None) -> tuple[tuple[str, ...], RoutedBy, str | None] | None:
+@dataclass(frozen=True)
+class _Match:
+    pool: tuple[str, ...]
+    routed_by: RoutedBy
+    group: str  # the rule's name: the strategies' memory is per rule
+    strategy: Strategy = "round_robin"
+    weights: Mapping[str, float] = field(default_factory=dict)
+    capability: CapabilityRoute | None = None
+    capability_name: str | None = None
+
+
+def _match(config: Config, model: str, capability: str | None) -> _Match | Refusal | None:
     mappings = config.mappings
     balanced = mappings.load_balancing.get(model)
     if balanced is not None:
-        return balanced.providers, "load_balancing", balanced.strategy
+        return _Match(balanced.providers, "load_balancing", f"lb:{model}", balanced.strategy, balanced.weights)
     exact = mappings.exact_matches.get(model)
     if exact is not None:
-        return (exact.provider,), "exact", None
+        return _Match((exact.provider,), "exact", f"exact:{model}")
+    if model.startswith(CAPABILITY_ALIAS):
+        name = model[len(CAPABILITY_ALIAS):]
+        route = mappings.capabilities.get(name)
+        if route is None:
+            known = ", ".join(CAPABILITY_ALIAS + c for c in mappings.capabilities) or "none configured"
+            return Refusal(404, "model_not_found", f"unknown capability {name!r} (known: {known})")
+        return _Match(route.providers, "capability", f"capability:{name}", route.strategy, capability=route,
+                      capability_name=name)
     patterns = sorted((p for p in mappings.patterns if p.matches(model)), key=lambda p: p.specificity, reverse=True)
     if patterns:
-        return patterns[0].targets, "pattern", None
+        return _Match(patterns[0].targets, "pattern", f"pattern:{patterns[0].pattern}")
     if capability is not None and capability in mappings.capabilities:
         route = mappings.capabilities[capability]
-        return route.providers, "capability", route.strategy
+        return _Match(route.providers, "capability", f"capability:{capability}", route.strategy, capability=route,
+                      capability_name=capability)
+    serving = tuple(name for name, spec in config.providers.items() if model in spec.models)
+    if serving:
+        return _Match(serving, "load_balancing", f"served:{model}")
     if mappings.default_provider is not None:
-        return (mappings.default_provider,), "default", None
+        return _Match((mappings.default_provider,), "default", "default")
     return None
 
 
-def plan(config: Config, model: str, *, capability: str | None = None, excluded: Sequence[str] = (),
-         states: Mapping[str, ProviderState] | None = None, admit_draw: float = 0.0) -> Plan:
-    """Candidates for `model`. `admit_draw` in [0, 1) is the random draw cooldown admission uses."""
-    matched = _matched(config, model, capability)
+def context_window(config: Config, model: str) -> int | None:
+    """The largest context window any provider declares for `model`."""
+    windows = [window for spec in config.providers.values()
+               if model in spec.models and (window := spec.models[model].context_window) is not None]
+    return max(windows) if windows else None
+
+
+def context_chain(config: Config, model: str) -> tuple[str, ...]:
+    """`model`, then its context-window fallbacks that are larger (a window not declared counts as larger)."""
+    own = context_window(config, model)
+    larger = []
+    for candidate in config.mappings.context_window_fallbacks.get(model, ()):
+        window = context_window(config, candidate)
+        if own is None or window is None or window > own:
+            larger.append(candidate)
+    return (model, *larger)
+
+
+def _capability_model(config: Config, provider: str, model: str, route: CapabilityRoute, name: str,
+                      alias: bool) -> str | None:
+    """The model `provider` runs for a capability request, or None if it has none with the capability."""
+    models = config.providers[provider].models
+    if not alias and model in models:
+        return model
+    for preferred in route.preferred_models:
+        if preferred in models:
+            return preferred
+    tagged = sorted((m for m, spec in models.items() if name in spec.capabilities),
+                    key=lambda m: -models[m].quality_rank)
+    if tagged:
+        return tagged[0]
+    return model if not alias and not models else None
+
+
+def _priority_order(config: Config) -> tuple[str, ...]:
+    custom = config.mappings.custom_strategies.get("quality_first")
+    # The spec writes entries like "vllm (13B+)": the provider key is the first word.
+    return tuple(entry.split()[0] for entry in custom.priority_order if entry.split()) if custom else ()
+
+
+def _unroutable(config: Config, name: str, excluded: Sequence[str], state: ProviderState | None,
+                admit_draw: float) -> str | None:
+    """Why `name` may not take this attempt, or None."""
+    provider = config.providers.get(name)
+    if name in excluded:
+        return "already tried"
+    if provider is None or provider.status == "disabled":
+        return "disabled"
+    if state is not None and not state.routable:
+        return state.state
+    if state is not None and state.admit_fraction < 1.0 and admit_draw >= state.admit_fraction:
+        return f"{state.state}, not admitted"
+    return None
+
+
+def decide(config: Config, request: InferenceRequest, *, states: Mapping[str, ProviderState], load: LoadView,
+           usage: UsageStats, balancer: Balancer, admit_draw: float, now: float) -> Plan:
+    """The targets for this attempt of `request`. `admit_draw` in [0, 1) gates cooldown admission."""
+    chain = context_chain(config, request.model)
+    if request.context_fallback >= len(chain):
+        tried = ", ".join(repr(m) for m in chain)
+        return Plan((), None, refusal=Refusal(400, CONTEXT_LENGTH_EXCEEDED,
+                                              f"the request does not fit the context window of {tried}, and "
+                                              f"context_window_fallbacks names no larger model"))
+    model = chain[request.context_fallback]
+    matched = _match(config, model, request.capability)
+    if isinstance(matched, Refusal):
+        return Plan((), None, refusal=matched)
     if matched is None:
-        return Plan((), None, refusal=f"no route for model {model!r} and no default_provider is set",
-                    not_found=True)
-    primary, routed_by, strategy = matched
-    ordered: dict[str, None] = dict.fromkeys(primary)
-    ordered.update(dict.fromkeys(config.mappings.fallback_chains.get(model, ())))
-    states = states or {}
+        return Plan((), None, refusal=Refusal(404, "model_not_found", f"no route for model {model!r} (no exact "
+                                              "match, pattern, capability or provider serves it) and no "
+                                              "default_provider is set"))
+    rule: _Match = matched
+    alias = model.startswith(CAPABILITY_ALIAS)
     skipped: list[str] = []
-    chosen: list[str] = []
-    for name in ordered:
-        provider = config.providers.get(name)
-        state = states.get(name)
-        if name in excluded:
-            skipped.append(f"{name} (already tried)")
-        elif provider is None or provider.status == "disabled":
-            skipped.append(f"{name} (disabled)")
-        elif state is not None and not state.routable:
-            skipped.append(f"{name} ({state.state})")
-        elif state is not None and state.admit_fraction < 1.0 and admit_draw >= state.admit_fraction:
-            skipped.append(f"{name} ({state.state}, not admitted)")
-        else:
-            chosen.append(name)
-    if not chosen:
-        return Plan((), routed_by, strategy, refusal=f"no provider available for {model!r}: tried "
-                    + ", ".join(skipped))
-    return Plan(tuple(chosen), routed_by, strategy)
+    seen: set[str] = set()
+
+    def admit(name: str) -> str | None:
+        """The model `name` would run, or None (the reason goes to `skipped`) when it may not serve."""
+        seen.add(name)
+        reason = _unroutable(config, name, request.excluded, states.get(name), admit_draw)
+        served = None
+        if reason is None:
+            served = model if rule.capability is None else _capability_model(
+                config, name, model, rule.capability, rule.capability_name or "", alias)
+            if served is None:
+                reason = f"no model with capability {rule.capability_name!r}"
+        if reason is not None:
+            skipped.append(f"{name} ({reason})")
+        return served
+
+    pool: dict[str, tuple[Candidate, str]] = {}
+    for name in dict.fromkeys(rule.pool):
+        served = admit(name)
+        if served is not None:
+            pool[name] = (_candidate(config, name, served, rule.weights.get(name, 1.0), states, load, usage, now),
+                          served)
+    ranked = rank(rule.strategy, balancer, rule.group, [c for c, _ in pool.values()], _priority_order(config))
+    targets = [_target(config, c.provider, pool[c.provider][1], False) for c in ranked]
+    for name in config.mappings.fallback_chains.get(model, ()):
+        if name not in seen and (served := admit(name)) is not None:
+            targets.append(_target(config, name, served, True))
+    if not targets:
+        return Plan((), rule.routed_by, rule.strategy, skipped=tuple(skipped), refusal=Refusal(
+            503, "no_provider_available", f"no provider available for {model!r}: " + ", ".join(skipped)))
+    return Plan(tuple(targets), rule.routed_by, rule.strategy, skipped=tuple(skipped))
+
+
+def _candidate(config: Config, name: str, model: str, weight: float, states: Mapping[str, ProviderState],
+               load: LoadView, usage: UsageStats, now: float) -> Candidate:
+    spec = config.providers[name]
+    model_spec = spec.models.get(model)
+    state = states.get(name)
+    seen = load.load(name, now)
+    return Candidate(
+        provider=name, weight=weight, degraded=state is not None and state.state == "degraded",
+        cost=model_spec.cost_per_1k_tokens if model_spec else 0.0,
+        quality=model_spec.quality_rank if model_spec else 0,
+        busy=None if seen is None else float(seen.busy),
+        capacity=seen.capacity if seen is not None and seen.capacity > 0 else spec.max_concurrency,
+        latency_s=usage.latency(name, now), success_rate=usage.success_rate(name, now),
+    )
+
+
+def _target(config: Config, provider: str, model: str, fallback: bool) -> Target:
+    backend = config.providers[provider].backend_model(model)
+    exact = config.mappings.exact_matches.get(model)
+    if exact is not None and exact.backend_model and exact.provider == provider:
+        backend = exact.backend_model
+    return Target(provider, model, backend, fallback)
+

@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import asyncio
 
+from prometheus_client import CollectorRegistry
+
 from services.router.service import Router
-from shared import bus, logs
+from shared import bus, logs, metrics
 from shared.config import Config
 from shared.health_view import HealthView
 
 log = logs.get("router")
 
 
-async def serve(config: Config, nats_url: str | None, stop: asyncio.Event) -> None:
+async def serve(config: Config, nats_url: str | None, stop: asyncio.Event, metrics_port: int | None = None) -> None:
+    registry = CollectorRegistry()
+    served_on = metrics.serve(registry, metrics_port)
     nc, _ = await bus.connect("aiub-router", nats_url)
     view = HealthView()
     await view.start(nc.jetstream())
-    router = Router(nc, config, view)
+    router = Router(nc, config, view, metrics.RouterMetrics(registry))
     await router.start()
-    log.info("router_ready")
+    log.info("router_ready", metrics_port=served_on)
     await stop.wait()
     await nc.drain()
     await router.wait_idle()

@@ -1,53 +1,116 @@
 """The router: takes `InferenceRequest`s from `aiub.requests` and hands each to a worker.
 
-Thin shell over `decision.plan`: provider states come from the health KV bucket, and the
-dispatch is a NATS request to `aiub.work.<provider>`, answered at once by `Accepted` or
-`Busy`. No responders or `Busy` → the next candidate immediately; nothing left → an `Error`
-frame to the caller's inbox. Each message gets its own task: the NATS callback never awaits
-a dispatch, so one slow worker cannot stall the subscription.
+Thin shell over `decision.decide`. Its inputs are rebuilt from what every router hears, so
+two replicas decide alike: provider states from the health KV bucket, load from the workers'
+`LoadReport`s on `aiub.load.*`, latency and success from `Outcome`s on
+`aiub.events.outcome.*` (both fan-out subscriptions, not queue groups). Dispatch is a NATS
+request to `aiub.work.<provider>`, answered at once by `Accepted` or `Busy`. No responders
+(no worker running) or `Busy` → the next target immediately; nothing left → an `Error` frame
+to the caller's inbox. Each request gets its own task: the NATS callback never awaits a
+dispatch, so one slow worker cannot stall the subscription.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
-from typing import Any
+import time
+from collections.abc import Callable
 
 import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
+from prometheus_client import CollectorRegistry
 
-from services.router.decision import plan
-from shared import logs, subjects
+from services.router.decision import Plan, RoutedBy, decide
+from services.router.load import LoadView
+from services.router.stats import UsageStats
+from services.router.strategies import Balancer
+from shared import logs, subjects, tracing
 from shared.config import Config
 from shared.health_view import HealthView
-from shared.messages import Accepted, Busy, Error, ErrorBody, WorkOrder, encode, frame_decoder, request_decoder
+from shared.messages import (
+    Accepted,
+    Busy,
+    Error,
+    ErrorBody,
+    InferenceRequest,
+    WorkOrder,
+    encode,
+    frame_decoder,
+    load_decoder,
+    outcome_decoder,
+    request_decoder,
+)
+from shared.metrics import RouterMetrics
 
 log = logs.get("router")
 
+# `router_routing_decisions{strategy}` uses the spec's names for the rule that matched.
+DECISION_LABELS: dict[RoutedBy, str] = {
+    "exact": "exact_match", "pattern": "pattern_match", "capability": "capability",
+    "load_balancing": "load_balancing", "default": "default_provider",
+}
+_PRUNE_EVERY_S = 10.0
+
 
 class Router:
-    def __init__(self, nc: Client, config: Config, health: HealthView, rng: random.Random | None = None) -> None:
+    def __init__(self, nc: Client, config: Config, health: HealthView, metrics: RouterMetrics | None = None,
+                 rng: random.Random | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self._nc = nc
         self._config = config
         self._health = health
+        self.metrics = metrics or RouterMetrics(CollectorRegistry())
         self._rng = rng or random.Random()
+        self._clock = clock
+        self.load = LoadView()
+        self.usage = UsageStats()
+        self.balancer = Balancer()
         self._tasks: set[asyncio.Task[None]] = set()
-        self.decisions: dict[str, int] = {}
+        self._subs: list[Subscription] = []
+        self._pruned_at = clock()
 
     async def start(self) -> None:
-        await self._nc.subscribe(subjects.REQUESTS, queue=subjects.ROUTER_QUEUE, cb=self._on_request)
+        # Load and outcomes first, so the first request already sees the workers.
+        self._subs.append(await self._nc.subscribe(subjects.LOAD_ALL, cb=self._on_load))
+        self._subs.append(await self._nc.subscribe(subjects.OUTCOME_ALL, cb=self._on_outcome))
+        self._subs.append(await self._nc.subscribe(subjects.REQUESTS, queue=subjects.ROUTER_QUEUE,
+                                                   cb=self._on_request))
 
     async def _on_request(self, msg: Msg) -> None:
         task = asyncio.create_task(self._route(msg.data, msg.reply))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def _on_load(self, msg: Msg) -> None:
+        try:
+            report = load_decoder.decode(msg.data)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            return
+        now = self._clock()
+        self.load.report(report, now)
+        if now - self._pruned_at > _PRUNE_EVERY_S:
+            self.load.prune(now)
+            self._pruned_at = now
+
+    async def _on_outcome(self, msg: Msg) -> None:
+        try:
+            outcome = outcome_decoder.decode(msg.data)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            return
+        self.usage.record(outcome, self._clock())
+        self.load.ended(outcome.provider, outcome.worker_id, outcome.attempt)
+
     async def wait_idle(self) -> None:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def plan(self, request: InferenceRequest) -> Plan:
+        return decide(self._config, request, states=self._health.states, load=self.load, usage=self.usage,
+                      balancer=self.balancer, admit_draw=self._rng.random(), now=self._clock())
 
     async def _route(self, data: bytes, reply: str) -> None:
         if not reply:
@@ -56,49 +119,64 @@ class Router:
         try:
             request = request_decoder.decode(data)
         except (msgspec.ValidationError, msgspec.DecodeError) as e:
-            await self._refuse(reply, "", 400, f"malformed InferenceRequest: {e}", "invalid_request_error",
-                               "bad_request")
+            await self._refuse(reply, "", 400, f"malformed InferenceRequest: {e}", "bad_request")
             return
-        decided = plan(self._config, request.model, capability=request.capability, excluded=request.excluded,
-                       states=self._health.states, admit_draw=self._rng.random())
-        if not decided.candidates:
-            status, code = (404, "model_not_found") if decided.not_found else (503, "no_provider_available")
-            log.info("request_refused", request_id=request.id, model=request.model, reason=decided.refusal)
-            await self._refuse(reply, request.attempt, status, decided.refusal or "", "invalid_request_error"
-                               if status == 404 else "service_unavailable", code)
+        tracing.bind(tracing.request_id(request))  # this task's log lines carry the client-visible id
+        decided = self.plan(request)
+        if decided.refusal is not None:
+            refusal = decided.refusal
+            log.info("request_refused", model=request.model, reason=refusal.message)
+            await self._refuse(reply, request.attempt, refusal.status, refusal.message, refusal.code)
             return
-        self.decisions[decided.routed_by or "none"] = self.decisions.get(decided.routed_by or "none", 0) + 1
-        tried: list[str] = []
+        label = DECISION_LABELS[decided.routed_by or "default"]
+        self.metrics.decisions.labels(strategy=label).inc()
+        tried: list[str] = [*decided.skipped]
         timeout = self._config.runtime.deadlines.accepted_s
-        for provider in decided.candidates:
-            order = WorkOrder(request=request, reply_inbox=reply, provider=provider,
-                              backend_model=self._config.providers[provider].backend_model(request.model),
-                              routed_by=decided.routed_by or "default")
+        for target in decided.targets:
+            routed = request if target.model == request.model else msgspec.structs.replace(request, model=target.model)
+            order = WorkOrder(request=routed, reply_inbox=reply, provider=target.provider,
+                              backend_model=target.backend_model, routed_by=decided.routed_by or "default")
             try:
-                answer = await self._nc.request(subjects.work(provider), encode(order), timeout=timeout)
+                answer = await self._nc.request(subjects.work(target.provider), encode(order), timeout=timeout,
+                                                 headers=tracing.headers(request))
             except NoRespondersError:
-                tried.append(f"{provider} (no worker running)")
+                tried.append(f"{target.provider} (no worker running)")
                 continue
             except NatsTimeout:
-                tried.append(f"{provider} (worker did not answer in {timeout:g}s)")
+                tried.append(f"{target.provider} (worker did not answer in {timeout:g}s)")
                 continue
-            reply_frame = frame_decoder.decode(answer.data)
+            try:
+                reply_frame = frame_decoder.decode(answer.data)
+            except (msgspec.ValidationError, msgspec.DecodeError):
+                tried.append(f"{target.provider} (unreadable answer)")
+                continue
             match reply_frame:
-                case Accepted():
-                    log.debug("request_routed", request_id=request.id, model=request.model, provider=provider,
-                              routed_by=decided.routed_by, attempt=request.attempt)
+                case Accepted(worker_id=worker_id):
+                    self._placed(request, decided, target.provider, worker_id)
                     return
                 case Busy():
-                    tried.append(f"{provider} (busy)")
+                    tried.append(f"{target.provider} (busy)")
                 case _:
-                    tried.append(f"{provider} (unexpected {type(reply_frame).__name__})")
+                    tried.append(f"{target.provider} (unexpected {type(reply_frame).__name__})")
         message = f"no provider could take the request for {request.model!r}: tried " + ", ".join(tried)
-        log.warning("request_unplaced", request_id=request.id, model=request.model, tried=tried)
-        await self._refuse(reply, request.attempt, 503, message, "service_unavailable", "no_provider_available",
-                           retryable=False)
+        log.warning("request_unplaced", model=request.model, tried=tried)
+        await self._refuse(reply, request.attempt, 503, message, "no_provider_available")
 
-    async def _refuse(self, reply: str, attempt: str, status: int, message: str, type_: str, code: str,
-                      **extra: Any) -> None:
-        frame = Error(attempt=attempt, seq=0, status=status, error=ErrorBody(message=message, type=type_, code=code),
-                      **extra)
+    def _placed(self, request: InferenceRequest, decided: Plan, provider: str, worker_id: str) -> None:
+        self.load.placed(provider, worker_id, request.attempt, self._clock())
+        self.metrics.distribution.labels(provider=provider).inc()
+        # The original provider of a fallback: the one the client already tried, or the one
+        # this router tried first and found busy or without a worker.
+        original = request.excluded[0] if request.excluded else decided.candidates[0]
+        if original != provider:
+            self.metrics.fallbacks.labels(original_provider=original).inc()
+            log.warning("fallback_triggered", model=request.model, original_provider=original,
+                        provider=provider, attempt=request.attempt_number)
+        log.debug("request_routed", model=request.model, provider=provider,
+                  routed_by=decided.routed_by, strategy=decided.strategy, attempt=request.attempt)
+
+    async def _refuse(self, reply: str, attempt: str, status: int, message: str, code: str) -> None:
+        self.metrics.refusals.labels(reason=code).inc()
+        type_ = "service_unavailable" if status >= 500 else "invalid_request_error"
+        frame = Error(attempt=attempt, seq=0, status=status, error=ErrorBody(message=message, type=type_, code=code))
         await self._nc.publish(reply, encode(frame))

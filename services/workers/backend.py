@@ -91,7 +91,7 @@ async def call_backend(http: httpx.AsyncClient, adapter: Adapter, spec: Provider
                 usage = translator.usage
                 if not translator.finished:
                     raise StreamBroken("the backend closed the stream before its end marker")
-                await sender.send(Done(attempt=sender.attempt, seq=sender.next_seq(),
+                await sender.send(Done(attempt=sender.attempt, seq=sender.next_seq(), provider=provider,
                                        prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens))
             else:
                 data, usage = adapter.result(order, await response.aread())

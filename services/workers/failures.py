@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from shared.messages import ErrorBody, OutcomeKind
+from shared.messages import CONTEXT_LENGTH_EXCEEDED, ErrorBody, OutcomeKind
 
 _SECRETS = re.compile(
     r"(https?://\S+|\b(?:sk|pk|rk)-[A-Za-z0-9_\-]{8,}|Bearer\s+\S+|\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b"
@@ -21,6 +21,11 @@ _SECRETS = re.compile(
     re.IGNORECASE,
 )
 _MAX_MESSAGE = 500
+# How backends say a prompt does not fit: OpenAI and vLLM "maximum context length" /
+# "maximum model length", llama.cpp "exceeds the available context size", Ollama "context
+# length", Anthropic "prompt is too long". Marked so the caller moves to a larger-context model.
+_CONTEXT_EXCEEDED = re.compile(r"context[ _-]?(?:length|window|size)|maximum model length|prompt (?:is )?too long",
+                               re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,9 @@ def from_status(provider: str, status: int, backend_message: str | None, retry_a
     if status in (408, 409):
         return Failure(status, ErrorBody(message=detail, type="upstream_error", code="upstream_transient"),
                        True, "server_error")
+    if status in (400, 413, 422) and backend_message and _CONTEXT_EXCEEDED.search(backend_message):
+        return Failure(400, ErrorBody(message=detail, type="invalid_request_error", code=CONTEXT_LENGTH_EXCEEDED),
+                       False, "client_error")
     if 400 <= status < 500:
         error_type = "invalid_request_error"
         code = "model_not_found" if status == 404 else None
