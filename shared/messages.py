@@ -219,6 +219,15 @@ class RequestRecord(msgspec.Struct, frozen=True, kw_only=True):
     at: float = 0.0
 
 
+class ModelList(msgspec.Struct, frozen=True, kw_only=True):
+    """A worker's answer on `aiub.models.<provider>`: the model names its backend serves."""
+
+    provider: str
+    models: tuple[str, ...] = ()
+    listed: bool = True  # False: this backend's API has no model list
+    error: str | None = None  # the backend could not be asked (unreachable, refused): models is empty
+
+
 frame_decoder = msgspec.json.Decoder(Frame)
 request_decoder = msgspec.json.Decoder(InferenceRequest)
 work_decoder = msgspec.json.Decoder(WorkOrder)
@@ -227,4 +236,5 @@ outcome_decoder = msgspec.json.Decoder(Outcome)
 load_decoder = msgspec.json.Decoder(LoadReport)
 state_decoder = msgspec.json.Decoder(ProviderState)
 record_decoder = msgspec.json.Decoder(RequestRecord)
+model_list_decoder = msgspec.json.Decoder(ModelList)
 encode = msgspec.json.Encoder().encode

@@ -49,6 +49,11 @@ def load(provider: str) -> str:
     return f"{PREFIX}.load.{token(provider)}"
 
 
+def models(provider: str) -> str:
+    """Request/reply: a worker of `provider` (queue group `worker_queue`) answers `ModelList`."""
+    return f"{PREFIX}.models.{token(provider)}"
+
+
 def control(worker_id: str) -> str:
     return f"{PREFIX}.control.{token(worker_id)}"
 
