@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -41,11 +42,17 @@ def build_parser() -> argparse.ArgumentParser:
     worker = commands.add_parser("worker", help="serve one or more providers")
     _common(worker)
     worker.add_argument("--provider", nargs="+", required=True, metavar="KEY")
+    worker.add_argument("--metrics-port", type=int, default=None,
+                        help="serve Prometheus /metrics on this port (0: any free port; default: not served)")
 
     from services.simulator.cli import add_arguments as simulator_arguments
 
     simulator = commands.add_parser("simulator", help="a simulated Ollama or OpenAI-compatible backend")
     simulator_arguments(simulator)
+
+    from services.logs_cli import add_arguments as logs_arguments
+
+    logs_arguments(commands.add_parser("logs", help="read the services' log files that `aiub up` writes"))
 
     validate = commands.add_parser("validate", help="check the config and report every problem")
     validate.add_argument("--config", default=None)
@@ -54,10 +61,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "metrics_port", 0) is None and os.environ.get("AIUB_METRICS_PORT"):
+        args.metrics_port = int(os.environ["AIUB_METRICS_PORT"])  # how `aiub up` and compose assign ports
     if args.command == "simulator":
         from services.simulator.cli import main as simulator_main
 
         return simulator_main(args)
+    if args.command == "logs":
+        from services.logs_cli import main as logs_main
+
+        return logs_main(args)
     logs.configure(args.command, getattr(args, "log_level", "INFO"))
     try:
         config = load_config(args.config)
@@ -88,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_until_signalled(lambda stop: health(config, args.nats, stop))
     from services.workers.main import serve as worker
 
-    return run_until_signalled(lambda stop: worker(config, args.provider, args.nats, stop))
+    return run_until_signalled(lambda stop: worker(config, args.provider, args.nats, stop, args.metrics_port))
 
 
 if __name__ == "__main__":

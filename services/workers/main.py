@@ -4,20 +4,27 @@ from __future__ import annotations
 
 import asyncio
 
+from prometheus_client import CollectorRegistry
+
 from services.workers.backend import http_client
 from services.workers.service import Worker
-from shared import bus, logs
+from shared import bus, logs, metrics
 from shared.config import Config
 
 log = logs.get("worker")
 
 
-async def serve(config: Config, providers: list[str], nats_url: str | None, stop: asyncio.Event) -> None:
+async def serve(config: Config, providers: list[str], nats_url: str | None, stop: asyncio.Event,
+                metrics_port: int | None = None) -> None:
+    """`metrics_port`: serve Prometheus `/metrics` there (0: any free port; None: not served)."""
+    registry = CollectorRegistry()
+    provider_metrics = metrics.ProviderMetrics(registry)
+    served_on = metrics.serve(registry, metrics_port)
     http = http_client(config.runtime.worker.http_transport)
     nc, _ = await bus.connect(f"aiub-worker-{'-'.join(providers)}", nats_url)
-    worker = Worker(nc, config, providers, http)
+    worker = Worker(nc, config, providers, http, metrics=provider_metrics)
     await worker.start()
-    log.info("worker_ready", providers=providers, worker_id=worker.worker_id)
+    log.info("worker_ready", providers=providers, worker_id=worker.worker_id, metrics_port=served_on)
     await stop.wait()
     await worker.stop()
     await nc.drain()

@@ -4,7 +4,9 @@ Per provider it has `max_concurrency` slots and a bounded queue; when both are f
 answers `Busy` so the router tries the next candidate at once. Otherwise it answers
 `Accepted` (to the router, and as frame 0 to the caller), calls the backend, and streams
 frames to the caller's inbox. A `Cancel` on its control subject cancels the attempt's task,
-which closes the backend connection. Every attempt ends with one `Outcome` event.
+which closes the backend connection. Every attempt ends with one `Outcome` event; metrics and
+the attempt's log line are written from it after the last frame has gone (see `telemetry`).
+Each attempt's task binds the request's id (header `Aiub-Request-Id`) into its log context.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from nats.aio.subscription import Subscription
 
 from services.workers.adapters import adapter_for
 from services.workers.backend import BackendReport, call_backend
-from shared import logs, subjects
+from services.workers.model_listing import ModelListResponder
+from services.workers.telemetry import WorkerTelemetry
+from shared import logs, subjects, tracing
 from shared.client import new_id
 from shared.config import Config
 from shared.messages import (
@@ -36,6 +40,7 @@ from shared.messages import (
     encode,
     work_decoder,
 )
+from shared.metrics import ProviderMetrics
 
 log = logs.get("worker")
 
@@ -52,6 +57,12 @@ class Slots:
 
     def __post_init__(self) -> None:
         self.semaphore = asyncio.Semaphore(self.capacity)
+
+    def queued_now(self) -> float:
+        return self.queued
+
+    def running_now(self) -> float:
+        return self.running
 
     @property
     def full(self) -> bool:
@@ -83,7 +94,7 @@ class FrameSender:
 
 class Worker:
     def __init__(self, nc: Client, config: Config, providers: list[str], http: httpx.AsyncClient,
-                 worker_id: str | None = None) -> None:
+                 worker_id: str | None = None, metrics: ProviderMetrics | None = None) -> None:
         unknown = [p for p in providers if p not in config.providers]
         if unknown:
             raise ValueError(f"unknown provider(s) {', '.join(unknown)}; configured: {', '.join(config.providers)}")
@@ -99,11 +110,15 @@ class Worker:
         self._subs: list[Subscription] = []
         self._background: list[asyncio.Task[None]] = []
         self.served = 0
+        self.telemetry = WorkerTelemetry(metrics, log)
+        for provider, slots in self.slots.items():
+            self.telemetry.watch(provider, queued=slots.queued_now, running=slots.running_now)
 
     async def start(self) -> None:
         for provider in self.providers:
             self._subs.append(await self._nc.subscribe(
                 subjects.work(provider), queue=subjects.worker_queue(provider), cb=self._on_work))
+        self._subs.extend(await ModelListResponder(self._nc, self._config, self.providers, self._http).start())
         await self._nc.subscribe(self.control_subject, cb=self._on_cancel)
         self._background.append(asyncio.create_task(self._report_load()))
 
@@ -136,7 +151,7 @@ class Worker:
         slots.queued += 1
         await msg.respond(accepted)
         await self._nc.publish(order.reply_inbox, accepted)
-        task = asyncio.create_task(self._serve(order, slots))
+        task = asyncio.create_task(self._serve(order, slots, tracing.from_headers(msg.headers, order.request)))
         self._attempts[attempt] = task
         task.add_done_callback(lambda _: self._attempts.pop(attempt, None))
 
@@ -147,10 +162,10 @@ class Worker:
             return
         task = self._attempts.get(cancel.attempt)
         if task is not None:
-            log.info("attempt_cancelled", attempt=cancel.attempt, reason=cancel.reason)
-            task.cancel(cancel.reason)
+            task.cancel(cancel.reason)  # the attempt's own task logs it, with the request's id
 
-    async def _serve(self, order: WorkOrder, slots: Slots) -> None:
+    async def _serve(self, order: WorkOrder, slots: Slots, request_id: str) -> None:
+        tracing.bind(request_id, provider=order.provider)
         sender = FrameSender(self._nc, order.reply_inbox, order.request.attempt)
         heartbeat = asyncio.create_task(self._heartbeat(sender))
         started = time.monotonic()
@@ -176,7 +191,9 @@ class Worker:
                 slots.queued -= 1
             heartbeat.cancel()
             self.served += 1
-            await self._publish_outcome(order, report, time.monotonic() - started)
+            outcome = await self._publish_outcome(order, report, time.monotonic() - started)
+            self.telemetry.record(outcome)
+            self.telemetry.log_outcome(outcome)
 
     async def _heartbeat(self, sender: FrameSender) -> None:
         interval = self._config.runtime.worker.heartbeat_s
@@ -185,7 +202,7 @@ class Worker:
             if time.monotonic() - sender.last_sent >= interval:
                 await sender.send(Heartbeat(attempt=sender.attempt, seq=sender.next_seq()))
 
-    async def _publish_outcome(self, order: WorkOrder, report: BackendReport, latency: float) -> None:
+    async def _publish_outcome(self, order: WorkOrder, report: BackendReport, latency: float) -> Outcome:
         outcome = Outcome(provider=order.provider, model=order.request.model, request_id=order.request.id,
                           attempt=order.request.attempt, worker_id=self.worker_id, kind=report.kind,
                           status=report.status, latency_s=latency, ttft_s=report.ttft_s,
@@ -193,6 +210,7 @@ class Worker:
                           retry_after=report.retry_after, at=time.time())
         with contextlib.suppress(Exception):
             await self._nc.publish(subjects.outcome(order.provider), encode(outcome))
+        return outcome
 
     async def _report_load(self) -> None:
         interval = self._config.runtime.worker.load_report_s
