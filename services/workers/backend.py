@@ -15,7 +15,7 @@ import httpx
 import msgspec
 
 from services.workers import failures
-from services.workers.adapters.base import Adapter, StreamBroken, Usage
+from services.workers.adapters.base import Adapter, InvalidRequest, StreamBroken, Usage
 from shared.config import ProviderSpec
 from shared.messages import Chunk, Done, Error, OutcomeKind, Result, ResultPart, WorkOrder
 
@@ -62,7 +62,13 @@ async def call_backend(http: httpx.AsyncClient, adapter: Adapter, spec: Provider
     provider = order.provider
     if order.request.kind not in adapter.kinds:
         return await _fail(sender, provider, failures.unsupported(provider, order.request.kind), None, Usage())
-    request = adapter.build(order, spec, spec.api_key())
+    api_key = spec.api_key()
+    if spec.requires_api_key and api_key is None:
+        return await _fail(sender, provider, failures.missing_api_key(provider, spec.env_var), None, Usage())
+    try:
+        request = adapter.build(order, spec, api_key)
+    except InvalidRequest as e:
+        return await _fail(sender, provider, failures.invalid_request(e.message, e.param), None, Usage())
     started = time.monotonic()
     ttft: float | None = None
     usage = Usage()

@@ -93,3 +93,16 @@ def truncated(provider: str, detail: str, before_first_token: bool) -> Failure:
 def unsupported(provider: str, kind: str) -> Failure:
     return Failure(400, ErrorBody(message=f"provider {provider} does not support {kind} requests",
                                   type="invalid_request_error", code="unsupported_capability"), False, "client_error")
+
+
+def invalid_request(message: str, param: str | None) -> Failure:
+    """A valid OpenAI request this provider's API cannot express (an adapter's `InvalidRequest`)."""
+    return Failure(400, ErrorBody(message=message, type="invalid_request_error", param=param), False, "client_error")
+
+
+def missing_api_key(provider: str, env_var: str | None) -> Failure:
+    # Nothing was sent, and another provider may well serve the request: retryable, and not
+    # the provider's fault, so it never opens its circuit.
+    where = f" (set {env_var})" if env_var else ""
+    return Failure(502, ErrorBody(message=f"provider {provider} has no API key configured{where}",
+                                  type="upstream_error", code="provider_auth_missing"), True, "client_error")

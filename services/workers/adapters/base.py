@@ -3,6 +3,11 @@
 An adapter never does I/O. The worker asks it for the HTTP request to send, feeds it the
 response bytes as they arrive, and asks it to turn a failed response into an OpenAI error.
 One contract suite runs against every adapter.
+
+    Exceptions an adapter raises (the worker maps each to one OpenAI error):
+    ├── UnsupportedKind   the backend has no such endpoint          → 400, not retryable
+    ├── InvalidRequest    the body cannot be said in the backend's API → 400, not retryable
+    └── StreamBroken      the backend's reply is unreadable or cut off → 502 (truncated)
 """
 
 from __future__ import annotations
@@ -16,6 +21,16 @@ from shared.messages import RequestKind, WorkOrder
 
 class UnsupportedKind(Exception):
     """The backend has no such endpoint (embeddings on Anthropic): a 400, not a 500."""
+
+
+class InvalidRequest(Exception):
+    """The request is valid OpenAI but has no translation for this backend (an image URL for
+    Ollama, `n` > 1): a 400 naming the field, never a 500 or a silently different request."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
 
 
 class StreamBroken(Exception):
@@ -60,3 +75,9 @@ class Adapter(Protocol):
 
     def error_message(self, body: bytes) -> str | None:
         """The backend's own error text, if its body has one."""
+
+    def models_request(self, provider: ProviderSpec, api_key: str | None) -> BackendRequest | None:
+        """The request that lists what the backend serves, or None if it cannot say."""
+
+    def parse_models(self, body: bytes) -> list[str]:
+        """Model names from the answer to `models_request`; StreamBroken if unreadable."""

@@ -1,0 +1,167 @@
+"""An OpenAI request said in Ollama's native API (`/api/chat`, `/api/generate`, `/api/embed`).
+
+Mapping (Ollama's own /v1 layer does the same, see ollama/openai/openai.go):
+- messages: `developer` becomes `system`; text parts join with newlines; `image_url` parts
+  become the message's base64 `images` (Ollama cannot fetch an http URL: that is a 400);
+  assistant `tool_calls` carry their arguments as objects, not JSON strings; a `tool` message
+  names its tool (`tool_name`), found from `tool_call_id` when the client did not say.
+- sampling: `temperature`, `top_p`, `seed`, `frequency_penalty`, `presence_penalty` (and the
+  llama.cpp-style `top_k`, `min_p`, `repeat_penalty`, `typical_p`), `max_tokens` /
+  `max_completion_tokens` → `num_predict`, `stop` → a list, all in `options`; a client's own
+  `options` object is the base they override.
+- `response_format`: `json_object` → `format: "json"`, `json_schema` → `format: <schema>`.
+- `tools` pass as they are (same shape); `tool_choice: "none"` drops them (Ollama has no
+  tool_choice). `keep_alive`, `think` and a native `format` pass through.
+- `stream` is always sent: Ollama streams unless told not to.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.workers.adapters.base import InvalidRequest
+from services.workers.adapters.openai_request import (
+    ImagePart,
+    content_parts,
+    max_tokens,
+    require_single_choice,
+    stop_list,
+    text_of,
+    tool_arguments,
+    tool_names_by_call_id,
+)
+
+SAMPLING = ("temperature", "top_p", "seed", "frequency_penalty", "presence_penalty", "top_k", "min_p",
+            "repeat_penalty", "typical_p")
+PASSTHROUGH = ("keep_alive", "think")
+
+
+def _options(body: dict[str, Any]) -> dict[str, Any]:
+    given = body.get("options")
+    if given is not None and not isinstance(given, dict):
+        raise InvalidRequest("'options' must be an object", "options")
+    options = dict(given or {})
+    for name in SAMPLING:
+        if body.get(name) is not None:
+            options[name] = body[name]
+    cap = max_tokens(body)
+    if cap is not None:
+        options["num_predict"] = cap
+    stop = stop_list(body)
+    if stop is not None:
+        options["stop"] = stop
+    return options
+
+
+def _format(body: dict[str, Any]) -> Any:
+    fmt = body.get("response_format")
+    if fmt is None:
+        return body.get("format")
+    kind = fmt.get("type") if isinstance(fmt, dict) else None
+    if kind == "text":
+        return body.get("format")
+    if kind == "json_object":
+        return "json"
+    if kind == "json_schema":
+        schema = fmt.get("json_schema")
+        if isinstance(schema, dict) and isinstance(schema.get("schema"), dict):
+            return schema["schema"]
+        raise InvalidRequest("response_format.json_schema.schema must be an object", "response_format")
+    raise InvalidRequest("response_format.type must be 'text', 'json_object' or 'json_schema'", "response_format")
+
+
+def _common(body: dict[str, Any], backend_model: str, stream: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {"model": backend_model, "stream": stream}
+    options = _options(body)
+    if options:
+        out["options"] = options
+    fmt = _format(body)
+    if fmt is not None:
+        out["format"] = fmt
+    for name in PASSTHROUGH:
+        if name in body:
+            out[name] = body[name]
+    return out
+
+
+def _message(message: dict[str, Any], i: int, tool_names: dict[str, str]) -> dict[str, Any]:
+    role = message.get("role")
+    out: dict[str, Any] = {"role": "system" if role == "developer" else role}
+    parts = content_parts(message.get("content"), f"messages[{i}].content")
+    out["content"] = text_of(parts)
+    images = []
+    for part in parts:
+        if isinstance(part, ImagePart):
+            if part.data is None:
+                raise InvalidRequest(f"messages[{i}].content: Ollama cannot fetch image URLs; send the image as a "
+                                     "base64 data URL", f"messages[{i}].content")
+            images.append(part.data)
+    if images:
+        out["images"] = images
+    calls = message.get("tool_calls")
+    if calls:
+        if not isinstance(calls, list):
+            raise InvalidRequest(f"messages[{i}].tool_calls must be an array", f"messages[{i}].tool_calls")
+        out["tool_calls"] = []
+        for j, call in enumerate(calls):
+            call_id, name, arguments = tool_arguments(call, f"messages[{i}].tool_calls[{j}]")
+            converted: dict[str, Any] = {"function": {"name": name, "arguments": arguments}}
+            if call_id is not None:
+                converted["id"] = call_id
+            out["tool_calls"].append(converted)
+    if role == "tool":
+        answers = message.get("tool_call_id")
+        tool_name = message.get("name") or (tool_names.get(answers) if isinstance(answers, str) else None)
+        if tool_name:
+            out["tool_name"] = tool_name
+        if isinstance(answers, str):
+            out["tool_call_id"] = answers
+    return out
+
+
+def chat_body(body: dict[str, Any], backend_model: str, stream: bool) -> dict[str, Any]:
+    require_single_choice(body)
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        raise InvalidRequest("'messages' must be an array", "messages")
+    tool_names = tool_names_by_call_id(messages)
+    out = _common(body, backend_model, stream)
+    out["messages"] = [_message(m, i, tool_names) for i, m in enumerate(messages)]
+    tools = body.get("tools")
+    if tools and body.get("tool_choice") != "none":
+        out["tools"] = tools
+    return out
+
+
+def generate_body(body: dict[str, Any], backend_model: str, stream: bool) -> dict[str, Any]:
+    require_single_choice(body)
+    prompt = body.get("prompt")
+    if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
+        prompt = prompt[0]
+    if not isinstance(prompt, str):
+        raise InvalidRequest("this provider completes one text prompt per request: 'prompt' must be a string",
+                             "prompt")
+    out = _common(body, backend_model, stream)
+    out["prompt"] = prompt
+    for name in ("suffix", "system", "raw", "images"):
+        if name in body:
+            out[name] = body[name]
+    return out
+
+
+def embed_body(body: dict[str, Any], backend_model: str) -> dict[str, Any]:
+    given = body.get("input")
+    if isinstance(given, str):
+        inputs: list[str] = [given]
+    elif isinstance(given, list) and given and all(isinstance(x, str) for x in given):
+        inputs = given
+    else:
+        raise InvalidRequest("this provider embeds text: 'input' must be a string or an array of strings "
+                             "(not token arrays)", "input")
+    out: dict[str, Any] = {"model": backend_model, "input": inputs}
+    if body.get("dimensions") is not None:
+        out["dimensions"] = body["dimensions"]
+    for name in ("truncate", "keep_alive", "options"):
+        if name in body:
+            out[name] = body[name]
+    return out
