@@ -28,11 +28,20 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--host", default="127.0.0.1", help="gateway bind address")
     up.add_argument("--demo", action="store_true", help="also start simulated backends and route to them")
     up.add_argument("--state-dir", default=".aiub", help="where NATS keeps JetStream state, and logs")
+    up.add_argument("--insecure-no-auth", action="store_true",
+                    help="let the gateway serve a non-loopback --host without a master key")
 
     gateway = commands.add_parser("gateway", help="the OpenAI-compatible HTTP gateway")
     _common(gateway)
     gateway.add_argument("--host", default="127.0.0.1")
     gateway.add_argument("--port", type=int, default=4000)
+    gateway.add_argument("--insecure-no-auth", action="store_true",
+                         help="serve a non-loopback address without a master key (anyone can call)")
+    gateway.add_argument("--state-dir", default=".aiub", help="where the virtual key file lives without Redis")
+
+    from services.gateway.keys_cli import add_arguments as keys_arguments
+
+    keys_arguments(commands.add_parser("keys", help="create, list and revoke virtual API keys"))
 
     for name, text in (("router", "the routing service"), ("health", "the health service")):
         _common(commands.add_parser(name, help=text))
@@ -83,7 +92,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "gateway":
         from services.gateway.main import serve as gateway
 
-        return gateway(config, args.host, args.port, args.nats)
+        return gateway(config, args.host, args.port, args.nats, insecure_no_auth=args.insecure_no_auth,
+                       state_dir=args.state_dir)
+    if args.command == "keys":
+        from services.gateway.keys_cli import main as keys_main
+
+        return keys_main(args, config)
     if args.command == "up":
         from services.stack import run_stack
 

@@ -115,8 +115,9 @@ def run_stack(config: Config, args: argparse.Namespace) -> int:
         if spec.status == "active":
             children.append(Child(f"worker-{name}", _aiub("worker", "--provider", name, *common), env,
                                   state_dir / f"worker-{name}.log"))
-    gateway = Child("gateway", _aiub("gateway", "--host", args.host, "--port", str(args.port), *common), env,
-                    state_dir / "gateway.log")
+    gateway_args = ["--state-dir", str(state_dir)] + (["--insecure-no-auth"] if args.insecure_no_auth else [])
+    gateway = Child("gateway", _aiub("gateway", "--host", args.host, "--port", str(args.port), *gateway_args,
+                                     *common), env, state_dir / "gateway.log")
     children.append(gateway)
     try:
         for child in children:

@@ -13,15 +13,20 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import msgspec
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
 
 from services.gateway import validation
 from services.gateway.body import read_body
+from services.gateway.cache import CachedAnswer, replay
+from services.gateway.policies import Admission, Policies
 from services.gateway.request_ids import client_request_id, client_timeout
 from shared import bus, logs, subjects, tracing
 from shared.client import Call, ContentFrame, InferenceClient, new_id
@@ -43,11 +48,12 @@ class GatewayState:
     client: InferenceClient | None = None
     bus_health: bus.BusHealth = field(default_factory=bus.BusHealth)
     active_connections: int = 0
+    policies: Policies | None = None
 
 
 def _error_response(status: int, body: ErrorBody, request_id: str | None = None,
-                    retry_after: float | None = None) -> Response:
-    headers = {}
+                    retry_after: float | None = None, extra: dict[str, str] | None = None) -> Response:
+    headers = dict(extra) if extra else {}
     if request_id:
         headers["x-request-id"] = request_id
     if retry_after is not None:
@@ -55,27 +61,42 @@ def _error_response(status: int, body: ErrorBody, request_id: str | None = None,
     return Response(error_json(body), status_code=status, media_type=JSON, headers=headers)
 
 
-def create_app(config: Config, nats_url: str | None = None) -> FastAPI:
-    state = GatewayState(config=config, nats_url=nats_url)
+EXPOSED_HEADERS = ["x-request-id", "x-aiub-cache", "retry-after"] + [
+    f"x-ratelimit-{what}-{unit}" for what in ("limit", "remaining", "reset") for unit in ("requests", "tokens")]
+
+
+def create_app(config: Config, nats_url: str | None = None, *, host: str = "127.0.0.1",
+               insecure_no_auth: bool = False, state_dir: Path = Path(".aiub")) -> FastAPI:
+    """Raises auth.StartupRefused when the bind address needs a master key and none is set."""
+    policies = Policies.build(config, host=host, insecure_no_auth=insecure_no_auth, state_dir=state_dir)
+    state = GatewayState(config=config, nats_url=nats_url, policies=policies)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         nc, state.bus_health = await bus.connect("aiub-gateway", state.nats_url, state.bus_health)
         state.nc = nc
         state.client = await InferenceClient.start(nc, config.runtime.deadlines)
-        log.info("gateway_ready", nats=nc.connected_url.netloc if nc.connected_url else None)
+        log.info("gateway_ready", nats=nc.connected_url.netloc if nc.connected_url else None, **policies.describe())
+        if policies.auth.mode == "off_insecure":
+            log.warning("auth_disabled", reason="--insecure-no-auth on a non-loopback bind: anyone can call")
         try:
             yield
         finally:
             with contextlib.suppress(Exception):
                 await nc.drain()
+            await policies.close()
 
     app = FastAPI(title="aiub", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.gateway = state
+    if config.runtime.gateway.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(config.runtime.gateway.cors_origins),
+                           allow_methods=["GET", "POST", "OPTIONS"], allow_headers=["*"],
+                           expose_headers=EXPOSED_HEADERS)
 
     @app.exception_handler(AiubError)
     async def _aiub_error(request: Request, exc: AiubError) -> Response:
-        return _error_response(exc.status, exc.body(), request.headers.get("x-request-id"), exc.retry_after)
+        return _error_response(exc.status, exc.body(), client_request_id(request.headers.get("x-request-id")),
+                               exc.retry_after, getattr(exc, "headers", None))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -98,9 +119,18 @@ def create_app(config: Config, nats_url: str | None = None) -> FastAPI:
         request_id = new_id()
         response_id = echo_id or request_id
         tracing.bind(response_id)  # every log line of this request carries the id the client sees
+        principal = await policies.auth.authenticate(request.headers.get("authorization"))
         raw = await read_body(request, config.runtime.gateway.max_body_bytes)
         parsed = validation.parse(kind, raw, config.runtime.gateway)
         log.debug("request_received", model=parsed.model, kind=kind, stream=parsed.stream)
+        admission, cached = await policies.admit(principal, parsed, raw, request.headers.get("cache-control"))
+        headers = {"x-request-id": response_id, **admission.headers}
+        if cached is not None:
+            await _record_hit(state, parsed, request_id, echo_id, started)
+            if cached.kind == "stream":
+                return Response(b"".join(replay(cached)), media_type="text/event-stream",
+                                headers={**headers, "cache-control": "no-cache"})
+            return Response(cached.body, media_type=JSON, headers=headers)
         client = state.client
         if client is None or not state.bus_health.connected:
             return _error_response(503, ErrorBody(message="the gateway is not connected to NATS",
@@ -115,14 +145,17 @@ def create_app(config: Config, nats_url: str | None = None) -> FastAPI:
         finally:
             if first is None or isinstance(first, Error | Result):
                 await call.__aexit__(None, None, None)
-        headers = {"x-request-id": response_id}
         if isinstance(first, Error):
             await _record(state, call, started, first.status)
-            return _error_response(first.status, first.error, response_id, first.retry_after)
+            return _error_response(first.status, first.error, response_id, first.retry_after, admission.headers)
         if isinstance(first, Result):
+            data = bytes(first.data)
+            await _settle(policies, admission, CachedAnswer(kind="result", body=data), first.prompt_tokens,
+                          first.completion_tokens)
             await _record(state, call, started, 200)
-            return Response(bytes(first.data), media_type=JSON, headers=headers)
-        return StreamingResponse(_relay(state, call, frames, first, started), media_type="text/event-stream",
+            return Response(data, media_type=JSON, headers=headers)
+        return StreamingResponse(_relay(state, call, frames, first, started, admission),
+                                 media_type="text/event-stream",
                                  headers={**headers, "cache-control": "no-cache", "x-accel-buffering": "no"})
 
     @app.post("/v1/chat/completions")
@@ -144,8 +177,14 @@ def create_app(config: Config, nats_url: str | None = None) -> FastAPI:
 
     @app.get("/v1/models")
     @app.get("/models", include_in_schema=False)
-    async def models() -> Response:
+    async def models(request: Request) -> Response:
+        await policies.auth.authenticate(request.headers.get("authorization"))
         return Response(models_body, media_type=JSON)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        policies.metrics.active_connections.set(state.active_connections)
+        return Response(generate_latest(policies.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/health")
     async def health() -> Response:
@@ -171,9 +210,25 @@ def _models_body(config: Config) -> bytes:
     return msgspec.json.encode({"object": "list", "data": data})
 
 
+async def _settle(policies: Policies, admission: Admission, answer: CachedAnswer | None, prompt_tokens: int,
+                  completion_tokens: int) -> None:
+    """Store the answer and charge its tokens; a failure here costs the cache entry, never the response."""
+    try:
+        await policies.settle(admission, answer, prompt_tokens, completion_tokens)
+    except Exception as e:
+        log.warning("settle_failed", error=repr(e))
+
+
 async def _relay(state: GatewayState, call: Call, frames: AsyncIterator[ContentFrame], first: ContentFrame,
-                 started: float) -> AsyncIterator[bytes]:
+                 started: float, admission: Admission) -> AsyncIterator[bytes]:
     status = 200
+    policies = state.policies
+    assert policies is not None
+    # The chunks are kept for the cache only while they fit in one entry.
+    storing = admission.mode is not None and admission.mode.write
+    limit = state.config.runtime.cache.max_entry_bytes
+    kept: list[bytes] = []
+    kept_bytes = 0
     state.active_connections += 1
     try:
         async with call:
@@ -181,8 +236,18 @@ async def _relay(state: GatewayState, call: Call, frames: AsyncIterator[ContentF
             while frame is not None:
                 match frame:
                     case Chunk(data=data):
-                        yield event(bytes(data))
-                    case Done():
+                        payload = bytes(data)
+                        if storing:
+                            kept.append(payload)
+                            kept_bytes += len(payload)
+                            storing = kept_bytes <= limit
+                            if not storing:
+                                kept.clear()
+                        yield event(payload)
+                    case Done(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens):
+                        # Settled before [DONE] reaches the client: its next request already sees the entry.
+                        answer = CachedAnswer(kind="stream", chunks=tuple(kept)) if storing else None
+                        await _settle(policies, admission, answer, prompt_tokens, completion_tokens)
                         yield DONE_EVENT
                         return
                     case Error(error=error, status=error_status):
@@ -193,7 +258,10 @@ async def _relay(state: GatewayState, call: Call, frames: AsyncIterator[ContentF
                         yield DONE_EVENT
                         return
                     case Result(data=data):  # a backend that ignored stream=true
-                        yield event(bytes(data))
+                        payload = bytes(data)
+                        answer = CachedAnswer(kind="stream", chunks=(payload,)) if storing else None
+                        await _settle(policies, admission, answer, frame.prompt_tokens, frame.completion_tokens)
+                        yield event(payload)
                         yield DONE_EVENT
                         return
                 frame = await anext(frames, None)
@@ -208,6 +276,18 @@ async def _relay(state: GatewayState, call: Call, frames: AsyncIterator[ContentF
         state.active_connections -= 1
         with contextlib.suppress(Exception):
             await _record(state, call, started, status)
+
+
+async def _record_hit(state: GatewayState, parsed: validation.ParsedRequest, request_id: str,
+                      client_request_id: str | None, started: float) -> None:
+    nc = state.nc
+    if nc is None:
+        return
+    record = RequestRecord(request_id=request_id, client_request_id=client_request_id, model=parsed.model,
+                           kind=parsed.kind, stream=parsed.stream, status=200, cache_hit=True,
+                           latency_s=time.monotonic() - started, ttft_s=None, at=time.time())
+    with contextlib.suppress(Exception):
+        await nc.publish(subjects.REQUEST_EVENTS, encode(record))  # type: ignore[attr-defined]
 
 
 async def _record(state: GatewayState, call: Call, started: float, status: int) -> None:

@@ -1,0 +1,114 @@
+"""`aiub keys create|list|revoke`: manage virtual keys in the store the gateway reads.
+
+That store is Redis when `REDIS_URL` is set (as for the gateway), else `<state dir>/keys.json`
+or `auth.keys_file`. A new key is printed once; only its hash is stored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from services.gateway import keys
+from services.gateway.key_store import KeyStore, KeyStoreUnavailable
+from services.gateway.policies import key_store
+from services.gateway.redis_link import RedisLink
+from shared.config import Config
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=None)
+    parser.add_argument("--state-dir", default=".aiub", help="where the key file lives without Redis")
+    actions = parser.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", help="make a key; it is printed once")
+    create.add_argument("--name", default="", help="a label for `list`")
+    create.add_argument("--models", nargs="+", default=[], metavar="MODEL",
+                        help="models (or globs) the key may use; comma- or space-separated; default: all")
+    create.add_argument("--rpm", type=int, default=None, help="requests per minute")
+    create.add_argument("--tpm", type=int, default=None, help="tokens per minute (prompt + completion)")
+    create.add_argument("--expires", default="never", help="30d, 12h, 90m, an ISO date, or never")
+    create.add_argument("--json", action="store_true")
+    listing = actions.add_parser("list", help="every key: id, status, limits (never the key)")
+    listing.add_argument("--json", action="store_true")
+    revoke = actions.add_parser("revoke", help="revoke a key by id; it stops working at once")
+    revoke.add_argument("key_id")
+
+
+def _when(epoch: float | None) -> str:
+    return "-" if epoch is None else datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _summary(record: keys.KeyRecord, now: float) -> dict[str, Any]:
+    return {"id": record.id, "name": record.name, "status": keys.status(record, now), "models": list(record.models),
+            "rpm": record.rpm, "tpm": record.tpm, "created": _when(record.created_at),
+            "expires": _when(record.expires_at), "revoked": _when(record.revoked_at)}
+
+
+async def _run(args: argparse.Namespace, store: KeyStore) -> int:
+    now = time.time()
+    if args.action == "create":
+        models = tuple(m for part in args.models for m in part.split(",") if m)
+        for name, value in (("--rpm", args.rpm), ("--tpm", args.tpm)):
+            if value is not None and value <= 0:
+                print(f"aiub keys: {name} must be positive", file=sys.stderr)
+                return 2
+        try:
+            expires_at = keys.parse_expiry(args.expires, now)
+        except ValueError as e:
+            print(f"aiub keys: --expires: {e}", file=sys.stderr)
+            return 2
+        key, record = keys.new_key(now, name=args.name, models=models, rpm=args.rpm, tpm=args.tpm,
+                                   expires_at=expires_at)
+        await store.put(record)
+        if args.json:
+            print(json.dumps({"key": key, **_summary(record, now)}))
+        else:
+            print(key)
+            print(f"id {record.id}: store the key now; it is not shown again", file=sys.stderr)
+        return 0
+    if args.action == "list":
+        records = await store.all()
+        rows = [_summary(r, now) for r in records]
+        if args.json:
+            print(json.dumps(rows))
+            return 0
+        print(f"{'id':<13} {'status':<8} {'rpm':>6} {'tpm':>8} {'expires':<21} {'name':<16} models")
+        for row in rows:
+            print(f"{row['id']:<13} {row['status']:<8} {row['rpm'] or '-':>6} {row['tpm'] or '-':>8} "
+                  f"{row['expires']:<21} {row['name']:<16} {','.join(row['models']) or '*'}")
+        return 0
+    found = await store.get(args.key_id)
+    if found is None:
+        print(f"aiub keys: no key with id {args.key_id!r}", file=sys.stderr)
+        return 1
+    if found.revoked_at is None:
+        await store.put(msgspec.structs.replace(found, revoked_at=now))
+    print(f"revoked {found.id}")
+    return 0
+
+
+def main(args: argparse.Namespace, config: Config) -> int:
+    async def run() -> int:
+        settings = config.runtime.redis
+        url = settings.url()
+        # A command-line tool can wait longer for Redis than a request can.
+        link = RedisLink(url, settings.model_copy(update={"socket_timeout_s": 5.0, "connect_timeout_s": 5.0})) \
+            if url else None
+        try:
+            return await _run(args, key_store(config.runtime, link, Path(args.state_dir)))
+        except KeyStoreUnavailable as e:
+            print(f"aiub keys: the key store is unavailable: {e}", file=sys.stderr)
+            return 1
+        finally:
+            if link is not None:
+                await link.close()
+
+    return asyncio.run(run())
