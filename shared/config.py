@@ -17,6 +17,7 @@ from typing import Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, ValidationError, field_validator, model_validator
 
+from shared.litellm_import import LiteLLMImportError, import_litellm, is_litellm_config
 from shared.subjects import InvalidSubjectToken, token
 
 ProviderType = Literal["ollama", "openai_compatible", "vllm", "llama_cpp", "openai", "anthropic", "ollama_cloud"]
@@ -287,6 +288,7 @@ class Config(BaseModel):
     providers: dict[str, ProviderSpec]
     mappings: ModelMappingsFile
     runtime: RuntimeFile
+    notes: tuple[str, ...] = ()  # LiteLLM settings approximated or not imported: shown, never dropped silently
 
     @model_validator(mode="after")
     def _references_exist(self) -> Config:
@@ -381,13 +383,38 @@ def _parse(model: type[_M], path: Path, data: Any) -> _M:
         raise ConfigError(_describe(path, e)) from None
 
 
+def _load_litellm(path: Path) -> Config:
+    try:
+        with path.open("rb") as f:
+            data = yaml.safe_load(f)  # no ${VAR} expansion yet: `api_key: ${VAR}` names a variable
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if not is_litellm_config(data):
+        raise ConfigError(f"{path}: neither a config directory nor a LiteLLM proxy config (no model_list)")
+    try:
+        imported = import_litellm(data)
+    except LiteLLMImportError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    providers = _parse(ProvidersFile, path, _expand_env(imported.providers, path))
+    mappings = _parse(ModelMappingsFile, path, _expand_env(imported.mappings, path))
+    runtime = _parse(RuntimeFile, path, _expand_env(imported.runtime, path))
+    try:
+        return Config(directory=path, providers=providers.providers, mappings=mappings, runtime=runtime,
+                      notes=tuple(str(note) for note in imported.notes))
+    except ValidationError as e:
+        raise ConfigError(_describe(path, e)) from None
+
+
 def default_config_dir() -> Path:
     configured = os.environ.get("AIUB_CONFIG")
     return Path(configured) if configured else Path(__file__).resolve().parent.parent / "config"
 
 
 def load_config(directory: str | Path | None = None) -> Config:
+    """Our config directory, or a single LiteLLM proxy YAML (recognised by its `model_list`)."""
     root = Path(directory) if directory is not None else default_config_dir()
+    if root.is_file():
+        return _load_litellm(root)
     providers = _parse(ProvidersFile, root / "providers.yaml", _read_yaml(root / "providers.yaml"))
     mappings = _parse(ModelMappingsFile, root / "model-mappings.yaml", _read_yaml(root / "model-mappings.yaml"))
     runtime_path = root / "aiub.yaml"
