@@ -10,8 +10,8 @@ from services.simulator.server import DEFAULT_MODELS, SimulatorSettings, run
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--flavor", choices=("ollama", "openai"), required=True,
-                        help="wire format to speak: Ollama native (+ /v1) or OpenAI/vLLM")
+    parser.add_argument("--flavor", choices=("ollama", "openai", "anthropic"), required=True,
+                        help="wire format to speak: Ollama native (+ /v1), OpenAI/vLLM, or Anthropic Messages")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True, help="0 picks a free port")
     parser.add_argument("--models", default=None,
@@ -31,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--retry-after", type=float, default=None,
                         help="Retry-After seconds sent with injected 429 and 503")
     parser.add_argument("--seed", type=int, default=None, help="seed for error injection")
+    parser.add_argument("--api-key", default=None,
+                        help="require this key (Bearer, or x-api-key for anthropic) on model requests")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -43,5 +45,6 @@ def main(args: argparse.Namespace) -> int:
         print(f"simulator: {exc}", file=sys.stderr)
         return 2
     models = tuple(m.strip() for m in (args.models or "").split(",") if m.strip())
-    run(SimulatorSettings(args.flavor, models, knobs, args.seed), args.host, args.port)
+    run(SimulatorSettings(args.flavor, models, knobs, args.seed, getattr(args, "api_key", None)), args.host,
+        args.port)
     return 0

@@ -35,6 +35,7 @@ class Knobs:
     hang: bool = False  # accept the request, never answer, hold the connection
     drop_after: int | None = None  # close the connection after N content tokens (0 for JSON)
     echo: bool = False  # reply with the last user message instead of "tok{i} " filler
+    tool_call: bool = False  # when the request offers tools, call one (see tools.py) instead of answering
 
     @property
     def delayed(self) -> bool:
@@ -77,6 +78,7 @@ _CHECKS: dict[str, Any] = {
     "retry_after": lambda k, v: None if v is None else _float(k, v, 0.0, MAX_DELAY_MS),
     "hang": _bool,
     "echo": _bool,
+    "tool_call": _bool,
     "drop_after": lambda k, v: None if v is None else _int(k, v, 0, MAX_TOKENS),
 }
 KNOB_NAMES = tuple(f.name for f in dataclasses.fields(Knobs))

@@ -24,6 +24,7 @@ import orjson
 
 from services.simulator.knobs import Knobs, Script, count_tokens, script
 from services.simulator.openai_wire import WireError, content_text, dimensions_of, embed_vector
+from services.simulator.tools import tool_call
 
 JSON = b"application/json; charset=utf-8"
 NDJSON = b"application/x-ndjson"
@@ -162,10 +163,13 @@ class _Generation:
 
 
 class ChatReply(_Generation):
-    __slots__ = ()
+    """With the `tool_call` knob and `tools` in the request, the reply is one tool call: as
+    Ollama does, the whole call (arguments as an object) in one line, then the done line."""
+
+    __slots__ = ("_tool",)
 
     def __init__(self, body: dict[str, Any], knobs: Knobs, model: str,
-                 now: Clock = iso_now) -> None:
+                 now: Clock = iso_now, rid: str = "") -> None:
         msgs = body.get("messages") or []
         if not isinstance(msgs, list) or not all(isinstance(m, dict) for m in msgs):
             raise WireError(400, "invalid message format")
@@ -173,9 +177,30 @@ class ChatReply(_Generation):
                           if m.get("role") == "user"), "")
         prompt = sum(count_tokens(content_text(m.get("content"))) for m in msgs)
         super().__init__(body, knobs, model, last_user, prompt, not msgs, now)
+        self._tool = tool_call(body, rid) if knobs.tool_call and msgs else None
+        if self._tool is not None:
+            self.n = 1
+            self._s = Script(self._tool.n, "stop", None)
 
     def _payload(self, text: str) -> dict[str, Any]:
         return {"message": {"role": "assistant", "content": text}}
+
+    def _tool_payload(self) -> dict[str, Any]:
+        assert self._tool is not None
+        return {"message": {"role": "assistant", "content": "", "tool_calls": [{
+            "id": self._tool.call_id,
+            "function": {"index": 0, "name": self._tool.name, "arguments": self._tool.arguments}}]}}
+
+    def full(self, elapsed_ns: int) -> bytes:
+        if self._tool is None:
+            return super().full(elapsed_ns)
+        return orjson.dumps({**self._done("", elapsed_ns), **self._tool_payload()})
+
+    def event(self, i: int) -> bytes:
+        if self._tool is None:
+            return super().event(i)
+        return orjson.dumps({"model": self._model, "created_at": self._now(), **self._tool_payload(),
+                             "done": False}) + b"\n"
 
 
 class GenerateReply(_Generation):

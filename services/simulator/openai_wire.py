@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 
 from services.simulator.knobs import Knobs, Script, count_tokens, script
+from services.simulator.tools import ToolCall, tool_call
 
 JSON = b"application/json"
 SSE = b"text/event-stream; charset=utf-8"
@@ -155,7 +156,10 @@ def _sse(obj: dict[str, Any]) -> bytes:
 
 # ----------------------------------------------------------------------------- chat
 class ChatReply:
-    __slots__ = ("_head", "_include_usage", "_s", "_usage", "content_type", "n", "stream")
+    """With the `tool_call` knob and `tools` in the request, the reply is one tool call, streamed
+    as vLLM does: id, type and name in the first tool-call delta, then argument pieces."""
+
+    __slots__ = ("_head", "_include_usage", "_s", "_tool", "_usage", "content_type", "n", "stream")
 
     def __init__(self, body: dict[str, Any], knobs: Knobs, model: str, rid: str,
                  created: int) -> None:
@@ -163,19 +167,29 @@ class ChatReply:
         self.stream = _opt_bool(body, "stream", False)
         self._include_usage = _include_usage(body, self.stream)
         self._s: Script = script(knobs, _cap(body), last_user_text(msgs))
-        self.n = self._s.n
+        self._tool: ToolCall | None = tool_call(body, rid) if knobs.tool_call else None
+        self.n = self._tool.n if self._tool else self._s.n
         self.content_type = SSE if self.stream else JSON
         prompt = sum(count_tokens(content_text(m.get("content"))) for m in msgs)
-        self._usage = _usage(prompt, self._s.n)
+        self._usage = _usage(prompt, self.n)
         self._head = {"id": f"chatcmpl-{rid}", "object": "chat.completion", "created": created,
                       "model": model}
 
-    def full(self, elapsed_ns: int) -> bytes:
-        return orjson.dumps({**self._head, "choices": [{
-            "index": 0, "message": {"role": "assistant", "content": self._s.text()},
-            "logprobs": None, "finish_reason": self._s.finish_reason}], "usage": self._usage})
+    @property
+    def _finish(self) -> str:
+        return "tool_calls" if self._tool else self._s.finish_reason
 
-    def _chunk(self, delta: dict[str, str], finish: str | None) -> bytes:
+    def full(self, elapsed_ns: int) -> bytes:
+        tool = self._tool
+        message: dict[str, Any] = {"role": "assistant", "content": None if tool else self._s.text()}
+        if tool:
+            message["tool_calls"] = [{"id": tool.call_id, "type": "function", "function": {
+                "name": tool.name, "arguments": tool.arguments_json}}]
+        return orjson.dumps({**self._head, "choices": [{
+            "index": 0, "message": message, "logprobs": None, "finish_reason": self._finish}],
+            "usage": self._usage})
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None) -> bytes:
         return _sse({**self._head, "object": "chat.completion.chunk", "choices": [
             {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]})
 
@@ -183,10 +197,17 @@ class ChatReply:
         return self._chunk({"role": "assistant", "content": ""}, None)
 
     def event(self, i: int) -> bytes:
-        return self._chunk({"content": self._s.piece(i)}, None)
+        tool = self._tool
+        if tool is None:
+            return self._chunk({"content": self._s.piece(i)}, None)
+        call: dict[str, Any] = {"index": 0, "function": {"arguments": tool.pieces[i]}}
+        if i == 0:
+            call = {"index": 0, "id": tool.call_id, "type": "function",
+                    "function": {"name": tool.name, "arguments": tool.pieces[0]}}
+        return self._chunk({"tool_calls": [call]}, None)
 
     def tail(self, elapsed_ns: int) -> bytes:
-        out = self._chunk({}, self._s.finish_reason)
+        out = self._chunk({}, self._finish)
         if self._include_usage:
             out += _sse({**self._head, "object": "chat.completion.chunk", "choices": [],
                          "usage": self._usage})

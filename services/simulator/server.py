@@ -18,49 +18,26 @@ body's "simulator" field) -> validate model and fields -> hang -> injected error
 from __future__ import annotations
 
 import asyncio
-import itertools
-import random
-import secrets
 import signal
 import time
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any, Literal, Protocol, cast
+from typing import Any, Protocol, cast
 
 import httptools
 import orjson
 
-from services.simulator import ollama_wire, openai_wire
+from services.simulator.app import DEFAULT_MODELS, App, Flavor, SimulatorSettings
 from services.simulator.knobs import Knobs, merge, parse_overrides
 from services.simulator.openai_wire import WireError
+from services.simulator.routes import TEXT, ModelRoute, Simple, auth_failure, error_response, unrouted
 
-__all__ = ["DEFAULT_MODELS", "Simulator", "SimulatorSettings", "run", "start_simulator"]
-
-Flavor = Literal["openai", "ollama"]
-DEFAULT_MODELS: dict[str, tuple[str, ...]] = {
-    "openai": ("Qwen/Qwen2.5-Coder-7B-Instruct-AWQ",),
-    "ollama": ("llama3.1:8b", "qwen2.5-coder:7b"),
-}
-
-
-@dataclass(frozen=True, slots=True)
-class SimulatorSettings:
-    flavor: Flavor
-    models: tuple[str, ...] = ()  # empty: DEFAULT_MODELS[flavor]
-    knobs: Knobs = field(default_factory=Knobs)
-    seed: int | None = None  # seeds error injection, so a failure pattern can be replayed
-
-    def __post_init__(self) -> None:
-        if self.flavor not in DEFAULT_MODELS:
-            raise ValueError(f"flavor must be 'openai' or 'ollama', got {self.flavor!r}")
-        if not self.models:
-            object.__setattr__(self, "models", DEFAULT_MODELS[self.flavor])
+__all__ = ["DEFAULT_MODELS", "Flavor", "Simulator", "SimulatorSettings", "run", "start_simulator"]
 
 
 class Reply(Protocol):
-    """What openai_wire / ollama_wire reply objects offer; see openai_wire's docstring."""
+    """What openai_wire / ollama_wire / anthropic_wire reply objects offer; see openai_wire."""
 
     stream: bool
     content_type: bytes
@@ -73,147 +50,6 @@ class StreamReply(Reply, Protocol):
     def prelude(self) -> bytes: ...
     def event(self, i: int) -> bytes: ...
     def tail(self, elapsed_ns: int) -> bytes: ...
-
-
-# ----------------------------------------------------------------------------- routing
-Dialect = Literal["vllm", "ollama", "ollama_v1"]
-Build = Callable[[dict[str, Any], Knobs, str, str, int], Reply]
-Response = tuple[int, bytes, bytes]  # status, content type, body
-Simple = Callable[["_App", bytes], Response]
-
-
-@dataclass(frozen=True, slots=True)
-class _ModelRoute:
-    build: Build
-    dialect: Dialect
-
-
-TEXT = b"text/plain; charset=utf-8"
-
-
-def _openai_routes(dialect: Dialect, owned_by: str) -> dict[str, dict[str, Any]]:
-    return {
-        "/v1/chat/completions": {"POST": _ModelRoute(openai_wire.ChatReply, dialect)},
-        "/v1/completions": {"POST": _ModelRoute(openai_wire.CompletionReply, dialect)},
-        "/v1/embeddings": {"POST": _ModelRoute(openai_wire.EmbeddingReply, dialect)},
-        "/v1/models": {"GET": lambda app, _b: (200, openai_wire.JSON, openai_wire.models_body(
-            app.settings.models, app.started, owned_by))},
-    }
-
-
-def _routes(flavor: Flavor) -> dict[str, dict[str, Any]]:
-    if flavor == "openai":
-        table = _openai_routes("vllm", "vllm")
-        table["/health"] = {"GET": lambda _a, _b: (200, TEXT, b"")}
-    else:
-        table = _openai_routes("ollama_v1", "library")
-        table.update({
-            "/": {"GET": lambda _a, _b: (200, TEXT, ollama_wire.ROOT)},
-            "/api/version": {"GET": lambda _a, _b: (200, ollama_wire.JSON, ollama_wire.VERSION)},
-            "/api/tags": {"GET": lambda app, _b: (200, ollama_wire.JSON, ollama_wire.tags_body(
-                app.settings.models, app.started_iso))},
-            "/api/chat": {"POST": _ModelRoute(
-                lambda b, k, m, _r, _c: ollama_wire.ChatReply(b, k, m), "ollama")},
-            "/api/generate": {"POST": _ModelRoute(
-                lambda b, k, m, _r, _c: ollama_wire.GenerateReply(b, k, m), "ollama")},
-            "/api/embed": {"POST": _ModelRoute(
-                lambda b, k, m, _r, _c: ollama_wire.EmbedReply(b, k, m), "ollama")},
-            "/api/embeddings": {"POST": _ModelRoute(
-                lambda b, k, m, _r, _c: ollama_wire.EmbedReply(b, k, m, legacy=True), "ollama")},
-        })
-    table["/_sim/stats"] = {"GET": lambda app, _b: (200, openai_wire.JSON,
-                                                    orjson.dumps(app.stats.as_dict()))}
-    table["/_sim/knobs"] = {"GET": _get_knobs, "POST": _post_knobs}
-    table["/_sim/reset"] = {"POST": _reset}
-    return table
-
-
-def _get_knobs(app: _App, _body: bytes) -> Response:
-    return 200, openai_wire.JSON, orjson.dumps(app.knobs.as_dict())
-
-
-def _post_knobs(app: _App, body: bytes) -> Response:
-    try:
-        app.knobs = merge(app.knobs, orjson.loads(body or b"{}"))
-    except (ValueError, orjson.JSONDecodeError) as exc:
-        return 400, openai_wire.JSON, orjson.dumps({"error": str(exc)})
-    return _get_knobs(app, body)
-
-
-def _reset(app: _App, _body: bytes) -> Response:
-    app.stats.reset()
-    return 200, openai_wire.JSON, orjson.dumps(app.stats.as_dict())
-
-
-# ----------------------------------------------------------------------------- state
-class Stats:
-    __slots__ = (
-        "aborted",
-        "active",
-        "by_path",
-        "completed",
-        "dropped",
-        "injected_errors",
-        "requests",
-    )
-
-    def __init__(self) -> None:
-        self.active = 0  # a live gauge: reset() leaves it alone
-        self.reset()
-
-    def reset(self) -> None:
-        self.requests = self.completed = self.aborted = self.dropped = 0
-        self.injected_errors = 0
-        self.by_path: dict[str, int] = {}
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"requests": self.requests, "active": self.active, "completed": self.completed,
-                "aborted": self.aborted, "dropped": self.dropped,
-                "injected_errors": self.injected_errors, "by_path": dict(self.by_path)}
-
-
-class _App:
-    """Everything the connections of one simulator share."""
-
-    def __init__(self, settings: SimulatorSettings) -> None:
-        self.settings = settings
-        self.knobs = settings.knobs
-        self.rng = random.Random(settings.seed)
-        self.stats = Stats()
-        self.routes = _routes(settings.flavor)
-        self.conns: set[_Conn] = set()
-        self.closing = False
-        self.started = int(time.time())
-        self.started_iso = ollama_wire.iso_now()
-        self._ids = itertools.count(1)
-        self._id_prefix = secrets.token_hex(12)
-        ollama = settings.flavor == "ollama"
-        self.names = (ollama_wire.accepted_names(settings.models) if ollama
-                      else frozenset(settings.models))
-        self.model_not_found = ollama_wire.model_not_found if ollama else \
-            openai_wire.model_not_found
-
-    def next_id(self) -> str:
-        return f"{self._id_prefix}{next(self._ids):08x}"
-
-    def resolve_model(self, dialect: Dialect, model: object) -> str:
-        if model is None or model == "":
-            if dialect == "vllm":  # vLLM answers with its served model when none is named
-                return self.settings.models[0]
-            raise WireError(400, "model is required", "model")
-        if not isinstance(model, str):
-            raise WireError(400, "model: Input should be a valid string", "model")
-        if model not in self.names:
-            raise self.model_not_found(model)
-        return model
-
-
-def error_response(dialect: Dialect, status: int, message: str,
-                   param: str | None = None) -> tuple[bytes, bytes]:
-    if dialect == "ollama":
-        return ollama_wire.JSON, ollama_wire.error_body(message)
-    return openai_wire.JSON, openai_wire.error_body(status, message, param,
-                                                    ollama=dialect == "ollama_v1")
 
 
 # ----------------------------------------------------------------------------- HTTP framing
@@ -234,6 +70,8 @@ def _chunk(data: bytes) -> bytes:
 
 
 _LAST_CHUNK = b"0\r\n\r\n"
+# Headers a route may need beyond x-simulator: credentials and Anthropic's API version.
+_KEPT_HEADERS = frozenset((b"authorization", b"x-api-key", b"anthropic-version"))
 # Longer undelayed streams go through the paced path too, so that backpressure bounds memory.
 _SYNC_STREAM_LIMIT = 512
 
@@ -251,12 +89,13 @@ class _Request:
     body: bytes
     xsim: bytes | None  # the x-simulator header, if sent
     keep_alive: bool
+    headers: dict[str, bytes]  # the credential headers, lower-cased names (see _KEPT_HEADERS)
 
 
 class _Conn(asyncio.Protocol):
     """One client connection; answers its requests strictly in order (HTTP/1.1 pipelining)."""
 
-    def __init__(self, app: _App) -> None:
+    def __init__(self, app: App) -> None:
         self.app = app
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
@@ -272,6 +111,7 @@ class _Conn(asyncio.Protocol):
         self._url = b""
         self._body: list[bytes] = []
         self._xsim: bytes | None = None
+        self._headers: dict[str, bytes] = {}
 
     # -- transport callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -319,13 +159,17 @@ class _Conn(asyncio.Protocol):
         self._url = b""
         self._body = []
         self._xsim = None
+        self._headers = {}
 
     def on_url(self, url: bytes) -> None:
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if len(name) == 11 and name.lower() == b"x-simulator":
+        lowered = name.lower()
+        if lowered == b"x-simulator":
             self._xsim = value
+        elif lowered in _KEPT_HEADERS:
+            self._headers[lowered.decode()] = value
 
     def on_body(self, body: bytes) -> None:
         self._body.append(body)
@@ -333,7 +177,7 @@ class _Conn(asyncio.Protocol):
     def on_message_complete(self) -> None:
         self.queue.append(_Request(
             self.parser.get_method().decode(), self._url.split(b"?", 1)[0].decode("latin-1"),
-            b"".join(self._body), self._xsim, self.parser.should_keep_alive()))
+            b"".join(self._body), self._xsim, self.parser.should_keep_alive(), self._headers))
         self._pump()
 
     # -- request dispatch
@@ -352,23 +196,25 @@ class _Conn(asyncio.Protocol):
             stats.by_path[req.path] = stats.by_path.get(req.path, 0) + 1
             self.inflight = True
         methods = app.routes.get(req.path)
-        ollama = app.settings.flavor == "ollama"
+        flavor = app.settings.flavor
         if methods is None:
-            self._send(404, *((TEXT, ollama_wire.NOT_FOUND) if ollama
-                              else (openai_wire.JSON, openai_wire.NOT_FOUND)))
+            self._send(404, *unrouted(flavor, 404))
             return
         route = methods.get(req.method) or (methods.get("GET") if self.head_only else None)
         if route is None:
             allow = b"allow: " + ", ".join(methods).encode() + b"\r\n"
-            self._send(405, *((TEXT, ollama_wire.METHOD_NOT_ALLOWED) if ollama
-                              else (openai_wire.JSON, openai_wire.METHOD_NOT_ALLOWED)), allow)
+            self._send(405, *unrouted(flavor, 405), allow)
             return
-        if isinstance(route, _ModelRoute):
+        refused = None if req.path.startswith("/_sim/") else auth_failure(app, req.headers)
+        if refused is not None:
+            self._send(*refused)
+            return
+        if isinstance(route, ModelRoute):
             self._model_request(route, req)
         else:
             self._send(*cast(Simple, route)(app, req.body))
 
-    def _model_request(self, route: _ModelRoute, req: _Request) -> None:
+    def _model_request(self, route: ModelRoute, req: _Request) -> None:
         t0 = time.perf_counter_ns()
         app = self.app
         try:
@@ -526,7 +372,7 @@ class _Conn(asyncio.Protocol):
 class Simulator:
     """A running simulator; `async with await start_simulator(...)` or call `close()`."""
 
-    def __init__(self, app: _App, server: asyncio.Server, host: str) -> None:
+    def __init__(self, app: App, server: asyncio.Server, host: str) -> None:
         self._app = app
         self._server = server
         self.host = host
@@ -573,7 +419,7 @@ class Simulator:
 
 async def start_simulator(settings: SimulatorSettings, host: str = "127.0.0.1",
                           port: int = 0) -> Simulator:
-    app = _App(settings)
+    app = App(settings)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: _Conn(app), host, port, backlog=2048,
                                       reuse_address=True)
