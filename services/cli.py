@@ -13,7 +13,7 @@ from shared.config import ConfigError, load_config
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=None,
-                        help="config directory (default: $AIUB_CONFIG, else the shipped config/)")
+                        help="config directory or a LiteLLM proxy YAML (default: $AIUB_CONFIG, else config/)")
     parser.add_argument("--nats", default=None, help="NATS URL (default: $NATS_URL, else nats://127.0.0.1:4222)")
     parser.add_argument("--log-level", default="INFO")
 
@@ -28,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--host", default="127.0.0.1", help="gateway bind address")
     up.add_argument("--demo", action="store_true", help="also start simulated backends and route to them")
     up.add_argument("--state-dir", default=".aiub", help="where NATS keeps JetStream state, and logs")
+    up.add_argument("--scale", default="", metavar="SERVICE=N,...",
+                    help="replicas per service, e.g. router=2,worker.ollama=3 (worker=N: every provider's worker)")
     up.add_argument("--insecure-no-auth", action="store_true",
                     help="let the gateway serve a non-loopback --host without a master key")
 
@@ -64,7 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
     logs_arguments(commands.add_parser("logs", help="read the services' log files that `aiub up` writes"))
 
     validate = commands.add_parser("validate", help="check the config and report every problem")
-    validate.add_argument("--config", default=None)
+    validate.add_argument("--config", default=None,
+                          help="config directory or LiteLLM proxy YAML (default: $AIUB_CONFIG, else config/)")
+
+    convert = commands.add_parser("import-litellm", help="write our config files from a LiteLLM proxy config")
+    convert.add_argument("file", help="the LiteLLM proxy config (a YAML file with model_list)")
+    convert.add_argument("--out", required=True, help="directory for providers.yaml and model-mappings.yaml")
+    convert.add_argument("--force", action="store_true", help="overwrite files already there")
     return parser
 
 
@@ -80,15 +88,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         from services.logs_cli import main as logs_main
 
         return logs_main(args)
+    if args.command in ("validate", "import-litellm"):
+        from services.config_commands import run_import, run_validate
+
+        if args.command == "validate":
+            return run_validate(args.config, os.environ)
+        return run_import(args.file, args.out, args.force)
     logs.configure(args.command, getattr(args, "log_level", "INFO"))
     try:
         config = load_config(args.config)
     except ConfigError as e:
         print(f"aiub: invalid config\n{e}", file=sys.stderr)
         return 2
-    if args.command == "validate":
-        print(f"config OK: {len(config.providers)} providers, {len(config.public_models())} models")
-        return 0
+    for note in config.notes:
+        print(f"aiub: LiteLLM config: {note}", file=sys.stderr)
     if args.command == "gateway":
         from services.gateway.main import serve as gateway
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 import yaml
 
+from services.scaling import ScaleError, parse_scale, replica_names
 from shared.config import Config
 from shared.embedded_nats import EmbeddedNats, free_port, wait_for_port
 from shared.processes import die_with_parent
@@ -92,6 +93,12 @@ def _report_backends(config: Config) -> None:
 
 
 def run_stack(config: Config, args: argparse.Namespace) -> int:
+    active = [name for name, spec in config.providers.items() if spec.status == "active"]
+    try:
+        scale = parse_scale(getattr(args, "scale", None) or "", active)
+    except ScaleError as e:
+        print(f"aiub up: --scale: {e}", file=sys.stderr)
+        return 2
     state_dir = Path(args.state_dir).resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     stop = threading.Event()
@@ -109,12 +116,11 @@ def run_stack(config: Config, args: argparse.Namespace) -> int:
     if args.demo:
         config_dir = str(_demo_config(config, state_dir, children, env))
     common = ["--config", config_dir, "--log-level", args.log_level]
-    children.append(Child("router", _aiub("router", *common), env, state_dir / "router.log"))
-    children.append(Child("health", _aiub("health", *common), env, state_dir / "health.log"))
-    for name, spec in config.providers.items():
-        if spec.status == "active":
-            children.append(Child(f"worker-{name}", _aiub("worker", "--provider", name, *common), env,
-                                  state_dir / f"worker-{name}.log"))
+    services = [("router", _aiub("router", *common)), ("health", _aiub("health", *common))]
+    services += [(f"worker-{name}", _aiub("worker", "--provider", name, *common)) for name in active]
+    for service, argv in services:
+        for name in replica_names(service, scale.get(service, 1)):
+            children.append(Child(name, argv, env, state_dir / f"{name}.log"))
     gateway_args = ["--state-dir", str(state_dir)] + (["--insecure-no-auth"] if args.insecure_no_auth else [])
     gateway = Child("gateway", _aiub("gateway", "--host", args.host, "--port", str(args.port), *gateway_args,
                                      *common), env, state_dir / "gateway.log")
