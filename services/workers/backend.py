@@ -105,7 +105,9 @@ async def call_backend(http: httpx.AsyncClient, adapter: Adapter, spec: Provider
                 await _send_result(sender, data, usage)
     except StreamBroken as e:
         return await _fail(sender, provider, failures.truncated(provider, str(e), ttft is None), ttft, usage)
-    except httpx.TimeoutException:
+    except httpx.TimeoutException as e:
+        if refused(e):
+            return await _fail(sender, provider, failures.connection_failed(provider, "ConnectError"), ttft, usage)
         return await _fail(sender, provider, failures.timed_out(provider, ttft is None), ttft, usage)
     except httpx.ConnectError as e:
         return await _fail(sender, provider, failures.connection_failed(provider, type(e).__name__), ttft, usage)
@@ -114,6 +116,14 @@ async def call_backend(http: httpx.AsyncClient, adapter: Adapter, spec: Provider
             return await _fail(sender, provider, failures.connection_failed(provider, type(e).__name__), ttft, usage)
         return await _fail(sender, provider, failures.truncated(provider, type(e).__name__, ttft is None), ttft, usage)
     return BackendReport("ok", 200, ttft, usage)
+
+
+def refused(error: httpx.TimeoutException) -> bool:
+    """httpx-aiohttp 0.2 reports a refused or unreachable connection as `ConnectTimeout`; its
+    cause, an OSError that is no timeout, tells them apart."""
+    cause = error.__cause__
+    return (isinstance(error, httpx.ConnectTimeout) and isinstance(cause, OSError)
+            and not isinstance(cause, TimeoutError))
 
 
 async def _read_bounded(response: httpx.Response) -> bytes:

@@ -21,6 +21,7 @@ from nats.aio.subscription import Subscription
 
 from services.workers.adapters import adapter_for
 from services.workers.adapters.base import StreamBroken
+from services.workers.backend import refused
 from shared import logs, subjects
 from shared.config import Config, ProviderSpec
 from shared.messages import ModelList, encode
@@ -44,7 +45,8 @@ async def list_models(http: httpx.AsyncClient, provider: str, spec: ProviderSpec
     except StreamBroken as e:
         return ModelList(provider=provider, error=f"unreadable model list: {e}")
     except httpx.HTTPError as e:
-        return ModelList(provider=provider, error=f"the backend could not be asked ({type(e).__name__})")
+        what = "ConnectError" if isinstance(e, httpx.TimeoutException) and refused(e) else type(e).__name__
+        return ModelList(provider=provider, error=f"the backend could not be asked ({what})")
 
 
 class ModelListResponder:
