@@ -61,8 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     simulator = commands.add_parser("simulator", help="a simulated Ollama or OpenAI-compatible backend")
     simulator_arguments(simulator)
 
+    from services.dashboard.main import add_arguments as dashboard_arguments
     from services.logs_cli import add_arguments as logs_arguments
 
+    dashboard_arguments(commands.add_parser("dashboard", help="live Textual dashboard: providers, latency, requests"))
     logs_arguments(commands.add_parser("logs", help="read the services' log files that `aiub up` writes"))
 
     validate = commands.add_parser("validate", help="check the config and report every problem")
@@ -84,6 +86,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from services.simulator.cli import main as simulator_main
 
         return simulator_main(args)
+    if args.command == "dashboard":
+        from services.dashboard.main import main as dashboard_main
+
+        return dashboard_main(args)
     if args.command == "logs":
         from services.logs_cli import main as logs_main
 

@@ -1,0 +1,96 @@
+"""The dashboard's second-level screens: one request's attempts, and the config editor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen, Screen
+from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane, TextArea
+
+from services.dashboard import config_edit, view
+from services.dashboard.inspector import Entry
+from shared.config import ConfigError
+
+
+class RequestScreen(ModalScreen[None]):
+    """One request: the gateway's record and every attempt, with the serving worker's outcome."""
+
+    DEFAULT_CSS = """
+    RequestScreen { align: center middle; }
+    #request { width: 90%; height: auto; max-height: 80%; border: thick $accent; background: $surface; padding: 1; }
+    #attempts { height: auto; }
+    """
+    BINDINGS = [("escape", "dismiss", "Back"), ("q", "dismiss", "Back")]
+
+    def __init__(self, entry: Entry) -> None:
+        super().__init__()
+        self.entry = entry
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="request"):
+            yield Static(view.request_summary(self.entry), id="summary")
+            yield DataTable(id="attempts", cursor_type="none")
+            yield Static("Esc: back", classes="hint")
+
+    def on_mount(self) -> None:
+        table = self.query_one("#attempts", DataTable)
+        table.add_columns("#", "provider", "worker", "status", "outcome", "error", "latency", "TTFT", "tokens in/out")
+        for key, cells in view.attempt_rows(self.entry):
+            table.add_row(*cells, key=key)
+        if not self.entry.record.attempts:
+            table.add_row("–", "cache" if self.entry.record.cache_hit else "–", *["–"] * 7)
+
+
+_PANES = {"providers.yaml": "providers", "model-mappings.yaml": "mappings", "aiub.yaml": "runtime"}
+
+
+class ConfigScreen(Screen[None]):
+    """Edit the three config files; Ctrl+S validates all of them together and saves only if valid."""
+
+    DEFAULT_CSS = """
+    ConfigScreen TabbedContent, ConfigScreen TabPane, ConfigScreen TextArea { height: 1fr; }
+    #config-status { height: auto; max-height: 12; padding: 0 1; }
+    """
+    BINDINGS = [
+        Binding("ctrl+s", "save", "Validate and save", priority=True),
+        Binding("escape", "back", "Back", priority=True),
+    ]
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__()
+        self.directory = directory
+        self.original = config_edit.read_files(directory)
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with TabbedContent():
+            for name, pane in _PANES.items():
+                with TabPane(name, id=pane):
+                    yield TextArea(self.original[name], id=f"edit-{pane}", show_line_numbers=True)
+        yield Static(f"config {self.directory}: Ctrl+S validates and saves, Esc goes back", id="config-status")
+        yield Footer()
+
+    def edited(self) -> dict[str, str]:
+        return {name: self.query_one(f"#edit-{pane}", TextArea).text for name, pane in _PANES.items()}
+
+    def action_save(self) -> None:
+        status = self.query_one("#config-status", Static)
+        try:
+            changed = config_edit.save(self.directory, self.edited())
+        except ConfigError as e:
+            status.update(Text(f"NOT saved: the config is invalid\n{e}", "bold red"))
+            return
+        except OSError as e:
+            status.update(Text(f"NOT saved: {e}", "bold red"))
+            return
+        if not changed:
+            status.update(Text("valid; nothing changed", "green"))
+            return
+        status.update(Text(f"valid; saved {', '.join(changed)} — restart the services to apply it", "green"))
+
+    def action_back(self) -> None:
+        self.app.pop_screen()

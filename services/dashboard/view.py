@@ -1,0 +1,131 @@
+"""What the dashboard's tables say: model → rows of Rich text. No I/O, no Textual, clock passed in."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+from rich.text import Text
+
+from services.dashboard.inspector import Entry, display_id, providers_of
+from services.dashboard.scrape import MetricsSummary
+from services.dashboard.stats import ProviderStats
+from shared.messages import ProviderState, RequestRecord
+
+STATE_STYLE = {"active": "green", "degraded": "yellow", "cooldown": "cyan", "unavailable": "red"}
+
+Row = tuple[str, list[Text | str]]
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    if seconds < 10:
+        return f"{seconds * 1000:.0f} ms"
+    return f"{seconds:.1f} s"
+
+
+def ago(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def state_text(state: str) -> Text:
+    style = STATE_STYLE.get(state, "magenta")
+    return Text.assemble(("● ", style), (state, f"bold {style}"))
+
+
+def provider_rows(states: Mapping[str, ProviderState], now: float) -> list[Row]:
+    rows: list[Row] = []
+    for name, s in sorted(states.items()):
+        state = state_text(s.state)
+        if s.state == "unavailable" and s.open_until is not None and s.open_until > now:
+            state.append(f" {s.open_until - now:.0f}s left", "dim")
+        rows.append((name, [name, state, ago(now - s.since) if s.since else "–", f"{s.admit_fraction:g}",
+                            duration(s.probe_latency_s), s.reason]))
+    return rows
+
+
+def latency_rows(summary: Mapping[str, ProviderStats]) -> list[Row]:
+    """One row per provider; the slowest p95 of each column is red, so the slow provider stands out."""
+    slowest = {column: max((getattr(s, column) or 0.0 for s in summary.values()), default=0.0)
+               for column in ("ttft_p95", "total_p95")}
+    rows: list[Row] = []
+    for name, s in summary.items():
+        def cell(column: str, stats: ProviderStats = s) -> Text:
+            value = getattr(stats, column)
+            red = len(summary) > 1 and column in slowest and value is not None and value == slowest[column]
+            return Text(duration(value), "bold red" if red else "")
+
+        failures = Text(f"{s.failure_rate:.0%}", "red" if s.failures else "")
+        rows.append((name, [name, str(s.attempts), f"{s.share:.0%}", failures, cell("ttft_p50"), cell("ttft_p95"),
+                            cell("total_p50"), cell("total_p95")]))
+    return rows
+
+
+def status_text(status: int) -> Text:
+    return Text(str(status), "green" if status < 400 else "yellow" if status < 500 else "bold red")
+
+
+def request_cells(record: RequestRecord) -> list[Text | str]:
+    providers = providers_of(record)
+    served_by = "cache" if record.cache_hit else " → ".join(providers) or "–"
+    return [time.strftime("%H:%M:%S", time.localtime(record.at)) if record.at else "–", display_id(record),
+            record.model, served_by, status_text(record.status), "hit" if record.cache_hit else "–",
+            str(len(record.attempts)), duration(record.ttft_s), duration(record.latency_s)]
+
+
+def request_summary(entry: Entry) -> str:
+    r = entry.record
+    lines = [
+        f"request {display_id(r)}" + (f"   (bus id {r.request_id})" if r.client_request_id else ""),
+        f"model {r.model}   kind {r.kind}{' (stream)' if r.stream else ''}   status {r.status}   "
+        f"cache {'hit' if r.cache_hit else 'miss'}",
+        f"latency {duration(r.latency_s)}   TTFT {duration(r.ttft_s)}   attempts {len(r.attempts)}   "
+        f"at {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(r.at)) if r.at else '–'}",
+    ]
+    return "\n".join(lines)
+
+
+def attempt_rows(entry: Entry) -> list[Row]:
+    """The gateway's view of each attempt beside its worker's outcome (when one arrived)."""
+    rows: list[Row] = []
+    for number, a in enumerate(entry.record.attempts, 1):
+        outcome = entry.outcome_for(a.attempt)
+        tokens = f"{outcome.prompt_tokens}/{outcome.completion_tokens}" if outcome else "–"
+        rows.append((a.attempt, [str(number), a.provider or "–", a.worker_id or "–", status_text(a.status),
+                                 outcome.kind if outcome else "–", a.error or "", duration(a.latency_s),
+                                 duration(outcome.ttft_s) if outcome else "–", tokens]))
+    return rows
+
+
+def metrics_text(metrics: MetricsSummary | None, configured: bool) -> Text:
+    if not configured:
+        return Text("metrics: no endpoints (pass --metrics URL..., or run the stack with `aiub up`)", "dim")
+    if metrics is None:
+        return Text("metrics: scraping…", "dim")
+    up = sum(metrics.endpoints.values())
+    text = Text(f"metrics {up}/{len(metrics.endpoints)} endpoints up", "red" if up < len(metrics.endpoints) else "")
+    for label, value, unit in (("active", metrics.active_connections, ""), ("queued", metrics.queued, ""),
+                               ("throughput", metrics.throughput, " tok/s")):
+        if value is not None:
+            text.append(f"   {label} {value:g}{unit}")
+    if metrics.cache_hit_rate is not None:
+        text.append(f"   cache hit {metrics.cache_hit_rate:.0%} ({metrics.cache_hits:g}/"
+                    f"{(metrics.cache_hits or 0) + (metrics.cache_misses or 0):g})")
+    traffic = metrics.distribution or metrics.requests
+    total = sum(traffic.values())
+    if total:
+        text.append("\ntraffic: " + "  ".join(f"{p} {v:g} ({v / total:.0%})" for p, v in sorted(traffic.items())))
+    if metrics.errors:
+        text.append("   errors: " + "  ".join(f"{p} {v:g}" for p, v in sorted(metrics.errors.items())))
+    if metrics.fallbacks:
+        text.append("   fallbacks from: " + "  ".join(f"{p} {v:g}" for p, v in sorted(metrics.fallbacks.items())))
+    down = [p for p, v in sorted(metrics.availability.items()) if v == 0]
+    if down:
+        text.append("\nunavailable (provider_availability 0): " + ", ".join(down), "red")
+    return text
