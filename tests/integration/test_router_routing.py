@@ -33,7 +33,8 @@ from shared.messages import Accepted, Chunk, Done, Error, encode, work_decoder
 from tests.support.processes import Simulator, Stack, wait_until
 
 EXPECTED = "".join(f"tok{i} " for i in range(16))
-CLIENT_DEADLINES = Deadlines(accepted_s=5.0, first_token_s=0.8, idle_s=3.0, total_s=20.0, retry_budget=2)
+CLIENT_DEADLINES = Deadlines(accepted_s=5.0, first_token_s=5.0, idle_s=3.0, total_s=20.0, retry_budget=2)
+IMPATIENT = Deadlines(accepted_s=5.0, first_token_s=0.8, idle_s=3.0, total_s=20.0, retry_budget=2)
 CONTEXT_ERROR = "This model's maximum context length is 4096 tokens. However, you requested 9000 tokens."
 
 
@@ -207,27 +208,28 @@ async def test_least_loaded_steers_away_from_a_slowed_backend(stack: Stack, clie
 
 
 async def test_a_provider_at_its_concurrency_cap_overflows_to_the_next(stack: Stack, client: InferenceClient) -> None:
-    with knobs(sim(stack, "c"), ttft_ms=600):
+    with knobs(sim(stack, "c"), ttft_ms=1500):
         holder = asyncio.create_task(ask(client, "cap-model"))
         await _until(lambda: sim(stack, "c").stats()["active"] >= 1, 5)
         started = time.monotonic()
         provider, text, _ = await ask(client, "cap-model")
         overflow_s = time.monotonic() - started
         assert (provider, text) == ("a", EXPECTED)
-        assert overflow_s < 0.5  # it did not wait for the capped slot
+        assert overflow_s < 1.2  # it did not wait for the capped slot
         held_by, held_text, _ = await holder
     assert (held_by, held_text) == ("capped", EXPECTED)
 
 
-async def test_a_retried_attempts_late_frames_never_reach_the_client(stack: Stack, client: InferenceClient) -> None:
+async def test_a_retried_attempts_late_frames_never_reach_the_client(stack: Stack) -> None:
     nc = await nats.connect(stack.nats_url)
+    client = await InferenceClient.start(nc, IMPATIENT)
     late_sent = asyncio.Event()
     tasks: set[asyncio.Task[None]] = set()
 
     async def too_slow_then_talks(order_inbox: str, attempt: str) -> None:
         await nc.publish(order_inbox, encode(Accepted(attempt=attempt, seq=0, provider="late", worker_id="fake",
                                                       control="aiub.control.fake")))
-        await asyncio.sleep(CLIENT_DEADLINES.first_token_s + 0.7)  # the client has moved on to `a` by now
+        await asyncio.sleep(IMPATIENT.first_token_s + 0.7)  # the client has moved on to `a` by now
         data = msgspec.Raw(b'{"choices":[{"index":0,"delta":{"content":"STALE "}}]}')
         await nc.publish(order_inbox, encode(Chunk(attempt=attempt, seq=1, data=data)))
         await nc.publish(order_inbox, encode(Done(attempt=attempt, seq=2)))
