@@ -9,6 +9,7 @@ Rules:
   it placed on that worker since (they are not in the report yet) and `Outcome`s of attempts
   that ended since (they are). Each report resets the corrections, so they never drift.
   Other routers' placements since the last report are invisible for at most one interval.
+  A `Busy` answer counts the worker full until its next report.
 """
 
 from __future__ import annotations
@@ -69,6 +70,12 @@ class LoadView:
             worker.placed.discard(attempt)
         else:
             worker.ended += 1
+
+    def refused(self, provider: str, worker_id: str) -> None:
+        """The worker answered `Busy`: count it full until its next report says otherwise."""
+        worker = self._workers.get((provider, worker_id))
+        if worker is not None:
+            worker.reported = max(worker.reported, worker.capacity + worker.queue_capacity + worker.ended)
 
     def load(self, provider: str, now: float) -> ProviderLoad | None:
         """The provider's load across its live workers; None when no worker has reported lately."""

@@ -154,7 +154,8 @@ class Router:
                 case Accepted(worker_id=worker_id):
                     self._placed(request, decided, target.provider, worker_id)
                     return
-                case Busy():
+                case Busy(worker_id=worker_id):
+                    self.load.refused(target.provider, worker_id)
                     tried.append(f"{target.provider} (busy)")
                 case _:
                     tried.append(f"{target.provider} (unexpected {type(reply_frame).__name__})")

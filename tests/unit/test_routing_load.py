@@ -64,6 +64,16 @@ def test_a_placement_before_the_first_report_counts_and_expires() -> None:
     assert view.load("p", 7.5) is None
 
 
+def test_a_busy_answer_counts_the_worker_full_until_its_next_report() -> None:
+    view = LoadView()
+    view.report(report(in_flight=1, capacity=4), now=0.0)  # queue_capacity 8
+    view.ended("p", "w1", "x")
+    view.refused("p", "w1")
+    assert view.load("p", 0.1).busy == 12  # type: ignore[union-attr]
+    view.report(report(in_flight=2, capacity=4), now=0.5)
+    assert view.load("p", 0.6).busy == 2  # type: ignore[union-attr]
+
+
 def test_prune_forgets_expired_workers() -> None:
     view = LoadView()
     view.report(report(worker="gone"), now=0.0)
