@@ -110,7 +110,7 @@ async def test_redis_down_is_skipped_for_the_window_then_asked_again() -> None:
     assert fake.calls == calls + 1  # the window is over: asked again (still down: a new window)
     fake.down = False
     # A lookup without a fallback (API keys) asks even inside the window; its success reopens the link.
-    assert await link.run(lambda r: r.get("k"), skip_when_down=False) == b"v"
+    assert await link.run(lambda r: r.get(link.key("cache", "k")), skip_when_down=False) == b"v"
     assert link.up and link.failures == 2
     assert await store.get("k") == b"v"
     fake.down = True
