@@ -1,0 +1,72 @@
+"""The shipped LiteLLM proxy config runs unchanged: `aiub up --config config/litellm-unified.yaml`.
+
+`--demo` points its local backends at simulators, so the same file a LiteLLM user runs serves
+requests here, under the LiteLLM model names, with every unsupported setting named on startup.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from shared.embedded_nats import free_port
+from shared.processes import die_with_parent
+from tests.support.processes import wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def litellm_stack(tmp_path_factory: pytest.TempPathFactory, nats_url: str) -> Iterator[tuple[str, Path]]:
+    root = tmp_path_factory.mktemp("litellm")
+    port = free_port()
+    log = root / "aiub-up.log"
+    with log.open("ab") as out:
+        up = subprocess.Popen(
+            [sys.executable, "-m", "services", "up", "--config", str(ROOT / "config" / "litellm-unified.yaml"),
+             "--demo", "--nats", nats_url, "--port", str(port), "--state-dir", str(root / "state")],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
+
+    def up_now() -> bool:
+        if up.poll() is not None:
+            raise RuntimeError(f"aiub up exited with {up.returncode}:\n{log.read_text()[-3000:]}")
+        return "aiub is up" in log.read_text()
+
+    try:
+        wait_until(up_now, 60, "aiub up with the LiteLLM config", interval_s=0.1)
+        yield f"http://127.0.0.1:{port}", log
+    finally:
+        up.send_signal(signal.SIGINT)
+        try:
+            up.wait(20)
+        except subprocess.TimeoutExpired:
+            up.kill()
+            up.wait()
+
+
+@pytest.mark.parametrize("model", ["llama3.1:8b", "qwen-coder", "llama-cpp-native", "dolphin-mistral"])
+def test_litellm_model_names_are_served(litellm_stack: tuple[str, Path], model: str) -> None:
+    url, log = litellm_stack
+    answers: list[httpx.Response] = []
+
+    def answered() -> bool:
+        answers.append(httpx.post(url + "/v1/chat/completions", timeout=10, trust_env=False, json={
+            "model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}))
+        return answers[-1].status_code == 200
+
+    wait_until(answered, 20, f"a 200 for {model}", interval_s=0.25)
+    assert answers[-1].json()["choices"][0]["message"]["content"], log.read_text()[-2000:]
+
+
+def test_every_setting_not_imported_is_named_on_startup(litellm_stack: tuple[str, Path]) -> None:
+    _, log = litellm_stack
+    text = log.read_text()
+    for path in ("litellm_settings.drop_params", "litellm_settings.cache_params", "general_settings.master_key",
+                 "model_list[2].litellm_params.api_key"):
+        assert f"aiub: LiteLLM config: {path}" in text, path
