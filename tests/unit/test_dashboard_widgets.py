@@ -178,3 +178,11 @@ def test_a_stack_that_is_down_is_reported_not_crashed(env: dict[str, str], tmp_p
                          "🔴 health cannot read provider states (aiub status failed)", "🔴 metrics 0/1 endpoints up"]
     assert run(broken, "providers-overview.sh", expect_rc=1)[0].startswith("cannot read provider states")
     assert run(broken, "provider-score.sh", expect_rc=1)[-1].startswith("no provider metrics yet")
+
+
+def test_without_AIUB_set_the_repos_own_aiub_runs(env: dict[str, str], tmp_path: Path) -> None:
+    plain = {**env, "PATH": "/usr/bin:/bin", "AIUB_STATE_DIR": str(tmp_path / "no-stack")}
+    del plain["AIUB"]
+    done = subprocess.run(["bash", str(BIN / "litellm-logs.sh")], env=plain, capture_output=True, text=True,
+                          timeout=60)
+    assert "aiub logs: no log directory" in done.stderr  # the real `aiub logs` answered

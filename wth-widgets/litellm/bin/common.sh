@@ -36,7 +36,7 @@ aiub() {
   if [[ -n ${AIUB:-} ]]; then
     # shellcheck disable=SC2086  # AIUB may be a command with arguments, e.g. "python -m services"
     $AIUB "$@"
-  elif command -v aiub >/dev/null 2>&1; then
+  elif type -P aiub >/dev/null 2>&1; then  # `command -v` would find this function
     command aiub "$@"
   else
     "$AIUB_REPO/.venv/bin/aiub" "$@"
