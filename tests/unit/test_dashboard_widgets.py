@@ -18,9 +18,9 @@ NOW = time.time()
 STATUS = {
     "nats_url": "nats://127.0.0.1:4222", "leader": "vm-1", "heartbeat_age_s": 0.4, "stale": False,
     "providers": [
-        {"provider": "ollama", "state": "active", "since": NOW - 120, "reason": "probe passed",
+        {"provider": "ollama", "state": "active", "since": NOW - 150, "reason": "probe passed",
          "admit_fraction": 1.0, "probe_latency_s": 0.004, "routable": True},
-        {"provider": "vllm", "state": "unavailable", "since": NOW - 30, "reason": "3 failures within 60 s",
+        {"provider": "vllm", "state": "unavailable", "since": NOW - 630, "reason": "3 failures within 60 s",
          "admit_fraction": 0.0, "probe_latency_s": None, "routable": False},
         {"provider": "llama_cpp_python", "state": "degraded", "since": NOW - 7200, "reason": "slow probe",
          "admit_fraction": 1.0, "probe_latency_ms": 2500, "routable": True},
@@ -122,7 +122,7 @@ def test_providers_overview(env: dict[str, str]) -> None:
     assert lines[1] == "PROVIDER STATE SINCE ADMIT PROBE REASON"
     assert lines[2:] == [
         "🟢 ollama active 2m 1 4 ms probe passed",
-        "🔴 vllm unavailable 30s 0 - 3 failures within 60 s",
+        "🔴 vllm unavailable 10m 0 - 3 failures within 60 s",
         "🟡 llama_cpp_python degraded 2.0h 1 2500 ms slow probe",
     ]
 
