@@ -85,7 +85,9 @@ async def _connect_retrying(url: str, initial_deadline_s: float = 30.0, **option
     give_up_at = loop.time() + initial_deadline_s
     while True:
         try:
-            return await nats.connect(servers=[url], **options)
+            # A comma-separated list seeds a cluster connection (docs/deployment.md); the client
+            # learns the other members from the server and fails over between them.
+            return await nats.connect(servers=[u.strip() for u in url.split(",") if u.strip()], **options)
         except (OSError, NoServersError, TimeoutError) as e:
             if loop.time() >= give_up_at:
                 raise
