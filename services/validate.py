@@ -179,8 +179,9 @@ def _routes(parsed: Parsed, files: Mapping[str, str], problems: list[Problem]) -
             if found is not None and name not in found[1] and name not in m.fallback_chains.get(model, ()):
                 problems.append(Problem(files["providers"], f"providers.{name}.models.{model}",
                                         f"{found[0]} sends {model!r} to {', '.join(found[1])}: {name!r} never "
-                                        f"serves it", f"add {name!r} to fallback_chains.{model} or to a "
-                                        f"load_balancing.{model} pool, or remove the model here", "warning"))
+                                        f"serves it", f"route it there: exact_matches.{model}: {{provider: {name}}}, "
+                                        f"a more specific pattern, or {name!r} in fallback_chains.{model}; or "
+                                        "remove the model here", "warning"))
 
 
 def _chains(parsed: Parsed, file: str, problems: list[Problem]) -> None:
