@@ -10,7 +10,7 @@ checks the parts against each other:
 - fallback chains repeat no provider and name models their providers serve; context-window
   fallbacks have no cycles and point at larger windows;
 - API keys: a provider that requires one names its variable (error) and the variable is set
-  (warning: the stack starts, its requests fail with 401);
+  (warning: the stack starts; its requests to that provider fail over);
 - URLs and ports parse: every base_url, and NATS_URL / REDIS_URL from the environment.
 Errors stop `aiub up` or misroute requests; warnings are worth reading. Exit code 1 on errors.
 """
@@ -277,8 +277,8 @@ def _api_key(name: str, spec: ProviderSpec, file: str, environ: Mapping[str, str
                                 "config)"))
     elif spec.env_var and not environ.get(spec.env_var) and spec.status == "active":
         problems.append(Problem(file, f"{where}.env_var", f"{spec.env_var} is not set: requests to {name!r} "
-                                "will fail with 401", f"export {spec.env_var}=... before starting aiub",
-                                "warning"))
+                                "fail (provider_auth_missing) and fall back to the next provider",
+                                f"export {spec.env_var}=... before starting aiub", "warning"))
     elif spec.type in CLOUD_TYPES and not spec.env_var:
         problems.append(Problem(file, where, f"a {spec.type} provider with no API key variable",
                                 "add requires_api_key: true and env_var: NAME", "warning"))
