@@ -8,6 +8,7 @@ child also dies with this process (PR_SET_PDEATHSIG): a `kill -9` of `aiub up` l
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
@@ -38,6 +39,7 @@ class Child:
     restarts: int = 0
     next_start: float = 0.0
     started_at: float = field(default=0.0)
+    metrics_url: str | None = None
 
     def start(self) -> None:
         with self.log_path.open("ab") as log:
@@ -125,6 +127,7 @@ def run_stack(config: Config, args: argparse.Namespace) -> int:
     gateway = Child("gateway", _aiub("gateway", "--host", args.host, "--port", str(args.port), *gateway_args,
                                      *common), env, state_dir / "gateway.log")
     children.append(gateway)
+    _assign_metrics_ports(children, gateway, args.port, state_dir / "stack.json")
     try:
         for child in children:
             child.start()
@@ -132,7 +135,9 @@ def run_stack(config: Config, args: argparse.Namespace) -> int:
         _wait_ready(f"http://127.0.0.1:{args.port}/ready", 30.0)
         print(f"aiub is up: http://{args.host}:{args.port}/v1   (NATS {nats_url}{', embedded' if nats else ''})")
         for child in children:
-            print(f"  {child.name:<26} pid {child.process.pid if child.process else '-':<8} log {child.log_path}")
+            metrics = f"metrics {child.metrics_url:<38}" if child.metrics_url else ""
+            print(f"  {child.name:<26} pid {child.process.pid if child.process else '-':<8} {metrics} "
+                  f"log {child.log_path}")
         if not args.demo:
             _report_backends(config)
         print("Ctrl-C stops everything.", flush=True)
@@ -145,6 +150,24 @@ def run_stack(config: Config, args: argparse.Namespace) -> int:
         if nats is not None:
             nats.stop()
     return 0
+
+
+def _assign_metrics_ports(children: list[Child], gateway: Child, gateway_port: int, stack_file: Path) -> None:
+    """A free `/metrics` port per service (the gateway serves its own on its HTTP port), given in
+    `AIUB_METRICS_PORT` and listed in stack.json for `aiub dashboard` and the shell widgets."""
+    for child in children:
+        if child is gateway:
+            child.metrics_url = f"http://127.0.0.1:{gateway_port}/metrics"
+        elif not child.name.startswith("simulator-"):
+            port = free_port()
+            child.env = {**child.env, "AIUB_METRICS_PORT": str(port)}
+            child.metrics_url = f"http://127.0.0.1:{port}/metrics"
+    try:
+        described = json.loads(stack_file.read_text()) if stack_file.exists() else {}
+    except ValueError:
+        described = {}
+    described["metrics"] = {c.name: c.metrics_url for c in children if c.metrics_url}
+    stack_file.write_text(json.dumps(described))
 
 
 def _wait_ready(url: str, deadline_s: float) -> None:
