@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
         _common(commands.add_parser(name, help=text))
     commands.choices["router"].add_argument("--metrics-port", type=int, default=None,
                                             help="serve Prometheus /metrics on this port (default: not served)")
+    commands.choices["health"].add_argument("--metrics-port", type=int, default=None,
+                                            help="serve Prometheus /metrics on this port (default: not served)")
 
     worker = commands.add_parser("worker", help="serve one or more providers")
     _common(worker)
@@ -60,6 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     simulator = commands.add_parser("simulator", help="a simulated Ollama or OpenAI-compatible backend")
     simulator_arguments(simulator)
+
+    status = commands.add_parser("status", help="provider states, from the health service's KV bucket")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument("--nats", default=None,
+                        help="NATS URL (default: the stack `aiub up` started, from <state-dir>/stack.json; "
+                             "else $NATS_URL, else nats://127.0.0.1:4222)")
+    status.add_argument("--state-dir", default=".aiub", help="where `aiub up` keeps its state")
 
     from services.dashboard.main import add_arguments as dashboard_arguments
     from services.logs_cli import add_arguments as logs_arguments
@@ -94,6 +103,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from services.logs_cli import main as logs_main
 
         return logs_main(args)
+    if args.command == "status":
+        from services.health.status import main as status_main
+
+        return status_main(args)
     if args.command in ("validate", "import-litellm"):
         from services.config_commands import run_import, run_validate
 
@@ -131,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "health":
         from services.health.main import serve as health
 
-        return run_until_signalled(lambda stop: health(config, args.nats, stop))
+        return run_until_signalled(lambda stop: health(config, args.nats, stop, args.metrics_port))
     from services.workers.main import serve as worker
 
     return run_until_signalled(lambda stop: worker(config, args.provider, args.nats, stop, args.metrics_port))

@@ -113,6 +113,9 @@ def run_stack(config: Config, args: argparse.Namespace) -> int:
         nats = EmbeddedNats(state_dir / "nats").start()
         nats_url = nats.url
     env = {**os.environ, "NATS_URL": nats_url, "PYTHONUNBUFFERED": "1"}
+    # `aiub status` on this machine finds the stack through this file.
+    stack_file = state_dir / "stack.json"
+    stack_file.write_text(json.dumps({"nats_url": nats_url, "gateway": f"http://{args.host}:{args.port}"}))
     children: list[Child] = []
     config_dir = str(config.directory)
     if args.demo:
@@ -149,6 +152,7 @@ def run_stack(config: Config, args: argparse.Namespace) -> int:
         _stop_all(children)
         if nats is not None:
             nats.stop()
+        stack_file.unlink(missing_ok=True)
     return 0
 
 

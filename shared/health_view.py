@@ -4,6 +4,9 @@ Routers and the dashboard hold one. A watcher delivers the current value of ever
 start (so a process started after a transition knows the state at once), then each update.
 The health service refreshes a heartbeat key; when it is older than `stale_after_s`, the last
 known states are kept, and reported as stale.
+
+`start` returns once the initial values have arrived (or after `snapshot_timeout_s`), so a
+router that starts taking requests after `start` already obeys every state in the bucket.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 
 import msgspec
 from nats.js import JetStreamContext
@@ -25,7 +29,8 @@ log = logs.get("health_view")
 
 class Heartbeat(msgspec.Struct, frozen=True, kw_only=True):
     leader: str
-    at: float
+    at: float  # the leader's wall clock when written
+    interval_s: float = 2.0  # how often the leader writes it
 
 
 heartbeat_decoder = msgspec.json.Decoder(Heartbeat)
@@ -46,17 +51,24 @@ class HealthView:
         self.heartbeat: Heartbeat | None = None
         self.stale_after_s = stale_after_s
         self.updates = 0
+        self.received_at: dict[str, float] = {}  # wall clock when each key's latest value arrived
         self._task: asyncio.Task[None] | None = None
+        self._snapshot = asyncio.Event()
         self.changed = asyncio.Event()
 
     @property
     def stale(self) -> bool:
         return self.heartbeat is None or time.time() - self.heartbeat.at > self.stale_after_s
 
-    async def start(self, js: JetStreamContext) -> None:
+    async def start(self, js: JetStreamContext, snapshot_timeout_s: float = 5.0) -> None:
         kv = await open_bucket(js)
         watcher = await kv.watchall()
         self._task = asyncio.create_task(self._follow(watcher))
+        try:
+            async with asyncio.timeout(snapshot_timeout_s):
+                await self._snapshot.wait()
+        except TimeoutError:
+            log.warning("health_snapshot_late", waited_s=snapshot_timeout_s)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -64,9 +76,20 @@ class HealthView:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
+    async def wait_for(self, predicate: Callable[[HealthView], bool], timeout_s: float, poll_s: float = 0.05) -> None:
+        """Until `predicate(self)` holds, checked on every update and every `poll_s` (staleness
+        changes with time alone); TimeoutError after `timeout_s`."""
+        async with asyncio.timeout(timeout_s):
+            while not predicate(self):
+                self.changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(poll_s):
+                        await self.changed.wait()
+
     async def _follow(self, watcher: KeyValue.KeyWatcher) -> None:
         async for entry in watcher:
             if entry is None:  # end of the initial values
+                self._snapshot.set()
                 continue
             try:
                 self._apply(entry.key, entry.value, entry.operation)
@@ -75,6 +98,7 @@ class HealthView:
 
     def _apply(self, key: str, value: bytes | None, operation: str | None) -> None:
         self.updates += 1
+        self.received_at[key] = time.time()
         if key == subjects.HEALTH_HEARTBEAT_KEY:
             self.heartbeat = heartbeat_decoder.decode(value) if value else None
         elif key.startswith("_"):
