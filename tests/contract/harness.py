@@ -105,16 +105,21 @@ class Reply:
 
 
 class Harness:
-    def __init__(self, nc: Client, backend: Backend, sim: Simulator, provider: str, spec: ProviderSpec,
+    def __init__(self, nc: Client, backend: Backend, sim: Simulator | None, provider: str, spec: ProviderSpec,
                  http: httpx.AsyncClient) -> None:
         self.nc = nc
         self.backend = backend
-        self.sim = sim
+        self._sim = sim
         self.provider = provider
         config = Config(directory=Path("."), providers={provider: spec}, mappings=ModelMappingsFile(),
                         runtime=RuntimeFile())
         self.worker = Worker(nc, config, [provider], http)
         self._spec = spec
+
+    @property
+    def sim(self) -> Simulator:
+        assert self._sim is not None, "this harness runs against a real backend"
+        return self._sim
 
     async def start(self) -> None:
         await self.worker.start()

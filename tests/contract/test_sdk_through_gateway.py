@@ -9,13 +9,18 @@ something new (`fresh()`), so the gateway's response cache never answers in a ba
 from __future__ import annotations
 
 import itertools
+import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import nats
 import openai
 import pytest
 
+from shared.config import load_config
+from shared.served_models import ServedModels, ask_workers
 from tests.support.processes import Simulator, Stack
 
 EXPECTED = "".join(f"tok{i} " for i in range(16))
@@ -165,3 +170,20 @@ def test_backend_errors_look_the_same_from_every_backend(stack: Stack, client: o
         statuses[model] = (caught.value.status_code, caught.value.code)
         assert "127.0.0.1" not in caught.value.message
     assert set(statuses.values()) == {(503, "upstream_error")}
+
+
+async def test_served_models_adds_what_the_backends_serve_to_the_configured_names(stack: Stack) -> None:
+    """What the gateway's /v1/models should answer (shared/served_models.py), asked of the real workers."""
+    nc = await nats.connect(stack.nats_url)
+    try:
+        started = time.monotonic()
+        assert await ask_workers(nc, ["vllm", "nobody"], timeout_s=2.0) == {
+            "vllm": ("Qwen/Qwen2.5-Coder-7B-Instruct-AWQ",)}
+        assert time.monotonic() - started < 1.5  # a provider without workers does not hold the answer
+        listing = json.loads(await ServedModels(nc, load_config(stack.config_dir)).body())
+    finally:
+        await nc.close()
+    owners = {m["id"]: m["owned_by"] for m in listing["data"]}
+    assert set(list(owners)[:3]) == {"llama3.1:8b", "qwen-coder", "claude-sonnet"}  # configured names first
+    assert owners["Qwen/Qwen2.5-Coder-7B-Instruct-AWQ"] == "vllm"
+    assert owners["claude-sonnet-4-20250514"] == "anthropic"
