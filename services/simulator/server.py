@@ -11,8 +11,10 @@ fully written (`completed`), the client closes the connection (`aborted`: notice
 `connection_lost`, which also cancels generation) or a drop_after knob closes it (`dropped`).
 /_sim/* control requests are not counted.
 
-Per request the order is: parse JSON -> apply knob overrides (x-simulator header, then the
-body's "simulator" field) -> validate model and fields -> hang -> injected error -> reply.
+Per request the order is: route -> credentials (`routes.auth_failure`: a Bearer key when one is
+configured, Anthropic's x-api-key and anthropic-version) -> parse JSON -> apply knob overrides
+(x-simulator header, then the body's "simulator" field) -> validate model and fields -> hang ->
+injected error -> reply. Flavors and their paths are in `routes`.
 """
 
 from __future__ import annotations
