@@ -165,6 +165,18 @@ def test_the_demo_profile_serves_every_model_demo_env_points_at() -> None:
         assert wanted <= served, f"{url.hostname} lacks {wanted - served} for {key}"
 
 
+def test_prometheus_scrapes_every_service_that_serves_metrics() -> None:
+    scrape = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    targets = {(name, sd["port"]) for job in scrape["scrape_configs"] for sd in job.get("dns_sd_configs", [])
+               for name in sd["names"]}
+    for name in SCALABLE:
+        env = environment(name)
+        assert env["AIUB_METRICS_HOST"] == "0.0.0.0", name
+        assert (name, int(env["AIUB_METRICS_PORT"])) in targets, f"prometheus.yml does not scrape {name}"
+    assert ("gateway", 4000) in targets
+    assert "./deploy/prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in SERVICES["prometheus"]["volumes"]
+
+
 def test_env_example_names_every_required_variable() -> None:
     example = (ROOT / "deploy" / "env.example").read_text()
     required = set(re.findall(r"\$\{([A-Z_]+):\?", (ROOT / "compose.yaml").read_text()))
@@ -177,7 +189,7 @@ def test_mounted_paths_exist() -> None:
         for volume in service.get("volumes", []):
             source = volume.split(":")[0]
             if source.startswith("./"):
-                assert (ROOT / source).is_dir(), volume
+                assert (ROOT / source).exists(), volume
 
 
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
