@@ -26,13 +26,19 @@ def limited_protocol(max_header_bytes: int, max_headers: int) -> type[HttpToolsP
     class LimitedHttpToolsProtocol(HttpToolsProtocol):
         _header_bytes = 0  # counted in the parser's callbacks
         _header_count = 0
-        _unparsed = 0  # bytes received while the headers are incomplete: httptools buffers a header it has
-        _in_headers = True  # not finished yet, so a single endless header is caught here
+        # httptools buffers a header until it is complete, so one endless header never reaches
+        # `on_header`: whole reads that end still inside the headers are counted as well. A read
+        # in which a message's headers or the message itself completed is not counted (its bytes
+        # may be body), so this undercounts by at most one read.
+        _unparsed = 0
+        _in_headers = True
+        _boundary = False  # headers or a message completed during the current read
         _exceeded = False
 
         def data_received(self, data: bytes) -> None:
+            self._boundary = False
             super().data_received(data)
-            if self._in_headers and not self._exceeded and not self.transport.is_closing():
+            if self._in_headers and not self._boundary and not self._exceeded and not self.transport.is_closing():
                 self._unparsed += len(data)
                 if self._unparsed > max_header_bytes:
                     self._exceeded = True
@@ -43,11 +49,11 @@ def limited_protocol(max_header_bytes: int, max_headers: int) -> type[HttpToolsP
             super().on_message_begin()
 
         def on_headers_complete(self) -> None:
-            self._in_headers, self._unparsed = False, 0
+            self._in_headers, self._unparsed, self._boundary = False, 0, True
             super().on_headers_complete()
 
         def on_message_complete(self) -> None:
-            self._in_headers, self._unparsed = True, 0
+            self._in_headers, self._unparsed, self._boundary = True, 0, True
             super().on_message_complete()
 
         def _count(self, size: int, headers: int = 0) -> None:

@@ -110,6 +110,21 @@ def test_headers_over_the_limit_are_431_before_the_request_runs(stack: Stack) ->
                  headers={"x-fine": "v" * 8000}).status_code == 200
 
 
+def test_bodies_larger_than_the_header_limit_are_not_mistaken_for_headers(stack: Stack) -> None:
+    body = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "x" * 40_000}]}).encode()
+    head = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n")
+    port = int(stack.gateway_url.rsplit(":", 1)[1])
+    for parts in ([head + body], [head, body], [head + body[:100], body[100:]]):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            for part in parts:  # separate writes: most likely separate reads on the server
+                sock.sendall(part)
+            reply = b""
+            while b"\r\n\r\n" not in reply:
+                reply += sock.recv(65536)
+        assert reply.startswith(b"HTTP/1.1 200"), (len(parts), reply[:120])
+
+
 def test_max_tokens_is_capped_per_model(stack: Stack) -> None:
     over = _post(stack.gateway_url, {"model": CAPPED, "messages": MESSAGES, "max_tokens": 9})
     assert over.status_code == 400
