@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,8 @@ def _ok_count(stack: Stack) -> float:
 
 def _chat(stack: Stack, stream: bool = False, request_id: str | None = None) -> httpx.Response:
     headers = {"x-request-id": request_id} if request_id else {}
-    body = {"model": "obs-model", "stream": stream, "messages": [{"role": "user", "content": "hi"}]}
+    # A unique prompt each time: an identical one would be answered by the gateway's cache.
+    body = {"model": "obs-model", "stream": stream, "messages": [{"role": "user", "content": uuid.uuid4().hex}]}
     response = httpx.post(stack.gateway_url + "/v1/chat/completions", timeout=10, trust_env=False, headers=headers,
                           json=body)
     assert response.status_code == 200, response.text

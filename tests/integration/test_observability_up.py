@@ -68,7 +68,7 @@ def test_a_request_shows_in_the_counters_and_the_logs(up: tuple[Path, int, list[
     worker = json.loads((state / "stack.json").read_text())["metrics"]["worker-ollama"]
     reply = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", timeout=20, trust_env=False,
                        headers={"x-request-id": "req_up_1"},
-                       json={"model": "llama3.1:8b", "messages": [{"role": "user", "content": "hi"}]})
+                       json={"model": "llama3.1:8b", "messages": [{"role": "user", "content": "count me once"}]})
     assert reply.status_code == 200, reply.text
     wait_until(lambda: _ok_count(_get(worker)) == 1, 10, "the worker to count the request")
     logs = subprocess.run([sys.executable, "-m", "services", "logs", "--state-dir", str(state), "--request",
