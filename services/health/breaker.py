@@ -20,8 +20,8 @@ Rules (DESIGN.md, "Provider states and the circuit breaker"):
   trial is ignored.
 - cooldown: routers admit `admit_fraction` of traffic; each `ramp_successes` successes move
   to the next step of `ramp`; after the last step (1.0) → active, and `opened` resets.
-- A 429 removes the provider for its Retry-After (`rate_limited_s` without one), not for an
-  open period: unavailable with `resume` = the state it left; once that passes it returns
+- A 429 removes the provider for its Retry-After (`rate_limited_s` without one, `max_open_s`
+  at most), not for an open period: unavailable with `resume` = the state it left; once that passes it returns
   to `resume` with no trial. A 429 while unavailable only pushes `open_until` out. Failures
   reaching the threshold, or a failed probe cycle, while rate limited open the circuit.
 - A deadline only moves later: no failure, trip or 429 ever shortens `open_until`.
@@ -281,7 +281,7 @@ def _on_event(b: Breaker, event: Event, settings: HealthCheckSpec) -> tuple[Brea
                 return b, ()
             return _one(_open(b, "probe_failed", at, why, settings))
         case RateLimited(retry_after_s=retry_after):
-            period = settings.rate_limited_s if retry_after is None else retry_after
+            period = settings.rate_limited_s if retry_after is None else min(retry_after, settings.max_open_s)
             until = _later(b.open_until, at + period)
             if state == "unavailable":
                 if until == b.open_until:

@@ -1,9 +1,10 @@
 """Active probes: `GET` the provider's health endpoint, `attempts` times before giving up.
 
-Endpoints by type come from config (Ollama `/api/tags`, llama.cpp and vLLM `/v1/models`;
-`health_endpoint` overrides, e.g. llama.cpp's `/health`); cloud providers have none and are
-judged by outcomes alone. Any answer below 500 means the server is up (a 401 from a probe
-without credentials still proves it listens). Each attempt is bounded by `timeout_s` as a
+Endpoints by type come from config: Ollama `/api/tags`, llama.cpp and vLLM `/v1/models`, and
+`health_endpoint` overrides (e.g. llama.cpp's `/health`), always a path from the server's
+root even when `base_url` ends in `/v1`. Cloud providers have none and are judged by
+outcomes alone. Any answer below 500 means the server is up (a 401 from a probe without
+credentials still proves it listens). Each attempt is bounded by `timeout_s` as a
 whole, not per read, so a backend that trickles bytes cannot hang a probe.
 """
 
@@ -30,8 +31,8 @@ def probe_url(spec: ProviderSpec) -> str | None:
     path = spec.probe_path
     if path is None or not spec.health.enabled:
         return None
-    # `base_url` may already name the /v1 API; the probe path is from the server's root.
-    root = spec.base_url[:-3] if spec.base_url.endswith("/v1") and path.startswith("/v1") else spec.base_url
+    # `base_url` may name the /v1 API; a probe path is always from the server's root.
+    root = spec.base_url.removesuffix("/v1")
     return root + path
 
 

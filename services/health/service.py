@@ -108,7 +108,16 @@ class HealthService:
 
     # -- leadership -----------------------------------------------------------------------
     async def _elected(self) -> None:
-        await self._adopt()
+        self._spawn(self._lead())
+
+    async def _lead(self) -> None:
+        while True:
+            try:
+                await self._adopt()
+                break
+            except (NatsError, TimeoutError) as e:
+                log.warning("health_adopt_failed", error=repr(e))
+                await asyncio.sleep(0.5)
         self._spawn(self._write_loop())
         self._spawn(self._heartbeat_loop())
         self._spawn(self._tick_loop())
@@ -117,6 +126,7 @@ class HealthService:
                 self._spawn(self._probe_loop(name, spec))
 
     async def _deposed(self) -> None:
+        self._pending.clear()
         tasks, self._leading = list(self._leading), set()
         for task in tasks:
             task.cancel()

@@ -1,4 +1,5 @@
-"""The trial inference sent when an open period ends: one real request, `max_tokens: 1`.
+"""The trial inference sent when an open period ends: one real request, `max_tokens: 1`
+(an embedding of one short input for a provider that serves only embedding models).
 
 It goes straight to `aiub.work.<provider>` (not through a router, which would refuse an
 unavailable provider) as a `WorkOrder` whose reply inbox this process subscribes to, with one
@@ -31,6 +32,7 @@ from shared.messages import (
     Error,
     Frame,
     InferenceRequest,
+    RequestKind,
     Result,
     WorkOrder,
     encode,
@@ -50,8 +52,9 @@ def _embeddings(config: Config, provider: str, name: str) -> bool:
     return "embed" in name.lower() or (model is not None and any("embed" in c for c in model.capabilities))
 
 
-def trial_model(config: Config, provider: str) -> tuple[str, str] | None:
-    """(public name, backend name) of a chat model the provider serves, or None if it names none."""
+def trial_model(config: Config, provider: str) -> tuple[str, str, RequestKind] | None:
+    """(public name, backend name, kind) of the model a trial asks: a chat model if the provider
+    serves one, else an embedding model; None if config names no model for it."""
     spec = config.providers[provider]
     names = list(spec.models)
     names += [m for m, match in config.mappings.exact_matches.items() if match.provider == provider]
@@ -59,8 +62,14 @@ def trial_model(config: Config, provider: str) -> tuple[str, str] | None:
     for name in chat or names:
         match = config.mappings.exact_matches.get(name)
         backend = match.backend_model if match is not None and match.backend_model else spec.backend_model(name)
-        return name, backend
+        return name, backend, "chat" if chat else "embedding"
     return None
+
+
+def _body(model: str, kind: RequestKind) -> dict[str, object]:
+    if kind == "embedding":
+        return {"model": model, "input": TRIAL_PROMPT}
+    return {"model": model, "max_tokens": 1, "stream": False, "messages": [{"role": "user", "content": TRIAL_PROMPT}]}
 
 
 class TrialRunner:
@@ -93,12 +102,10 @@ class TrialRunner:
         model = trial_model(self._config, provider)
         if model is None:
             return None  # nothing to ask: the ramp's admitted traffic is the test
-        public, backend = model
+        public, backend, kind = model
         attempt = new_id()
-        request = InferenceRequest(id=TRIAL_ID_PREFIX + attempt, attempt=attempt, kind="chat", model=public,
-                                   body={"model": public, "max_tokens": 1, "stream": False,
-                                         "messages": [{"role": "user", "content": TRIAL_PROMPT}]},
-                                   deadline=time.time() + timeout_s)
+        request = InferenceRequest(id=TRIAL_ID_PREFIX + attempt, attempt=attempt, kind=kind, model=public,
+                                   body=_body(public, kind), deadline=time.time() + timeout_s)
         order = WorkOrder(request=request, reply_inbox=subjects.inbox(self._process_id, attempt),
                           provider=provider, backend_model=backend, routed_by="health_trial")
         queue: asyncio.Queue[Frame] = asyncio.Queue()

@@ -229,6 +229,13 @@ def test_a_429_without_retry_after_uses_the_configured_period() -> None:
     assert b.open_until == T0 + S.rate_limited_s
 
 
+def test_an_absurd_retry_after_is_capped_at_the_longest_open_period() -> None:
+    b, _ = run(Breaker(), RateLimited(T0, 1e9))
+    assert b.open_until == T0 + S.max_open_s
+    b, _ = run(Breaker(), RateLimited(T0, S.max_open_s - 1))
+    assert b.open_until == T0 + S.max_open_s - 1
+
+
 def test_a_429_in_cooldown_resumes_cooldown_at_the_same_step() -> None:
     b = in_cooldown()
     b, _ = run(b, *(Succeeded(T0 + 400 + i, 0.1) for i in range(S.ramp_successes)))
