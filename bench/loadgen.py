@@ -108,8 +108,9 @@ async def run(a: argparse.Namespace) -> dict[str, object]:
     body = orjson.dumps(request)
     connector = aiohttp.TCPConnector(limit=a.concurrency, keepalive_timeout=120)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=a.timeout)) as session:
+        warm = Tally()
         if a.warmup > 0:
-            await phase(session, url, body, a.stream, a.concurrency, a.warmup, Tally())
+            await phase(session, url, body, a.stream, a.concurrency, a.warmup, warm)
         tally = Tally()
         mark(a, "#start")
         r0 = resource.getrusage(resource.RUSAGE_SELF)
@@ -122,7 +123,8 @@ async def run(a: argparse.Namespace) -> dict[str, object]:
     ok = len(tally.latency)
     return {"url": url, "stream": a.stream, "concurrency": a.concurrency, "elapsed_s": round(elapsed, 3),
             "ok": ok, "errors": tally.errors, "rps": round(ok / elapsed, 1), "latency_ms": summary_ms(tally.latency),
-            "ttft_ms": summary_ms(tally.ttft), "client_cpu_s": round(cpu, 3)}
+            "ttft_ms": summary_ms(tally.ttft), "client_cpu_s": round(cpu, 3),
+            "warmup_ok": len(warm.latency)}
 
 
 def main(argv: list[str] | None = None) -> int:

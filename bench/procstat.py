@@ -12,15 +12,15 @@ from pathlib import Path
 TICK = 1.0 / os.sysconf("SC_CLK_TCK")
 
 
-def process_cpu_s(pid: int) -> float | None:
-    """utime + stime of a live process, in seconds; None once it is gone."""
+def process_cpu_s(pid: int) -> tuple[float, float] | None:
+    """(utime + stime, stime) of a live process, in seconds; None once it is gone."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     # The command name (field 2) may contain spaces and parentheses: split after the last ')'.
     fields = stat[stat.rindex(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) * TICK
+    return (int(fields[11]) + int(fields[12])) * TICK, int(fields[12]) * TICK
 
 
 def machine_busy_s() -> float:
@@ -33,7 +33,11 @@ def machine_busy_s() -> float:
 
 
 def snapshot(pids: dict[str, int]) -> dict[str, float]:
-    out = {name: cpu for name, pid in pids.items() if (cpu := process_cpu_s(pid)) is not None}
+    """Name -> CPU seconds, name + ":sys" -> the kernel's part of it, "_machine" -> all cores busy."""
+    out: dict[str, float] = {}
+    for name, pid in pids.items():
+        if (cpu := process_cpu_s(pid)) is not None:
+            out[name], out[name + ":sys"] = cpu
     out["_machine"] = machine_busy_s()
     return out
 

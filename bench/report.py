@@ -8,6 +8,7 @@ requests for CPU per request.
 
 from __future__ import annotations
 
+import os
 import statistics
 from collections.abc import Iterable
 from typing import Any
@@ -41,8 +42,11 @@ def combine(samples: list[dict[str, Any]]) -> dict[str, Any]:
         for name, seconds in s["cpu"].items():
             cpu[name] = cpu.get(name, 0.0) + seconds
     cpu["client"] = sum(s["load"]["client_cpu_s"] for s in samples)
-    ours = sum(v for k, v in cpu.items() if not k.startswith("_"))
-    out["cpu_us"] = {k: (v / ok * 1e6 if ok else None) for k, v in cpu.items() if not k.startswith("_")}
+    totals = {k: v for k, v in cpu.items() if not k.startswith("_") and ":" not in k}
+    ours = sum(totals.values())
+    out["cpu_us"] = {k: (v / ok * 1e6 if ok else None) for k, v in totals.items()}
+    aiub_cpu = sum(cpu.get(s, 0.0) for s in SERVICES)
+    out["aiub_sys_share"] = sum(cpu.get(s + ":sys", 0.0) for s in SERVICES) / aiub_cpu if aiub_cpu else None
     # Whatever else ran on the machine meanwhile (other people's tests): the noise indicator.
     out["other_cores"] = max(0.0, cpu.get("_machine", ours) - ours) / elapsed if elapsed else None
     out["our_cores"] = ours / elapsed if elapsed else None
@@ -81,19 +85,26 @@ def tables(samples: list[dict[str, Any]]) -> str:
         for i, (name, path, latency) in enumerate(metrics):
             lines.append(_row(label if i == 0 else "", name, d[path], a[path], latency))
     lines += ["", "CPU per request in µs (CPU seconds in the measured window / requests completed); "
-              "`other` is CPU used by processes outside the benchmark meanwhile, in cores (noise).", "",
+              "`kernel` is the share of aiub's CPU spent in the kernel (sockets, wake-ups); "
+              "`other` is CPU used by processes outside the benchmark meanwhile, in cores (noise); "
+              f"`ceiling` is the req/s this machine's {os.cpu_count()} cores could serve at this CPU cost per "
+              "request (all processes, client included): a figure that noise from other processes "
+              "affects less than measured req/s (meaningful only where the run is CPU-bound: high concurrency).", "",
               "| scenario | target | requests (errors) | client | simulator | " + " | ".join(SERVICES)
-              + " | aiub total | all | other |",
-              "|---|---|---|---|---|" + "---|" * len(SERVICES) + "---|---|---|"]
+              + " | aiub total | kernel | all | ceiling | other |",
+              "|---|---|---|---|---|" + "---|" * len(SERVICES) + "---|---|---|---|---|"]
     for key, label in order.items():
         for t in TARGETS:
             c = combined[(key, t)]
             us = c["cpu_us"]
             svc = [_fmt(us.get(s), 0) if t == "aiub" else "–" for s in SERVICES]
             aiub_total = sum(us.get(s) or 0.0 for s in SERVICES)
+            share = c["aiub_sys_share"]
+            kernel = f"{share:.0%}" if t == "aiub" and share is not None else "–"
             everything = sum(v or 0.0 for v in us.values()) - (0.0 if t == "aiub" else aiub_total)
+            ceiling = (os.cpu_count() or 1) * 1e6 / everything if everything else None
             lines.append(f"| {label} | {t} | {c['ok']:,} ({c['errors']}) | {_fmt(us.get('client'), 0)} | "
                          f"{_fmt(us.get('simulator'), 0)} | " + " | ".join(svc)
-                         + f" | {_fmt(aiub_total, 0) if t == 'aiub' else '–'} | {_fmt(everything, 0)} | "
-                         f"{_fmt(c['other_cores'])} |")
+                         + f" | {_fmt(aiub_total, 0) if t == 'aiub' else '–'} | {kernel} | {_fmt(everything, 0)} | "
+                         f"{_fmt(ceiling, 0)} | {_fmt(c['other_cores'])} |")
     return "\n".join(lines)

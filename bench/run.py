@@ -78,6 +78,16 @@ def run_load(url: str, sc: Scenario, duration: float, warmup: float, pids: dict[
     return {"load": result, "cpu": procstat.delta(before, after), "elapsed_s": t1 - t0}
 
 
+def idle_cpu(pids: dict[str, int], seconds: float) -> str:
+    """Background CPU of the idle stack (load reports, heartbeats, health): it inflates per-request
+    CPU in the slow-backend scenario, where few requests share the window."""
+    before = procstat.snapshot(pids)
+    time.sleep(seconds)
+    used = procstat.delta(before, procstat.snapshot(pids))
+    parts = [f"{name} {used[name] / seconds * 1000:.1f}" for name in pids if name in used]
+    return f"idle stack CPU over {seconds:g}s, ms per second: " + ", ".join(parts)
+
+
 def start_simulator(workdir: Path, tokens: int) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     log = (workdir / "simulator.log").open("ab")
@@ -121,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tokens", type=int, default=16, help="simulator tokens per non-streaming reply")
     ap.add_argument("--only", type=lambda s: s.replace(",", " ").split(), default=[],
                     help='scenario keys to run by prefix: "ns st lat" or "ns64"')
+    ap.add_argument("--idle", type=float, default=3.0, help="seconds to measure the idle stack's CPU first")
     ap.add_argument("--quick", action="store_true", help="smoke run: 2 s samples, 1 rep (~1 minute)")
     ap.add_argument("--port", type=int, default=0, help="gateway port (default: a free one)")
     ap.add_argument("--log-level", default="INFO", help="log level of the aiub services")
@@ -140,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
             env = profile_env([s for s in a.profile.split(",") if s], out_dir / "profiles")
             stack = start(backend, a.port or free_port(), workdir=workdir, log_level=a.log_level, env=env)
             pids = {**stack.pids(), "simulator": sim.pid}
-            print(head := header(a, pids), file=sys.stderr)
+            head = header(a, pids) + idle_cpu(pids, a.idle) + "\n"
+            print(head, file=sys.stderr)
             samples = []
             for sc in scenarios(a):
                 for rep in range(a.reps):
@@ -162,6 +174,10 @@ def main(argv: list[str] | None = None) -> int:
     (out_dir / "results.json").write_text(json.dumps(samples, indent=1))
     (out_dir / "table.md").write_text(head + "\n" + table + "\n")
     print(head + "\n" + table)
+    if a.profile:
+        served = sum(s["load"]["ok"] + s["load"]["warmup_ok"] for s in samples if s["target"] == "aiub")
+        print(f"\nprofiles: python bench/profile_report.py {out_dir}/profiles/*.prof --requests {served}",
+              file=sys.stderr)
     print(f"\nresults: {out_dir}", file=sys.stderr)
     return 0
 

@@ -16,10 +16,10 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,12 +28,16 @@ import httpx
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from shared.processes import die_with_parent  # noqa: E402
+
 MODEL = "bench-model"
 PROVIDER = "bench"
 
 
 def write_config(directory: Path, backend_url: str, *, provider_type: str = "openai_compatible",
-                 max_concurrency: int = 256, queue_size: int = 256) -> Path:
+                 max_concurrency: int = 256, queue_size: int = 256, cache: bool = False) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     providers = {PROVIDER: {
         "type": provider_type, "base_url": backend_url, "max_concurrency": max_concurrency,
@@ -42,7 +46,8 @@ def write_config(directory: Path, backend_url: str, *, provider_type: str = "ope
     (directory / "providers.yaml").write_text(yaml.safe_dump({"providers": providers}, sort_keys=False))
     (directory / "model-mappings.yaml").write_text(
         yaml.safe_dump({"exact_matches": {MODEL: {"provider": PROVIDER}}}, sort_keys=False))
-    (directory / "aiub.yaml").write_text("{}\n")
+    # The load repeats one request: with the response cache on, aiub would measure its cache, not its path.
+    (directory / "aiub.yaml").write_text(yaml.safe_dump({"cache": {"enabled": cache}}))
     return directory
 
 
@@ -115,33 +120,43 @@ def _ready(url: str) -> bool:
 
 def start(backend_url: str, port: int, *, workdir: Path | None = None, provider_type: str = "openai_compatible",
           max_concurrency: int = 256, log_level: str = "INFO", env: dict[str, str] | None = None,
-          deadline_s: float = 60.0) -> RunningStack:
+          cache: bool = False, deadline_s: float = 60.0) -> RunningStack:
     tmp = None
     if workdir is None:
         tmp = tempfile.TemporaryDirectory(prefix="aiub-bench-")
         workdir = Path(tmp.name)
     config_dir = write_config(workdir / "config", backend_url, provider_type=provider_type,
-                              max_concurrency=max_concurrency)
+                              max_concurrency=max_concurrency, cache=cache)
     state_dir = workdir / "state"
     state_dir.mkdir(parents=True, exist_ok=True)
     log_path = workdir / "aiub-up.log"
     child_env = {**os.environ, **(env or {})}
-    child_env.pop("NATS_URL", None)  # always a private embedded server, never someone else's
-    child_env.pop("AIUB_CONFIG", None)
+    # Always a private embedded NATS, in-process cache and limits, no auth: never someone else's services.
+    for name in ("NATS_URL", "AIUB_CONFIG", "REDIS_URL", "AIUB_MASTER_KEY"):
+        child_env.pop(name, None)
     log = log_path.open("ab")
     proc = subprocess.Popen([sys.executable, "-m", "services", "up", "--config", str(config_dir), "--port", str(port),
                              "--state-dir", str(state_dir), "--log-level", log_level],
-                            cwd=REPO, env=child_env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                            cwd=REPO, env=child_env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            preexec_fn=die_with_parent)
     log.close()
     stack = RunningStack(proc, port, state_dir, log_path, tmp)
     give_up_at = time.monotonic() + deadline_s
-    while not (_ready(stack.url) and {"gateway", "router", "worker"} <= stack.pids().keys()):
-        if proc.poll() is not None or time.monotonic() > give_up_at:
-            stack.stop()
-            raise RuntimeError(f"aiub up did not become ready on :{port}; its log:\n"
-                               + log_path.read_text(errors="replace")[-3000:])
-        time.sleep(0.1)
+    try:
+        while not (_ready(stack.url) and {"gateway", "router", "worker"} <= stack.pids().keys()):
+            if proc.poll() is not None or time.monotonic() > give_up_at:
+                raise RuntimeError(f"aiub up did not become ready on :{port}; its log:\n"
+                                   + log_path.read_text(errors="replace")[-3000:])
+            time.sleep(0.1)
+    except BaseException:
+        stack.stop()
+        raise
     return stack
+
+
+def _port_taken(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,24 +167,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--type", default="openai_compatible", choices=("openai_compatible", "vllm"))
     ap.add_argument("--max-concurrency", type=int, default=256)
     ap.add_argument("--log-level", default="INFO")
+    ap.add_argument("--cache", action="store_true", help="leave the response cache on (off by default)")
     ap.add_argument("--workdir", default=None, help="keep config, state and logs here (default: a temp dir)")
     a = ap.parse_args(argv)
     if not a.backend:
         ap.error("--backend or $STUB_URL is required")
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    # SystemExit unwinds through start() or the loop below, and both stop `aiub up` on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if _port_taken(a.port):
+        print(f"port {a.port} is already in use; pick another with --port", file=sys.stderr)
+        return 1
     stack = start(a.backend, a.port, workdir=Path(a.workdir) if a.workdir else None, provider_type=a.type,
-                  max_concurrency=a.max_concurrency, log_level=a.log_level)
+                  max_concurrency=a.max_concurrency, log_level=a.log_level, cache=a.cache)
     try:
         print(f"aiub up on {stack.url}/v1 -> {a.backend}; pids {stack.pids()}; log {stack.log_path}", flush=True)
-        while not stop.wait(0.5):
+        while True:
+            time.sleep(0.5)
             if stack.process.poll() is not None:
                 print(f"aiub up exited with {stack.process.returncode}", file=sys.stderr)
                 return 1
     finally:
         stack.stop()
-    return 0
 
 
 if __name__ == "__main__":
