@@ -53,6 +53,7 @@ class Refusal:
     status: int  # 404 no route, 503 nothing available, 400 no larger context window
     code: str
     message: str
+    retry_after: float | None = None  # for a 503: when the first skipped provider may serve again
 
 
 @dataclass(frozen=True)
@@ -170,8 +171,10 @@ def _unroutable(config: Config, name: str, excluded: Sequence[str], state: Provi
 
 
 def decide(config: Config, request: InferenceRequest, *, states: Mapping[str, ProviderState], load: LoadView,
-           usage: UsageStats, balancer: Balancer, admit_draw: float, now: float) -> Plan:
-    """The targets for this attempt of `request`. `admit_draw` in [0, 1) gates cooldown admission."""
+           usage: UsageStats, balancer: Balancer, admit_draw: float, now: float,
+           wall_now: float | None = None) -> Plan:
+    """The targets for this attempt of `request`. `admit_draw` in [0, 1) gates cooldown admission;
+    `wall_now` (epoch seconds, the clock of `ProviderState.open_until`) dates a 503's Retry-After."""
     chain = context_chain(config, request.model)
     if request.context_fallback >= len(chain):
         tried = ", ".join(repr(m) for m in chain)
@@ -190,11 +193,17 @@ def decide(config: Config, request: InferenceRequest, *, states: Mapping[str, Pr
     alias = model.startswith(CAPABILITY_ALIAS)
     skipped: list[str] = []
     seen: set[str] = set()
+    not_admitted: list[tuple[str, str]] = []  # cooldown providers this draw turned away
 
     def admit(name: str) -> str | None:
         """The model `name` would run, or None (the reason goes to `skipped`) when it may not serve."""
         seen.add(name)
         reason = _unroutable(config, name, request.excluded, states.get(name), admit_draw)
+        if reason is not None and reason.endswith("not admitted"):
+            served_if_admitted = model if rule.capability is None else _capability_model(
+                config, name, model, rule.capability, rule.capability_name or "", alias)
+            if served_if_admitted is not None:
+                not_admitted.append((name, served_if_admitted))
         served = None
         if reason is None:
             served = model if rule.capability is None else _capability_model(
@@ -216,10 +225,24 @@ def decide(config: Config, request: InferenceRequest, *, states: Mapping[str, Pr
     for name in config.mappings.fallback_chains.get(model, ()):
         if name not in seen and (served := admit(name)) is not None:
             targets.append(_target(config, name, served, True))
+    if not targets and not_admitted:
+        # Admission throttles a recovering provider against its alternatives; when there is
+        # no alternative, refusing would turn 90 % of requests into 503s for nothing.
+        targets = [_target(config, name, served, False) for name, served in not_admitted]
     if not targets:
         return Plan((), rule.routed_by, rule.strategy, skipped=tuple(skipped), refusal=Refusal(
-            503, "no_provider_available", f"no provider available for {model!r}: " + ", ".join(skipped)))
+            503, "no_provider_available", f"no provider available for {model!r}: " + ", ".join(skipped),
+            retry_after=_retry_after(states, seen, wall_now)))
     return Plan(tuple(targets), rule.routed_by, rule.strategy, skipped=tuple(skipped))
+
+
+def _retry_after(states: Mapping[str, ProviderState], names: set[str], wall_now: float | None) -> float | None:
+    """Seconds until the earliest open circuit among `names` may close (at least 1)."""
+    if wall_now is None:
+        return None
+    reopen = [s.open_until for n in names if (s := states.get(n)) is not None
+              and s.state == "unavailable" and s.open_until is not None]
+    return max(1.0, min(reopen) - wall_now) if reopen else None
 
 
 def _candidate(config: Config, name: str, model: str, weight: float, states: Mapping[str, ProviderState],

@@ -110,7 +110,8 @@ class Router:
 
     def plan(self, request: InferenceRequest) -> Plan:
         return decide(self._config, request, states=self._health.states, load=self.load, usage=self.usage,
-                      balancer=self.balancer, admit_draw=self._rng.random(), now=self._clock())
+                      balancer=self.balancer, admit_draw=self._rng.random(), now=self._clock(),
+                      wall_now=time.time())
 
     async def _route(self, data: bytes, reply: str) -> None:
         if not reply:
@@ -126,7 +127,8 @@ class Router:
         if decided.refusal is not None:
             refusal = decided.refusal
             log.info("request_refused", model=request.model, reason=refusal.message)
-            await self._refuse(reply, request.attempt, refusal.status, refusal.message, refusal.code)
+            await self._refuse(reply, request.attempt, refusal.status, refusal.message, refusal.code,
+                               refusal.retry_after)
             return
         label = DECISION_LABELS[decided.routed_by or "default"]
         self.metrics.decisions.labels(strategy=label).inc()
@@ -176,8 +178,10 @@ class Router:
         log.debug("request_routed", model=request.model, provider=provider,
                   routed_by=decided.routed_by, strategy=decided.strategy, attempt=request.attempt)
 
-    async def _refuse(self, reply: str, attempt: str, status: int, message: str, code: str) -> None:
+    async def _refuse(self, reply: str, attempt: str, status: int, message: str, code: str,
+                      retry_after: float | None = None) -> None:
         self.metrics.refusals.labels(reason=code).inc()
         type_ = "service_unavailable" if status >= 500 else "invalid_request_error"
-        frame = Error(attempt=attempt, seq=0, status=status, error=ErrorBody(message=message, type=type_, code=code))
+        frame = Error(attempt=attempt, seq=0, status=status, retry_after=retry_after,
+                      error=ErrorBody(message=message, type=type_, code=code))
         await self._nc.publish(reply, encode(frame))

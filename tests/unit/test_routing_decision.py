@@ -180,3 +180,25 @@ def test_quality_first_reads_the_priority_order_of_custom_strategies() -> None:
                                          "strategy": "quality_first"}},
                 "custom_strategies": {"quality_first": {"priority_order": ["vllm (13B+)", "ollama (8B)"]}}}
     assert plan("m", config(mappings=mappings)).candidates == ("vllm", "ollama", "llama_cpp_native")
+
+
+def test_a_cooldown_provider_with_no_alternative_serves_even_when_not_admitted() -> None:
+    states = {"ollama": state("ollama", "cooldown", 0.1), "llama_cpp_python": state("llama_cpp_python", "unavailable"),
+              "llama_cpp_native": state("llama_cpp_native", "unavailable")}
+    assert plan("llama3.1:8b", states=states, draw=0.9).candidates == ("ollama",)
+    with_alternative = {**states, "llama_cpp_native": state("llama_cpp_native", "active")}
+    assert plan("llama3.1:8b", states=with_alternative, draw=0.9).candidates == ("llama_cpp_native",)
+
+
+def test_all_down_refusal_carries_the_earliest_reopening() -> None:
+    def opened(provider: str, until: float) -> ProviderState:
+        return ProviderState(provider=provider, state="unavailable", admit_fraction=0.0, open_until=until)
+
+    states = {"ollama": opened("ollama", 1_000.0), "llama_cpp_python": opened("llama_cpp_python", 1_030.0),
+              "llama_cpp_native": opened("llama_cpp_native", 1_100.0)}
+    refused = decide(config(), request("llama3.1:8b"), states=states, load=LoadView(), usage=UsageStats(),
+                     balancer=Balancer(), admit_draw=0.0, now=0.0, wall_now=970.0).refusal
+    assert refused is not None and refused.status == 503 and refused.retry_after == 30.0
+    late = decide(config(), request("llama3.1:8b"), states=states, load=LoadView(), usage=UsageStats(),
+                  balancer=Balancer(), admit_draw=0.0, now=0.0, wall_now=999.9).refusal
+    assert late is not None and late.retry_after == 1.0
