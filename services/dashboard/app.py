@@ -52,25 +52,32 @@ class DashboardApp(App[None]):
         self._clock = clock
         self._query = parse_query("")
         self._shown_requests: tuple[int, str] | None = None  # (records received, filter) last drawn
+        self.refreshes = 0
 
     def compose(self) -> ComposeResult:
+        # Kept as attributes: `query_one` looks in the current screen, which is not this one while
+        # a request or the config is open, and the refresh timer keeps running then.
+        self._providers: DataTable[Text | str] = DataTable(id="providers", cursor_type="none")
+        self._latency: DataTable[Text | str] = DataTable(id="latency", cursor_type="none")
+        self._metrics = Static(id="metrics")
+        self._filter = Input(placeholder="filter requests: model:NAME provider:NAME or any text "
+                             "(/ to focus, Esc to leave)", id="filter")
+        self._requests: DataTable[Text | str] = DataTable(id="requests", cursor_type="row")
         yield Header()
-        yield DataTable(id="providers", cursor_type="none")
-        yield DataTable(id="latency", cursor_type="none")
-        yield Static(id="metrics")
-        yield Input(placeholder="filter requests: model:NAME provider:NAME or any text (/ to focus, Esc to leave)",
-                    id="filter")
-        yield DataTable(id="requests", cursor_type="row")
+        yield self._providers
+        yield self._latency
+        yield self._metrics
+        yield self._filter
+        yield self._requests
         yield Footer()
 
     def on_mount(self) -> None:
-        providers = self.query_one("#providers", DataTable)
+        providers = self._providers
         providers.border_title = "Providers (health service)"
         providers.add_columns("provider", "state", "since", "admit", "probe", "reason")
-        latency = self.query_one("#latency", DataTable)
-        latency.add_columns("provider", "attempts", "share", "fail%", "TTFT p50", "TTFT p95", "total p50",
-                            "total p95")
-        requests = self.query_one("#requests", DataTable)
+        self._latency.add_columns("provider", "attempts", "share", "fail%", "TTFT p50", "TTFT p95", "total p50",
+                                  "total p95")
+        requests = self._requests
         requests.add_columns("time", "request", "model", "provider", "status", "cache", "attempts", "TTFT",
                              "total")
         if self.feed is not None:
@@ -84,19 +91,22 @@ class DashboardApp(App[None]):
             await self.feed.stop()
 
     def refresh_view(self) -> None:
+        if not self._requests.is_attached:  # shutting down
+            return
+        self.refreshes += 1
         now = self._clock()
         model = self.model
         if self.feed is not None:
             self.run_worker(self.feed.scrape(), group="scrape", exclusive=False)
         health = "health STALE (no heartbeat from the health service)" if model.health.stale else "health live"
         self.sub_title = f"{model.bus} · {health} · refreshed {time.strftime('%H:%M:%S', time.localtime(now))}"
-        self._fill(self.query_one("#providers", DataTable), view.provider_rows(model.health.states, now))
+        self._fill(self._providers, view.provider_rows(model.health.states, now))
         summary = model.stats.summary(now)
         window = f"{model.stats.window_s / 60:g} min" if model.stats.window_s >= 60 else f"{model.stats.window_s:g} s"
-        latency = self.query_one("#latency", DataTable)
+        latency = self._latency
         latency.border_title = f"Latency and traffic, last {window}"
         self._fill(latency, view.latency_rows(summary))
-        self.query_one("#metrics", Static).update(view.metrics_text(model.metrics, bool(model.metrics_urls)))
+        self._metrics.update(view.metrics_text(model.metrics, bool(model.metrics_urls)))
         self._refresh_requests()
 
     def _fill(self, table: DataTable[Text | str], rows: list[tuple[str, list[Text | str]]]) -> None:
@@ -105,11 +115,11 @@ class DashboardApp(App[None]):
             table.add_row(*cells, key=key)
 
     def _refresh_requests(self, force: bool = False) -> None:
-        shown = (self.model.requests.received, self.query_one("#filter", Input).value)
+        shown = (self.model.requests.received, self._filter.value)
         if shown == self._shown_requests and not force:
             return
         self._shown_requests = shown
-        table = self.query_one("#requests", DataTable)
+        table = self._requests
         selected = None
         if table.row_count:
             selected = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
@@ -125,7 +135,7 @@ class DashboardApp(App[None]):
         self._refresh_requests()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        self.query_one("#requests", DataTable).focus()
+        self._requests.focus()
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if event.data_table.id != "requests" or event.row_key.value is None:
@@ -139,10 +149,10 @@ class DashboardApp(App[None]):
         self.refresh_view()
 
     def action_filter(self) -> None:
-        self.query_one("#filter", Input).focus()
+        self._filter.focus()
 
     def action_leave_filter(self) -> None:
-        self.query_one("#requests", DataTable).focus()
+        self._requests.focus()
 
     def action_config(self) -> None:
         if self.config_dir is None:

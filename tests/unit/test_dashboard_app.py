@@ -82,8 +82,13 @@ async def test_inspector_lists_filters_and_opens_a_request() -> None:
         await until(pilot, lambda: row(app, "request bus2"), 5, "the request's details")
         assert row(app, "1", "vllm", "w-vllm", "502", "upstream said 502")
         assert row(app, "2", "ollama", "w-ollama", "200", "ok", "30 ms", "9/16")
+        # The main screen keeps refreshing underneath the open request.
+        app.model.health.states["vllm"] = ProviderState(provider="vllm", state="unavailable", reason="opened")
+        refreshes = app.refreshes
+        await until(pilot, lambda: app.refreshes >= refreshes + 2, 5, "two refreshes with the request open")
         await pilot.press("escape")
         await until(pilot, lambda: not row(app, "request bus2"), 5, "the request's details to close")
+        assert row(app, "vllm", "unavailable", "opened")
 
 
 async def test_metrics_line_shows_traffic_and_cache() -> None:
