@@ -14,12 +14,23 @@ def _dumps(obj: Any, default: Any = None) -> str:
     return orjson.dumps(obj, default=default).decode()
 
 
+_SPEC_LEVELS = {"warning": "WARN", "exception": "ERROR", "critical": "ERROR"}
+
+
+def _spec_level(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+    """The spec's level names: DEBUG, INFO, WARN, ERROR."""
+    level = event.get("level", "")
+    event["level"] = _SPEC_LEVELS.get(level, level.upper())
+    return event
+
+
 def configure(service: str, level: str = "INFO", stream: TextIO | None = None) -> None:
     """Route structlog and stdlib logging (uvicorn, nats) to one JSON stream."""
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
+            _spec_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
             structlog.processors.format_exc_info,
             lambda _, __, event: {"service": service, **event},

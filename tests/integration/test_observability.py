@@ -91,7 +91,7 @@ def test_one_request_id_in_the_gateway_router_and_worker_logs(stack: Stack, clie
         assert all(line["service"] == name for line in lines)
     worker_line = next(line for line in _lines_with(services["worker"], request_id)
                        if line["event"] == "attempt_finished")
-    assert worker_line["level"] == "info"
+    assert worker_line["level"] == "INFO"
     assert worker_line["provider"] == "obsprov" and worker_line["model"] == "obs-model"
     assert worker_line["latency_ms"] > 0 and worker_line["ttft_ms"] > 0
     assert any(line["event"] == "request_routed" for line in _lines_with(services["router"], request_id))
