@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from typing import Any, TextIO
 
 import orjson
@@ -17,7 +18,7 @@ def _dumps(obj: Any, default: Any = None) -> str:
 _SPEC_LEVELS = {"warning": "WARN", "exception": "ERROR", "critical": "ERROR"}
 
 
-def _spec_level(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+def _spec_level(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """The spec's level names: DEBUG, INFO, WARN, ERROR."""
     level = event.get("level", "")
     event["level"] = _SPEC_LEVELS.get(level, level.upper())

@@ -28,6 +28,7 @@ from services.gateway.body import read_body
 from services.gateway.cache import CachedAnswer, replay
 from services.gateway.policies import Admission, Policies
 from services.gateway.request_ids import client_request_id, client_timeout
+from services.gateway.telemetry import RequestTelemetry
 from shared import bus, logs, subjects, tracing
 from shared.client import Call, ContentFrame, InferenceClient, new_id
 from shared.config import Config
@@ -49,6 +50,7 @@ class GatewayState:
     bus_health: bus.BusHealth = field(default_factory=bus.BusHealth)
     active_connections: int = 0
     policies: Policies | None = None
+    telemetry: RequestTelemetry | None = None
 
 
 def _error_response(status: int, body: ErrorBody, request_id: str | None = None,
@@ -61,7 +63,7 @@ def _error_response(status: int, body: ErrorBody, request_id: str | None = None,
     return Response(error_json(body), status_code=status, media_type=JSON, headers=headers)
 
 
-EXPOSED_HEADERS = ["x-request-id", "x-aiub-cache", "retry-after"] + [
+EXPOSED_HEADERS = ["x-request-id", "x-aiub-cache", "x-aiub-provider", "retry-after"] + [
     f"x-ratelimit-{what}-{unit}" for what in ("limit", "remaining", "reset") for unit in ("requests", "tokens")]
 
 
@@ -69,7 +71,8 @@ def create_app(config: Config, nats_url: str | None = None, *, host: str = "127.
                insecure_no_auth: bool = False, state_dir: Path = Path(".aiub")) -> FastAPI:
     """Raises auth.StartupRefused when the bind address needs a master key and none is set."""
     policies = Policies.build(config, host=host, insecure_no_auth=insecure_no_auth, state_dir=state_dir)
-    state = GatewayState(config=config, nats_url=nats_url, policies=policies)
+    state = GatewayState(config=config, nats_url=nats_url, policies=policies,
+                         telemetry=RequestTelemetry(policies.metrics, log))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -95,6 +98,9 @@ def create_app(config: Config, nats_url: str | None = None, *, host: str = "127.
 
     @app.exception_handler(AiubError)
     async def _aiub_error(request: Request, exc: AiubError) -> Response:
+        # Refused before reaching the bus (auth, limits, validation): one line, never the key itself.
+        (log.error if exc.status >= 500 else log.warning)("request_rejected", status=exc.status, code=exc.code,
+                                                          path=request.url.path)
         return _error_response(exc.status, exc.body(), client_request_id(request.headers.get("x-request-id")),
                                exc.retry_after, getattr(exc, "headers", None))
 
@@ -145,14 +151,18 @@ def create_app(config: Config, nats_url: str | None = None, *, host: str = "127.
         finally:
             if first is None or isinstance(first, Error | Result):
                 await call.__aexit__(None, None, None)
+        if call.provider:
+            headers["x-aiub-provider"] = call.provider
         if isinstance(first, Error):
             await _record(state, call, started, first.status)
-            return _error_response(first.status, first.error, response_id, first.retry_after, admission.headers)
+            return _error_response(first.status, first.error, response_id, first.retry_after,
+                                   {**admission.headers, **({"x-aiub-provider": call.provider} if call.provider
+                                                            else {})})
         if isinstance(first, Result):
             data = bytes(first.data)
             await _settle(policies, admission, CachedAnswer(kind="result", body=data), first.prompt_tokens,
                           first.completion_tokens)
-            await _record(state, call, started, 200)
+            await _record(state, call, started, 200, first.completion_tokens)
             return Response(data, media_type=JSON, headers=headers)
         return StreamingResponse(_relay(state, call, frames, first, started, admission),
                                  media_type="text/event-stream",
@@ -183,7 +193,8 @@ def create_app(config: Config, nats_url: str | None = None, *, host: str = "127.
 
     @app.get("/metrics")
     async def metrics() -> Response:
-        policies.metrics.active_connections.set(state.active_connections)
+        assert state.telemetry is not None
+        state.telemetry.refresh_gauges(state.active_connections)
         return Response(generate_latest(policies.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/health")
@@ -222,6 +233,7 @@ async def _settle(policies: Policies, admission: Admission, answer: CachedAnswer
 async def _relay(state: GatewayState, call: Call, frames: AsyncIterator[ContentFrame], first: ContentFrame,
                  started: float, admission: Admission) -> AsyncIterator[bytes]:
     status = 200
+    completion_tokens = 0  # bound by the Done pattern below
     policies = state.policies
     assert policies is not None
     # The chunks are kept for the cache only while they fit in one entry.
@@ -252,15 +264,16 @@ async def _relay(state: GatewayState, call: Call, frames: AsyncIterator[ContentF
                         return
                     case Error(error=error, status=error_status):
                         status = error_status
-                        log.warning("stream_failed", request_id=call.request.id, provider=call.provider,
-                                    status=error_status, message=error.message)
+                        log.warning("stream_failed", provider=call.provider, status=error_status,
+                                    message=error.message)
                         yield event(error_json(error))
                         yield DONE_EVENT
                         return
                     case Result(data=data):  # a backend that ignored stream=true
                         payload = bytes(data)
                         answer = CachedAnswer(kind="stream", chunks=(payload,)) if storing else None
-                        await _settle(policies, admission, answer, frame.prompt_tokens, frame.completion_tokens)
+                        completion_tokens = frame.completion_tokens
+                        await _settle(policies, admission, answer, frame.prompt_tokens, completion_tokens)
                         yield event(payload)
                         yield DONE_EVENT
                         return
@@ -275,33 +288,42 @@ async def _relay(state: GatewayState, call: Call, frames: AsyncIterator[ContentF
     finally:
         state.active_connections -= 1
         with contextlib.suppress(Exception):
-            await _record(state, call, started, status)
+            await _record(state, call, started, status, completion_tokens)
 
 
 async def _record_hit(state: GatewayState, parsed: validation.ParsedRequest, request_id: str,
                       client_request_id: str | None, started: float) -> None:
+    latency = time.monotonic() - started
+    if state.telemetry is not None:
+        state.telemetry.finished(kind=parsed.kind, model=parsed.model, provider=None, status=200, cache_hit=True,
+                                 latency_s=latency, ttft_s=None, attempts=0, completion_tokens=0)
     nc = state.nc
     if nc is None:
         return
     record = RequestRecord(request_id=request_id, client_request_id=client_request_id, model=parsed.model,
                            kind=parsed.kind, stream=parsed.stream, status=200, cache_hit=True,
-                           latency_s=time.monotonic() - started, ttft_s=None, at=time.time())
+                           latency_s=latency, ttft_s=None, at=time.time())
     with contextlib.suppress(Exception):
         await nc.publish(subjects.REQUEST_EVENTS, encode(record))  # type: ignore[attr-defined]
 
 
-async def _record(state: GatewayState, call: Call, started: float, status: int) -> None:
-    """Publish the request's story for the dashboard and logs: off the response's critical path."""
+async def _record(state: GatewayState, call: Call, started: float, status: int, completion_tokens: int = 0) -> None:
+    """Log the request and publish its story for the dashboard: after its last byte was sent."""
+    latency = time.monotonic() - started
+    ttft = call.first_content_at - started if call.first_content_at else None
+    if state.telemetry is not None:
+        state.telemetry.finished(kind=call.request.kind, model=call.request.model, provider=call.provider,
+                                 status=status, cache_hit=False, latency_s=latency, ttft_s=ttft,
+                                 attempts=len(call.attempts), completion_tokens=completion_tokens)
     nc = state.nc
     if nc is None:
         return
     attempts = tuple(AttemptRecord(attempt=a.attempt, provider=a.provider, worker_id=a.worker_id, status=a.status,
                                    error=a.error, latency_s=((a.ended or time.monotonic()) - a.started))
                      for a in call.attempts)
-    ttft = call.first_content_at - started if call.first_content_at else None
     record = RequestRecord(request_id=call.request.id, client_request_id=call.request.client_request_id,
                            model=call.request.model, kind=call.request.kind, stream=call.request.stream,
-                           status=status, cache_hit=False, latency_s=time.monotonic() - started, ttft_s=ttft,
+                           status=status, cache_hit=False, latency_s=latency, ttft_s=ttft,
                            attempts=attempts, at=time.time())
-    await nc.publish(subjects.REQUEST_EVENTS, encode(record))  # type: ignore[attr-defined]
-
+    with contextlib.suppress(Exception):
+        await nc.publish(subjects.REQUEST_EVENTS, encode(record))  # type: ignore[attr-defined]

@@ -46,6 +46,9 @@ def stack(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
     s.victim_worker = s.worker("victim")  # type: ignore[attr-defined]
     s.gateway()
     try:
+        s.wait_serving("qwen-coder")
+        s.wait_serving("llama3.1:8b")
+        s.wait_serving("victim-model")
         yield s
         assert all(p.alive for p in s.processes if p.name in ("gateway", "router")), s.logs()
     finally:
@@ -89,10 +92,11 @@ def test_chat_stream_with_usage(client: openai.OpenAI) -> None:
 def test_raw_sse_ends_with_done(stack: Stack) -> None:
     with httpx.stream("POST", stack.gateway_url + "/v1/chat/completions", trust_env=False, timeout=10,
                       json={"model": "llama3.1:8b", "stream": True, "messages": [{"role": "user", "content": "x"}]},
-                      headers={"x-request-id": "req_abc123"}) as response:
+                      headers={"x-request-id": "req_abc123", "cache-control": "no-cache"}) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         assert response.headers["x-request-id"] == "req_abc123"
+        assert response.headers["x-aiub-provider"] == "ollama"
         body = response.read().decode()
     events = [e for e in body.split("\n\n") if e]
     assert all(e.startswith("data: ") for e in events)

@@ -123,6 +123,21 @@ class Stack:
         wait_until(lambda: self._ready(proc), 30, "the gateway to be ready")
         return proc
 
+    def wait_serving(self, model: str, deadline_s: float = 30) -> None:
+        """Until one request is answered end to end: the gateway being ready says nothing of
+        whether the router and workers have subscribed yet."""
+
+        def served() -> bool:
+            try:
+                return httpx.post(self.gateway_url + "/v1/chat/completions", trust_env=False, timeout=5,
+                                  headers={"cache-control": "no-cache"},
+                                  json={"model": model, "messages": [{"role": "user", "content": "warm-up"}],
+                                        "max_tokens": 1}).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(served, deadline_s, f"{model} to be served end to end", interval_s=0.1)
+
     def _ready(self, proc: Process) -> bool:
         if not proc.alive:
             raise RuntimeError(f"gateway exited:\n{proc.log()[-3000:]}")
