@@ -13,19 +13,22 @@ from pathlib import Path
 import pytest
 
 BIN = Path(__file__).resolve().parents[2] / "wth-widgets" / "litellm" / "bin"
-NOW = time.time()
 
-STATUS = {
-    "nats_url": "nats://127.0.0.1:4222", "leader": "vm-1", "heartbeat_age_s": 0.4, "stale": False,
-    "providers": [
-        {"provider": "ollama", "state": "active", "since": NOW - 150, "reason": "probe passed",
-         "admit_fraction": 1.0, "probe_latency_s": 0.004, "routable": True},
-        {"provider": "vllm", "state": "unavailable", "since": NOW - 630, "reason": "3 failures within 60 s",
-         "admit_fraction": 0.0, "probe_latency_s": None, "routable": False},
-        {"provider": "llama_cpp_python", "state": "degraded", "since": NOW - 7200, "reason": "slow probe",
-         "admit_fraction": 1.0, "probe_latency_ms": 2500, "routable": True},
-    ],
-}
+
+def status(now: float) -> dict[str, object]:
+    """`aiub status --json` as of `now`: ages are taken when the widget runs, not at import."""
+    return {
+        "nats_url": "nats://127.0.0.1:4222", "leader": "vm-1", "heartbeat_age_s": 0.4, "stale": False,
+        "providers": [
+            {"provider": "ollama", "state": "active", "since": now - 150, "reason": "probe passed",
+             "admit_fraction": 1.0, "probe_latency_s": 0.004, "routable": True},
+            {"provider": "vllm", "state": "unavailable", "since": now - 630, "reason": "3 failures within 60 s",
+             "admit_fraction": 0.0, "probe_latency_s": None, "routable": False},
+            {"provider": "llama_cpp_python", "state": "degraded", "since": now - 7200, "reason": "slow probe",
+             "admit_fraction": 1.0, "probe_latency_ms": 2500, "routable": True},
+        ],
+    }
+
 
 WORKERS = """\
 # HELP provider_requests_total Attempts served, by provider and outcome
@@ -80,7 +83,7 @@ esac
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     root = tmp_path_factory.mktemp("widgets")
-    (root / "status.json").write_text(json.dumps(STATUS))
+    (root / "status.json").write_text(json.dumps(status(time.time())))
     fake = root / "aiub"
     fake.write_text(FAKE_AIUB)
     fake.chmod(0o755)
