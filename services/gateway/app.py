@@ -15,7 +15,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import msgspec
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response, StreamingResponse
@@ -34,6 +33,8 @@ from shared.client import Call, ContentFrame, InferenceClient, new_id
 from shared.config import Config
 from shared.errors import AiubError, error_json
 from shared.messages import AttemptRecord, Chunk, Done, Error, ErrorBody, RequestKind, RequestRecord, Result, encode
+from shared.model_catalog import models_body
+from shared.served_models import ServedModels
 from shared.sse import DONE_EVENT, event
 
 log = logs.get("gateway")
@@ -51,6 +52,7 @@ class GatewayState:
     active_connections: int = 0
     policies: Policies | None = None
     telemetry: RequestTelemetry | None = None
+    served_models: ServedModels | None = None
 
 
 def _error_response(status: int, body: ErrorBody, request_id: str | None = None,
@@ -79,6 +81,7 @@ def create_app(config: Config, nats_url: str | None = None, *, host: str = "127.
         nc, state.bus_health = await bus.connect("aiub-gateway", state.nats_url, state.bus_health)
         state.nc = nc
         state.client = await InferenceClient.start(nc, config.runtime.deadlines)
+        state.served_models = ServedModels(nc, config)
         log.info("gateway_ready", nats=nc.connected_url.netloc if nc.connected_url else None, **policies.describe())
         if policies.auth.mode == "off_insecure":
             log.warning("auth_disabled", reason="--insecure-no-auth on a non-loopback bind: anyone can call")
@@ -183,13 +186,17 @@ def create_app(config: Config, nats_url: str | None = None, *, host: str = "127.
     async def embeddings(request: Request) -> Response:
         return await infer(request, "embedding")
 
-    models_body = _models_body(config)
+    configured_models_body = models_body(config, {}, int(time.time()))
 
     @app.get("/v1/models")
     @app.get("/models", include_in_schema=False)
     async def models(request: Request) -> Response:
         await policies.auth.authenticate(request.headers.get("authorization"))
-        return Response(models_body, media_type=JSON)
+        # Configured names first, then what the backends say they serve (cached; a silent worker
+        # costs at most its short timeout and leaves the configured list).
+        if state.served_models is None:
+            return Response(configured_models_body, media_type=JSON)
+        return Response(await state.served_models.body(), media_type=JSON)
 
     @app.get("/metrics")
     async def metrics() -> Response:
@@ -208,17 +215,6 @@ def create_app(config: Config, nats_url: str | None = None, *, host: str = "127.
         return Response(body, status_code=200 if ok else 503, media_type=JSON)
 
     return app
-
-
-def _models_body(config: Config) -> bytes:
-    created = int(time.time())
-    owners = {name: match.provider for name, match in config.mappings.exact_matches.items()}
-    for provider_name, spec in config.providers.items():
-        for model in spec.models:
-            owners.setdefault(model, provider_name)
-    data = [{"id": name, "object": "model", "created": created, "owned_by": owners.get(name, "aiub")}
-            for name in config.public_models()]
-    return msgspec.json.encode({"object": "list", "data": data})
 
 
 async def _settle(policies: Policies, admission: Admission, answer: CachedAnswer | None, prompt_tokens: int,

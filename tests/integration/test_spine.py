@@ -113,8 +113,11 @@ def test_completions_and_embeddings_pass_through(client: openai.OpenAI) -> None:
 
 
 def test_models_lists_configured_names(client: openai.OpenAI) -> None:
-    names = {m.id for m in client.models.list().data}
-    assert {"qwen-coder", "llama3.1:8b", "victim-model"} <= names
+    models = client.models.list().data
+    names = [m.id for m in models]
+    assert {"qwen-coder", "llama3.1:8b", "victim-model", "ghost-model"} <= set(names)
+    # ...then what the backends say they serve, asked through each provider's worker.
+    assert "Qwen/Qwen2.5-Coder-7B-Instruct-AWQ" in names
 
 
 def test_health_and_ready(stack: Stack) -> None:
