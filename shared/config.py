@@ -55,7 +55,7 @@ class ModelSpec(_Strict):
 
 
 class HealthCheckSpec(_Strict):
-    """Active probe and circuit-breaker settings of one provider (services/health/README.md)."""
+    """Active probe and circuit-breaker settings of one provider (docs/health.md)."""
 
     interval_s: float = Field(default=60.0, gt=0)
     timeout_s: float = Field(default=5.0, gt=0)
