@@ -93,12 +93,15 @@ def test_only_routable_unexcluded_providers_that_serve_the_model(
     assert len(set(plan.candidates)) == len(plan.candidates)
     assert (plan.refusal is None) == bool(plan.candidates)
     allowed = serving(config, model, capability)
+    admitted = [n for n in plan.candidates if draw < raw_states.get(n, ("active", 1.0))[1]]
     for name in plan.candidates:
         assert name not in excluded
         assert config.providers[name].status == "active"
         state, fraction = raw_states.get(name, ("active", 1.0))
         assert state != "unavailable"
-        assert draw < fraction
+        # A cooldown provider the draw turned away serves only as the last resort: never beside
+        # one that was admitted.
+        assert draw < fraction or (state == "cooldown" and not admitted)
         assert name in allowed
 
 
