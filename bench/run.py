@@ -129,8 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stream-conc", type=lambda s: [int(c) for c in s.replace(",", " ").split()], default=[16])
     ap.add_argument("--stream-tokens", type=int, default=64)
     ap.add_argument("--tokens", type=int, default=16, help="simulator tokens per non-streaming reply")
-    ap.add_argument("--only", type=lambda s: s.replace(",", " ").split(), default=[],
-                    help='scenario keys to run by prefix: "ns st lat" or "ns64"')
+    ap.add_argument("--only", nargs="+", default=[],
+                    help="scenario keys to run, by prefix: ns st lat, or ns64")
     ap.add_argument("--idle", type=float, default=3.0, help="seconds to measure the idle stack's CPU first")
     ap.add_argument("--quick", action="store_true", help="smoke run: 2 s samples, 1 rep (~1 minute)")
     ap.add_argument("--port", type=int, default=0, help="gateway port (default: a free one)")
@@ -138,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", default="", help="comma-separated services to run under cProfile")
     ap.add_argument("--out", default=None, help="directory for results.json, table.md and profiles")
     a = ap.parse_args(argv)
+    a.only = [key for arg in a.only for key in arg.replace(",", " ").split()]
     if a.quick:
         a.duration, a.lat_duration, a.warmup, a.reps = 2.0, 3.0, 0.5, 1
     out_dir = Path(a.out or f"/tmp/aiub-bench/run-{time.strftime('%Y%m%d-%H%M%S')}")
