@@ -266,7 +266,6 @@ class GatewaySettings(_Strict):
 class WorkerSettings(_Strict):
     heartbeat_s: float = Field(default=1.0, gt=0)
     load_report_s: float = Field(default=0.5, gt=0)
-    http_transport: Literal["aiohttp", "httpx"] = "aiohttp"
 
 
 class RuntimeFile(_Strict):

@@ -6,7 +6,7 @@ import asyncio
 
 from prometheus_client import CollectorRegistry
 
-from services.workers.backend import http_client
+from services.workers.http import BackendHttp
 from services.workers.service import Worker
 from shared import bus, logs, metrics
 from shared.config import Config
@@ -20,7 +20,7 @@ async def serve(config: Config, providers: list[str], nats_url: str | None, stop
     registry = CollectorRegistry()
     provider_metrics = metrics.ProviderMetrics(registry)
     served_on = metrics.serve(registry, metrics_port)
-    http = http_client(config.runtime.worker.http_transport)
+    http = BackendHttp()
     nc, _ = await bus.connect(f"aiub-worker-{'-'.join(providers)}", nats_url)
     worker = Worker(nc, config, providers, http, metrics=provider_metrics)
     await worker.start()

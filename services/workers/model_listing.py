@@ -14,14 +14,13 @@ import asyncio
 import time
 from collections.abc import Callable
 
-import httpx
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from services.workers.adapters import adapter_for
 from services.workers.adapters.base import StreamBroken
-from services.workers.backend import refused
+from services.workers.http import BackendHttp, BackendHttpError, BackendUnreachable
 from shared import logs, subjects
 from shared.config import Config, ProviderSpec
 from shared.messages import ModelList, encode
@@ -31,26 +30,26 @@ log = logs.get("worker")
 LIST_TIMEOUT_S = 5.0
 
 
-async def list_models(http: httpx.AsyncClient, provider: str, spec: ProviderSpec,
+async def list_models(http: BackendHttp, provider: str, spec: ProviderSpec,
                       timeout_s: float = LIST_TIMEOUT_S) -> ModelList:
     adapter = adapter_for(spec)
     request = adapter.models_request(spec, spec.api_key())
     if request is None:
         return ModelList(provider=provider, listed=False)
     try:
-        response = await http.request(request.method, request.url, headers=request.headers, timeout=timeout_s)
-        if response.status_code >= 400:
-            return ModelList(provider=provider, error=f"the backend answered HTTP {response.status_code}")
-        return ModelList(provider=provider, models=tuple(adapter.parse_models(response.content)))
+        status, body = await http.fetch(request.method, request.url, headers=request.headers, timeout_s=timeout_s)
+        if status >= 400:
+            return ModelList(provider=provider, error=f"the backend answered HTTP {status}")
+        return ModelList(provider=provider, models=tuple(adapter.parse_models(body)))
     except StreamBroken as e:
         return ModelList(provider=provider, error=f"unreadable model list: {e}")
-    except httpx.HTTPError as e:
-        what = "ConnectError" if isinstance(e, httpx.TimeoutException) and refused(e) else type(e).__name__
+    except BackendHttpError as e:
+        what = "ConnectError" if isinstance(e, BackendUnreachable) else type(e).__name__
         return ModelList(provider=provider, error=f"the backend could not be asked ({what})")
 
 
 class ModelListResponder:
-    def __init__(self, nc: Client, config: Config, providers: list[str], http: httpx.AsyncClient,
+    def __init__(self, nc: Client, config: Config, providers: list[str], http: BackendHttp,
                  ttl_s: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
         self._nc = nc
         self._config = config

@@ -16,7 +16,6 @@ import contextlib
 import time
 from dataclasses import dataclass, field
 
-import httpx
 import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -24,6 +23,7 @@ from nats.aio.subscription import Subscription
 
 from services.workers.adapters import adapter_for
 from services.workers.backend import BackendReport, call_backend
+from services.workers.http import BackendHttp
 from services.workers.model_listing import ModelListResponder
 from services.workers.telemetry import WorkerTelemetry
 from shared import logs, subjects, tracing
@@ -93,7 +93,7 @@ class FrameSender:
 
 
 class Worker:
-    def __init__(self, nc: Client, config: Config, providers: list[str], http: httpx.AsyncClient,
+    def __init__(self, nc: Client, config: Config, providers: list[str], http: BackendHttp,
                  worker_id: str | None = None, metrics: ProviderMetrics | None = None) -> None:
         unknown = [p for p in providers if p not in config.providers]
         if unknown:

@@ -11,7 +11,7 @@ import pytest_asyncio
 
 from services.simulator.knobs import Knobs
 from services.simulator.server import SimulatorSettings, start_simulator
-from services.workers.backend import http_client
+from services.workers.http import BackendHttp
 from shared.client import new_id
 from tests.contract.harness import BACKENDS, Backend, Harness
 
@@ -31,7 +31,7 @@ async def make_harness(nats_url: str, backend: Backend, monkeypatch: pytest.Monk
 
     `key` replaces the key the worker is given (None: the env var is unset)."""
     nc = await nats.connect(nats_url)
-    http = http_client("aiohttp")
+    http = BackendHttp()
     started: list[Any] = []
 
     async def make(key: str | None = "default", base_url: str | None = None, **overrides: Any) -> Harness:

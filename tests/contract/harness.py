@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import msgspec
 from nats.aio.client import Client
 from nats.aio.subscription import Subscription
 
 from services.simulator.server import Simulator
+from services.workers.http import BackendHttp
 from services.workers.service import Worker
 from shared import subjects
 from shared.client import new_id
@@ -106,7 +106,7 @@ class Reply:
 
 class Harness:
     def __init__(self, nc: Client, backend: Backend, sim: Simulator | None, provider: str, spec: ProviderSpec,
-                 http: httpx.AsyncClient) -> None:
+                 http: BackendHttp) -> None:
         self.nc = nc
         self.backend = backend
         self._sim = sim

@@ -29,7 +29,7 @@ import nats
 import pytest
 import pytest_asyncio
 
-from services.workers.backend import http_client
+from services.workers.http import BackendHttp
 from shared.client import new_id
 from shared.embedded_nats import free_port, wait_for_port
 from shared.messages import Done
@@ -93,7 +93,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Serv
 @pytest_asyncio.fixture
 async def harnesses(nats_url: str, servers: dict[str, Server]) -> AsyncIterator[dict[str, Harness]]:
     nc = await nats.connect(nats_url)
-    http = http_client("aiohttp")
+    http = BackendHttp()
     made = {name: Harness(nc, LLAMA, None, f"llama{new_id()}", LLAMA.spec(server.url + "/v1", max_concurrency=1),
                           http) for name, server in servers.items()}
     for harness in made.values():
