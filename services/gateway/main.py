@@ -23,5 +23,6 @@ def serve(config: Config, host: str, port: int, nats_url: str | None, *, insecur
     limits = config.runtime.limits
     uvicorn.run(app, host=host, port=port, loop="uvloop", http=limited_protocol(limits.max_header_bytes,
                                                                                 limits.max_headers),
-                log_level="warning", access_log=False, timeout_graceful_shutdown=10, server_header=False)
+                log_level="warning", access_log=False, timeout_graceful_shutdown=10, server_header=False,
+                proxy_headers=False, date_header=False)
     return 0
