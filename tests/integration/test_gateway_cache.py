@@ -20,24 +20,13 @@ import httpx
 import openai
 import pytest
 
-from tests.support.processes import Simulator, Stack, wait_until
+from tests.support.processes import Simulator, Stack, wait_served, wait_until
 from tests.support.redis import RedisServer, redis_server
 
 MASTER = "master-" + uuid.uuid4().hex
 MODEL, OTHER, SHORT = "cached-model", "other-model", "short-ttl-model"
 SHORT_TTL_S = 1.0
 MESSAGES = [{"role": "user", "content": "cache me"}]
-
-def _served(url: str, model: str, key: str | None = None) -> bool:
-    """The whole path (router and worker subscribed) answers: they start after the gateway is ready."""
-    headers = {"cache-control": "no-store", **({"authorization": f"Bearer {key}"} if key else {})}
-    try:
-        response = httpx.post(url + "/v1/chat/completions", headers=headers, trust_env=False, timeout=10,
-                              json={"model": model, "messages": [{"role": "user", "content": "probe"}]})
-    except httpx.HTTPError:
-        return False
-    return response.status_code == 200
-
 
 @pytest.fixture(scope="module")
 def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
@@ -62,7 +51,7 @@ def stack(nats_url: str, redis: RedisServer, tmp_path_factory: pytest.TempPathFa
     s.service("router")
     s.worker("sim")
     s.gateway()
-    wait_until(lambda: _served(s.gateway_url, MODEL, MASTER), 30, "a request served end to end")
+    wait_served(s.gateway_url, MODEL, MASTER)
     try:
         yield s
     finally:

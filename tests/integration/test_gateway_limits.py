@@ -15,23 +15,12 @@ import pytest
 import yaml
 
 from shared.embedded_nats import free_port
-from tests.support.processes import Simulator, Stack, wait_until
+from tests.support.processes import Simulator, Stack, wait_served, wait_until
 
 MODEL, CAPPED, LIMITED = "limits-model", "capped-model", "limited-model"
 MESSAGES = [{"role": "user", "content": "hello"}]
 MAX_BODY = 64 * 1024
 ORIGIN = "https://app.example"
-
-def _served(url: str, model: str, key: str | None = None) -> bool:
-    """The whole path (router and worker subscribed) answers: they start after the gateway is ready."""
-    headers = {"cache-control": "no-store", **({"authorization": f"Bearer {key}"} if key else {})}
-    try:
-        response = httpx.post(url + "/v1/chat/completions", headers=headers, trust_env=False, timeout=10,
-                              json={"model": model, "messages": [{"role": "user", "content": "probe"}]})
-    except httpx.HTTPError:
-        return False
-    return response.status_code == 200
-
 
 @pytest.fixture(scope="module")
 def stack(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
@@ -54,7 +43,7 @@ def stack(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
     s.service("router")
     s.worker("sim")
     s.gateway()
-    wait_until(lambda: _served(s.gateway_url, MODEL), 30, "a request served end to end")
+    wait_served(s.gateway_url, MODEL)
     try:
         yield s
     finally:

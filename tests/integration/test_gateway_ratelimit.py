@@ -21,24 +21,13 @@ from services.gateway.limiter import RedisLimiter
 from services.gateway.ratelimit import Limit, decide
 from services.gateway.redis_link import RedisLink
 from shared.config import RedisSettings
-from tests.support.processes import Stack, wait_until
+from tests.support.processes import Stack, wait_served
 from tests.support.redis import RedisServer, redis_server
 
 MASTER = "master-" + uuid.uuid4().hex
 MODEL, LIMITED = "rl-model", "rl-limited-model"
 MESSAGES = [{"role": "user", "content": "hello"}]
 N = 5
-
-def _served(url: str, model: str, key: str | None = None) -> bool:
-    """The whole path (router and worker subscribed) answers: they start after the gateway is ready."""
-    headers = {"cache-control": "no-store", **({"authorization": f"Bearer {key}"} if key else {})}
-    try:
-        response = httpx.post(url + "/v1/chat/completions", headers=headers, trust_env=False, timeout=10,
-                              json={"model": model, "messages": [{"role": "user", "content": "probe"}]})
-    except httpx.HTTPError:
-        return False
-    return response.status_code == 200
-
 
 @pytest.fixture(scope="module")
 def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
@@ -68,7 +57,7 @@ def gateways(nats_url: str, redis: RedisServer, tmp_path_factory: pytest.TempPat
         s.gateway()
         urls.append(s.gateway_url)
     for url in urls:
-        wait_until(lambda: _served(url, MODEL, MASTER), 30, "a request served end to end")  # noqa: B023
+        wait_served(url, MODEL, MASTER)
     try:
         yield s, urls
     finally:

@@ -30,6 +30,23 @@ def wait_until(condition: Callable[[], bool], deadline_s: float, what: str, inte
         time.sleep(interval_s)
 
 
+def served(url: str, model: str, key: str | None = None) -> bool:
+    """One request answered end to end, leaving the cache untouched (`no-store`)."""
+    headers = {"cache-control": "no-store", **({"authorization": f"Bearer {key}"} if key else {})}
+    try:
+        response = httpx.post(url + "/v1/chat/completions", headers=headers, trust_env=False, timeout=10,
+                              json={"model": model, "messages": [{"role": "user", "content": "probe"}]})
+    except httpx.HTTPError:
+        return False
+    return response.status_code == 200
+
+
+def wait_served(url: str, model: str, key: str | None = None, deadline_s: float = 30) -> None:
+    """Until `model` is served through the gateway at `url`: the gateway being ready says nothing
+    of whether the router and workers have subscribed yet."""
+    wait_until(lambda: served(url, model, key), deadline_s, f"{model} to be served end to end", interval_s=0.1)
+
+
 class Process:
     def __init__(self, name: str, argv: list[str], env: dict[str, str], log_path: Path) -> None:
         self.name = name
@@ -123,20 +140,8 @@ class Stack:
         wait_until(lambda: self._ready(proc), 30, "the gateway to be ready")
         return proc
 
-    def wait_serving(self, model: str, deadline_s: float = 30) -> None:
-        """Until one request is answered end to end: the gateway being ready says nothing of
-        whether the router and workers have subscribed yet."""
-
-        def served() -> bool:
-            try:
-                return httpx.post(self.gateway_url + "/v1/chat/completions", trust_env=False, timeout=5,
-                                  headers={"cache-control": "no-cache"},
-                                  json={"model": model, "messages": [{"role": "user", "content": "warm-up"}],
-                                        "max_tokens": 1}).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(served, deadline_s, f"{model} to be served end to end", interval_s=0.1)
+    def wait_serving(self, model: str, key: str | None = None, deadline_s: float = 30) -> None:
+        wait_served(self.gateway_url, model, key, deadline_s)
 
     def _ready(self, proc: Process) -> bool:
         if not proc.alive:
