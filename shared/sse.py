@@ -25,16 +25,14 @@ class SSEParser:
 
     def feed(self, raw: bytes) -> list[bytes]:
         """Return the data payloads of every event completed by `raw`."""
-        self._buffer += raw
-        if len(self._buffer) > self._max_buffer:
+        buffer = self._buffer + raw if self._buffer else raw
+        if len(buffer) > self._max_buffer:
             raise ValueError("server-sent event exceeds the buffer limit")
         out: list[bytes] = []
-        while True:
-            newline = self._buffer.find(b"\n")
-            if newline < 0:
-                return out
-            line = self._buffer[:newline].rstrip(b"\r")
-            self._buffer = self._buffer[newline + 1:]
+        start = 0  # lines are cut by index and the rest kept once: a large read stays linear
+        while (newline := buffer.find(b"\n", start)) >= 0:
+            line = buffer[start:newline].rstrip(b"\r")
+            start = newline + 1
             if not line:
                 if self._data:
                     out.append(b"\n".join(self._data))
@@ -43,6 +41,8 @@ class SSEParser:
                 value = line[5:]
                 self._data.append(value[1:] if value.startswith(b" ") else value)
             # `event:`, `id:`, `retry:` and `:comment` lines carry nothing we forward.
+        self._buffer = buffer[start:]
+        return out
 
     @property
     def pending(self) -> bool:
