@@ -122,8 +122,10 @@ class Worker:
         await self._nc.subscribe(self.control_subject, cb=self._on_cancel)
         self._background.append(asyncio.create_task(self._report_load()))
 
-    async def stop(self, grace_s: float = 30.0) -> None:
-        """Stop taking work, let in-flight attempts finish within `grace_s`, then cancel the rest."""
+    async def stop(self, grace_s: float = 8.0) -> None:
+        """Stop taking work, let in-flight attempts finish within `grace_s`, then cancel the rest.
+        The default stays under the 10 s that `aiub up` and `docker stop` wait before SIGKILL, so a
+        hung backend costs its attempts an error frame, not the worker a clean exit."""
         for sub in self._subs:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
