@@ -32,9 +32,14 @@ from shared.config import Config
 from shared.messages import (
     Accepted,
     Busy,
+    Chunk,
+    Error,
+    ErrorBody,
     Heartbeat,
     LoadReport,
     Outcome,
+    Result,
+    ResultPart,
     WorkOrder,
     cancel_decoder,
     encode,
@@ -43,6 +48,8 @@ from shared.messages import (
 from shared.metrics import ProviderMetrics
 
 log = logs.get("worker")
+
+SHUTDOWN = "shutdown"  # the cancel message of attempts cut short by the worker's own stop
 
 
 @dataclass
@@ -78,6 +85,7 @@ class FrameSender:
         self.attempt = attempt
         self._seq = 0
         self.last_sent = time.monotonic()
+        self.content_sent = False  # after content, a failure can no longer be retried elsewhere
 
     @property
     def max_payload(self) -> int:
@@ -89,6 +97,8 @@ class FrameSender:
 
     async def send(self, frame: msgspec.Struct) -> None:
         self.last_sent = time.monotonic()
+        if not self.content_sent and isinstance(frame, Chunk | Result | ResultPart):
+            self.content_sent = True
         await self._nc.publish(self.inbox, encode(frame))
 
 
@@ -133,7 +143,9 @@ class Worker:
         if pending:
             _, still_running = await asyncio.wait(pending, timeout=grace_s)
             for task in still_running:
-                task.cancel()
+                task.cancel(SHUTDOWN)
+            if still_running:
+                await asyncio.wait(still_running, timeout=1.0)
         for task in self._background:
             task.cancel()
 
@@ -187,6 +199,14 @@ class Worker:
             # The caller's reason travels as the cancel message: a deadline counts against the
             # provider, a client that went away does not.
             report = BackendReport(kind="deadline" if e.args == ("deadline",) else "cancelled", status=499)
+            if e.args == (SHUTDOWN,):
+                # The caller is still listening: tell it now (retryable before any content) rather
+                # than let it wait out its idle deadline.
+                with contextlib.suppress(Exception):
+                    await sender.send(Error(attempt=sender.attempt, seq=sender.next_seq(), status=503,
+                                            retryable=not sender.content_sent, provider=order.provider,
+                                            error=ErrorBody(message=f"the {order.provider} worker shut down",
+                                                            type="service_unavailable", code="worker_shutdown")))
             raise
         finally:
             if waiting:

@@ -266,3 +266,19 @@ async def test_many_streams_at_once_each_in_order(harness: Harness) -> None:
         text = "".join(c["choices"][0]["delta"].get("content") or "" for c in reply.chunks if c["choices"])
         assert text == f"number {i}"
     assert not any(isinstance(f, Error) for r in replies for f in r.frames)
+
+
+async def test_a_stopping_worker_tells_its_callers_instead_of_leaving_them_waiting(harness: Harness) -> None:
+    harness.sim.set_knobs(hang=True)
+    silent, silent_sub = await harness.open("chat", chat(stream=True), stream=True)
+    harness.sim.set_knobs(hang=False, tokens=10_000, itl_ms=10)
+    talking, talking_sub = await harness.open("chat", chat(stream=True), stream=True)
+    assert isinstance((await harness.frames(talking, talking_sub, limit=1)).frames[0], Chunk)
+    stopped_at = time.monotonic()
+    await harness.worker.stop(grace_s=0.2)
+    before_content = (await harness.frames(silent, silent_sub, timeout_s=2.0)).error()
+    after_content = (await harness.frames(talking, talking_sub, timeout_s=2.0)).error()
+    assert time.monotonic() - stopped_at < 2.0
+    assert (before_content.status, before_content.error.code, before_content.retryable) == (503, "worker_shutdown",
+                                                                                           True)
+    assert (after_content.status, after_content.retryable) == (503, False)
