@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import os
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import nats
 from nats.aio.client import Client
 from nats.errors import NoServersError, SlowConsumerError
 
-from shared import logs
+from shared import logs, subjects
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
 
@@ -31,6 +32,11 @@ class BusHealth:
     reconnects: int = 0
     slow_consumer_errors: int = 0
     errors: list[str] = field(default_factory=list)
+
+
+def inbox_prefix_for(url: str) -> str:
+    """`_INBOX.<user>` when the URL names a NATS user (its permissions allow only that prefix)."""
+    return subjects.inbox_prefix(urlsplit(url.split(",")[0].strip()).username)
 
 
 def nats_url(explicit: str | None = None) -> str:
@@ -62,9 +68,11 @@ async def connect(name: str, url: str | None = None, health: BusHealth | None = 
     async def on_closed() -> None:
         state.connected = False
 
+    servers = nats_url(url)
     nc = await _connect_retrying(
-        nats_url(url),
+        servers,
         name=name,
+        inbox_prefix=inbox_prefix_for(servers),
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.5,
         connect_timeout=2,

@@ -90,17 +90,18 @@ class _NoResponders(msgspec.Struct, frozen=True):
 
 
 class InferenceClient:
-    def __init__(self, nc: Client, deadlines: Deadlines, process_id: str) -> None:
+    def __init__(self, nc: Client, deadlines: Deadlines, process_inbox: str) -> None:
         self._nc = nc
         self.deadlines = deadlines
-        self._process_id = process_id
+        self._process_inbox = process_inbox
         self._queues: dict[str, asyncio.Queue[Frame | _NoResponders]] = {}
         self.dropped_frames = 0
 
     @classmethod
     async def start(cls, nc: Client, deadlines: Deadlines | None = None) -> InferenceClient:
-        client = cls(nc, deadlines or Deadlines(), new_id())
-        await nc.subscribe(subjects.inbox_prefix(client._process_id) + ".*", cb=client._on_message)
+        # Under the connection's own inbox prefix, which a secured server lets only this user read.
+        client = cls(nc, deadlines or Deadlines(), nc.new_inbox())
+        await nc.subscribe(client._process_inbox + ".*", cb=client._on_message)
         return client
 
     async def _on_message(self, msg: Msg) -> None:
@@ -136,7 +137,7 @@ class InferenceClient:
         self._queues.pop(attempt, None)
 
     async def _publish(self, request: InferenceRequest) -> None:
-        inbox = subjects.inbox(self._process_id, request.attempt)
+        inbox = subjects.inbox(self._process_inbox, request.attempt)
         await self._nc.publish(subjects.REQUESTS, encode(request), reply=inbox, headers=tracing.headers(request))
 
     async def _cancel(self, control: str, attempt: str, reason: str) -> None:

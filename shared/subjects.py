@@ -58,12 +58,15 @@ def control(worker_id: str) -> str:
     return f"{PREFIX}.control.{token(worker_id)}"
 
 
-def inbox_prefix(process_id: str) -> str:
-    return f"_INBOX.{token(process_id)}"
+def inbox_prefix(user: str | None) -> str:
+    """The connection's inbox prefix: `_INBOX.<user>` for a NATS user, so the server can let each
+    user read only its own inboxes (deploy/nats/auth.conf); plain `_INBOX` without one."""
+    return f"_INBOX.{token(user)}" if user else "_INBOX"
 
 
-def inbox(process_id: str, attempt: str) -> str:
-    return f"{inbox_prefix(process_id)}.{token(attempt)}"
+def inbox(process_inbox: str, attempt: str) -> str:
+    """An attempt's inbox under the process's own (`nc.new_inbox()`: `<inbox prefix>.<nuid>`)."""
+    return f"{process_inbox}.{token(attempt)}"
 
 
 def last_token(subject: str) -> str:

@@ -24,7 +24,7 @@ from nats.aio.msg import Msg
 from services.dashboard.inspector import RequestLog
 from services.dashboard.scrape import MetricsSummary, summarize
 from services.dashboard.stats import RollingStats
-from shared import subjects
+from shared import bus, subjects
 from shared.health_view import HealthView
 from shared.messages import outcome_decoder, record_decoder
 
@@ -76,9 +76,10 @@ class Feed:
 
         while True:
             try:
-                self._nc = await nats.connect(servers=[self.nats_url], connect_timeout=2, allow_reconnect=True,
-                                              max_reconnect_attempts=-1, reconnect_time_wait=1,
-                                              disconnected_cb=disconnected, reconnected_cb=reconnected)
+                self._nc = await nats.connect(servers=[self.nats_url], inbox_prefix=bus.inbox_prefix_for(self.nats_url),
+                                              connect_timeout=2, allow_reconnect=True, max_reconnect_attempts=-1,
+                                              reconnect_time_wait=1, disconnected_cb=disconnected,
+                                              reconnected_cb=reconnected)
                 break
             except Exception as e:  # any failure to connect is shown, then retried
                 model.bus = f"cannot reach {self.nats_url} ({type(e).__name__}), retrying"

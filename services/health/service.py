@@ -77,7 +77,7 @@ class HealthService:
         self._pending: dict[str, ProviderState] = {}
         self._wake = asyncio.Event()
         self._elector: Elector | None = None
-        self._trials = TrialRunner(nc, config, f"health{new_id()}")
+        self._trials = TrialRunner(nc, config)
         self._http = httpx.AsyncClient(trust_env=False)
         self._sub: Subscription | None = None
         self._leading: set[asyncio.Task[Any]] = set()

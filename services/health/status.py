@@ -54,8 +54,8 @@ async def read_snapshot(url: str, timeout_s: float = 3.0) -> Snapshot:
         return None  # the caller reports a connection failure once, without nats-py's tracebacks
 
     # max_reconnect_attempts=0 would mean "forever" to nats-py.
-    nc = await nats.connect(servers=[url], connect_timeout=timeout_s, allow_reconnect=False, max_reconnect_attempts=1,
-                            error_cb=quiet)
+    nc = await nats.connect(servers=[url], inbox_prefix=bus.inbox_prefix_for(url), connect_timeout=timeout_s,
+                            allow_reconnect=False, max_reconnect_attempts=1, error_cb=quiet)
     try:
         try:
             kv = await nc.jetstream(timeout=timeout_s).key_value(subjects.HEALTH_BUCKET)

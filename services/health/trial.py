@@ -73,15 +73,15 @@ def _body(model: str, kind: RequestKind) -> dict[str, object]:
 
 
 class TrialRunner:
-    def __init__(self, nc: Client, config: Config, process_id: str) -> None:
+    def __init__(self, nc: Client, config: Config) -> None:
         self._nc = nc
         self._config = config
-        self._process_id = process_id
+        self._process_inbox = nc.new_inbox()
         self._waiting: dict[str, asyncio.Queue[Frame]] = {}
         self._sub: Subscription | None = None
 
     async def start(self) -> None:
-        self._sub = await self._nc.subscribe(subjects.inbox_prefix(self._process_id) + ".*", cb=self._on_frame)
+        self._sub = await self._nc.subscribe(self._process_inbox + ".*", cb=self._on_frame)
 
     async def stop(self) -> None:
         if self._sub is not None:
@@ -106,7 +106,7 @@ class TrialRunner:
         attempt = new_id()
         request = InferenceRequest(id=TRIAL_ID_PREFIX + attempt, attempt=attempt, kind=kind, model=public,
                                    body=_body(public, kind), deadline=time.time() + timeout_s)
-        order = WorkOrder(request=request, reply_inbox=subjects.inbox(self._process_id, attempt),
+        order = WorkOrder(request=request, reply_inbox=subjects.inbox(self._process_inbox, attempt),
                           provider=provider, backend_model=backend, routed_by="health_trial")
         queue: asyncio.Queue[Frame] = asyncio.Queue()
         self._waiting[attempt] = queue

@@ -18,7 +18,7 @@ import httpx
 import nats
 import pytest
 
-from shared import subjects
+from shared import bus, subjects
 from shared.embedded_nats import free_port, server_binary, wait_for_port
 from shared.health_view import open_bucket
 from shared.processes import die_with_parent
@@ -121,6 +121,9 @@ async def _ignore(_: object) -> None:
     ("client", "subscribe", subjects.REQUESTS),  # or read others' requests
     ("worker", "publish", subjects.REQUESTS),
     ("worker", "subscribe", "_INBOX.>"),  # a worker writes to callers' inboxes, never reads them
+    ("client", "subscribe", "_INBOX.gateway.>"),  # one caller never reads another's frames
+    ("client", "subscribe", "_INBOX.>"),
+    ("gateway", "subscribe", "_INBOX.client.>"),
     ("monitor", "publish", subjects.REQUESTS),
     ("router", "publish", "$KV.aiub_health.ollama"),  # only the health service writes provider state
 ])
@@ -133,7 +136,7 @@ def test_a_user_cannot_leave_its_subjects(secured_nats: dict[str, str], user: st
 def test_health_writes_provider_state_that_a_monitor_can_read(secured_stack: Stack,
                                                               secured_nats: dict[str, str]) -> None:
     async def provider_keys() -> list[str]:
-        nc = await nats.connect(secured_nats["monitor"])
+        nc = await nats.connect(secured_nats["monitor"], inbox_prefix=bus.inbox_prefix_for(secured_nats["monitor"]))
         try:
             kv = await open_bucket(nc.jetstream())
             watcher = await kv.watchall()
