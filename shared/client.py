@@ -90,17 +90,19 @@ class _NoResponders(msgspec.Struct, frozen=True):
 
 
 class InferenceClient:
-    def __init__(self, nc: Client, deadlines: Deadlines, process_inbox: str) -> None:
+    def __init__(self, nc: Client, deadlines: Deadlines, process_inbox: str, scope: str | None = None) -> None:
         self._nc = nc
         self.deadlines = deadlines
         self._process_inbox = process_inbox
+        self._scope = scope
         self._queues: dict[str, asyncio.Queue[Frame | _NoResponders]] = {}
         self.dropped_frames = 0
 
     @classmethod
-    async def start(cls, nc: Client, deadlines: Deadlines | None = None) -> InferenceClient:
+    async def start(cls, nc: Client, deadlines: Deadlines | None = None, scope: str | None = None) -> InferenceClient:
+        """`scope`: the signed key scope (`aiub keys bus-token`) a secured bus requires."""
         # Under the connection's own inbox prefix, which a secured server lets only this user read.
-        client = cls(nc, deadlines or Deadlines(), nc.new_inbox())
+        client = cls(nc, deadlines or Deadlines(), nc.new_inbox(), scope)
         await nc.subscribe(client._process_inbox + ".*", cb=client._on_message)
         return client
 
@@ -119,11 +121,13 @@ class InferenceClient:
 
     def call(self, *, kind: RequestKind, model: str, body: dict[str, Any], stream: bool,
              timeout_s: float | None = None, capability: str | None = None,
-             request_id: str | None = None, client_request_id: str | None = None) -> Call:
+             request_id: str | None = None, client_request_id: str | None = None,
+             scope: str | None = None) -> Call:
         total = min(timeout_s, self.deadlines.total_s) if timeout_s else self.deadlines.total_s
         request = InferenceRequest(
             id=request_id or new_id(), attempt="", kind=kind, model=model, body=body, stream=stream,
             deadline=time.time() + total, capability=capability, client_request_id=client_request_id,
+            scope=scope or self._scope,
         )
         return Call(self, request, time.monotonic() + total)
 

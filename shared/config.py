@@ -240,9 +240,16 @@ class AuthSettings(_Strict):
     master_key_env: str = "AIUB_MASTER_KEY"  # the env var holding the master key; never the key itself
     keys_file: str | None = None  # virtual keys without Redis; default <state dir>/keys.json
     min_master_key_chars: int = Field(default=16, ge=8)
+    # The secret the gateway signs each request's key scope with and workers check it against
+    # (shared/scope.py): set it wherever the bus is reachable by more than aiub's own services.
+    bus_secret_env: str = "AIUB_BUS_SECRET"
 
     def master_key(self) -> str | None:
         return os.environ.get(self.master_key_env) or None
+
+    def bus_secret(self) -> bytes | None:
+        value = os.environ.get(self.bus_secret_env)
+        return value.encode() if value else None
 
 
 class ModelLimits(_Strict):

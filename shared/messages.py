@@ -35,6 +35,9 @@ class InferenceRequest(msgspec.Struct, frozen=True, kw_only=True):
     # Context-window fallbacks taken so far, one per `context_length_exceeded` error: the router
     # maps it to a model with a larger window from `context_window_fallbacks`.
     context_fallback: int = 0
+    # The caller's key scope, signed (shared/scope.py): with a bus secret set, workers serve
+    # only requests whose scope is valid and allows the model, whoever published them.
+    scope: str | None = None
 
 
 class WorkOrder(msgspec.Struct, frozen=True, kw_only=True):

@@ -23,12 +23,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 
 from services.gateway import validation
+from services.gateway.auth import Principal
 from services.gateway.body import read_body
 from services.gateway.cache import CachedAnswer, replay
 from services.gateway.policies import Admission, Policies
 from services.gateway.request_ids import client_request_id, client_timeout
 from services.gateway.telemetry import RequestTelemetry
-from shared import bus, logs, subjects, tracing
+from shared import bus, logs, scope, subjects, tracing
 from shared.client import Call, ContentFrame, InferenceClient, new_id
 from shared.config import Config
 from shared.errors import AiubError, error_json
@@ -125,6 +126,8 @@ def create_app(config: Config, nats_url: str | None = None, *, host: str = "127.
         log.error("unhandled_error", error=repr(exc), path=request.url.path)
         return _error_response(500, ErrorBody(message="internal error", type="internal_error"))
 
+    bus_secret = config.runtime.auth.bus_secret()
+
     async def infer(request: Request, kind: RequestKind) -> Response:
         started = time.monotonic()
         echo_id = client_request_id(request.headers.get("x-request-id"))
@@ -147,9 +150,10 @@ def create_app(config: Config, nats_url: str | None = None, *, host: str = "127.
         if client is None or not state.bus_health.connected:
             return _error_response(503, ErrorBody(message="the gateway is not connected to NATS",
                                                   type="service_unavailable", code="bus_unavailable"), response_id)
-        call = client.call(kind=kind, model=parsed.model, body=parsed.body, stream=parsed.stream,
-                           timeout_s=client_timeout(request.headers.get("x-stainless-timeout")),
-                           capability=parsed.capability, request_id=request_id, client_request_id=echo_id)
+        timeout_s = client_timeout(request.headers.get("x-stainless-timeout"))
+        call = client.call(kind=kind, model=parsed.model, body=parsed.body, stream=parsed.stream, timeout_s=timeout_s,
+                           capability=parsed.capability, request_id=request_id, client_request_id=echo_id,
+                           scope=_signed_scope(bus_secret, principal, timeout_s or config.runtime.deadlines.total_s))
         frames = aiter(call)
         first: ContentFrame | None = None
         try:
@@ -218,6 +222,15 @@ def create_app(config: Config, nats_url: str | None = None, *, host: str = "127.
         return Response(body, status_code=200 if ok else 503, media_type=JSON)
 
     return app
+
+
+def _signed_scope(secret: bytes | None, principal: Principal, lifetime_s: float) -> str | None:
+    """The caller's key scope for the workers to check, when the bus requires one."""
+    if secret is None:
+        return None
+    models = principal.record.models if principal.record is not None else ()
+    return scope.issue(scope.Scope(tenant=principal.tenant, models=models, expires_at=time.time() + lifetime_s + 60),
+                       secret)
 
 
 async def _settle(policies: Policies, admission: Admission, answer: CachedAnswer | None, prompt_tokens: int,

@@ -21,6 +21,7 @@ from services.gateway import keys
 from services.gateway.key_store import KeyStore, KeyStoreUnavailable
 from services.gateway.policies import key_store
 from services.gateway.redis_link import RedisLink
+from shared import scope
 from shared.config import Config
 
 
@@ -40,6 +41,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     listing.add_argument("--json", action="store_true")
     revoke = actions.add_parser("revoke", help="revoke a key by id; it stops working at once")
     revoke.add_argument("key_id")
+    token = actions.add_parser("bus-token", help="a signed key scope for a program using the NATS client library "
+                                                 "on a bus with AIUB_BUS_SECRET set")
+    token.add_argument("--tenant", required=True, help="who the token is for (cache and logs scope)")
+    token.add_argument("--models", nargs="+", default=[], metavar="MODEL", help="models (or globs); default: all")
+    token.add_argument("--expires", default="30d", help="30d, 12h, 90m, an ISO date, or never")
 
 
 def _when(epoch: float | None) -> str:
@@ -95,7 +101,26 @@ async def _run(args: argparse.Namespace, store: KeyStore) -> int:
     return 0
 
 
+def _bus_token(args: argparse.Namespace, config: Config) -> int:
+    secret = config.runtime.auth.bus_secret()
+    if secret is None:
+        print(f"aiub keys bus-token: set {config.runtime.auth.bus_secret_env} to the bus secret the workers use",
+              file=sys.stderr)
+        return 2
+    try:
+        expires_at = keys.parse_expiry(args.expires, time.time())
+    except ValueError as e:
+        print(f"aiub keys bus-token: {e}", file=sys.stderr)
+        return 2
+    models = tuple(m for item in args.models for m in item.split(",") if m)
+    print(scope.issue(scope.Scope(tenant=f"bus:{args.tenant}", models=models, expires_at=expires_at), secret))
+    return 0
+
+
 def main(args: argparse.Namespace, config: Config) -> int:
+    if args.action == "bus-token":
+        return _bus_token(args, config)
+
     async def run() -> int:
         settings = config.runtime.redis
         url = settings.url()

@@ -21,7 +21,7 @@ from nats.aio.subscription import Subscription
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
-from shared import subjects
+from shared import scope, subjects
 from shared.client import new_id
 from shared.config import Config
 from shared.messages import (
@@ -104,8 +104,12 @@ class TrialRunner:
             return None  # nothing to ask: the ramp's admitted traffic is the test
         public, backend, kind = model
         attempt = new_id()
+        secret = self._config.runtime.auth.bus_secret()
+        deadline = time.time() + timeout_s
+        token = scope.issue(scope.Scope(tenant="health", models=(public,), expires_at=deadline), secret) if secret \
+            else None
         request = InferenceRequest(id=TRIAL_ID_PREFIX + attempt, attempt=attempt, kind=kind, model=public,
-                                   body=_body(public, kind), deadline=time.time() + timeout_s)
+                                   body=_body(public, kind), deadline=deadline, scope=token)
         order = WorkOrder(request=request, reply_inbox=subjects.inbox(self._process_inbox, attempt),
                           provider=provider, backend_model=backend, routed_by="health_trial")
         queue: asyncio.Queue[Frame] = asyncio.Queue()

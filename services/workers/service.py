@@ -26,7 +26,7 @@ from services.workers.backend import BackendReport, call_backend
 from services.workers.http import BackendHttp
 from services.workers.model_listing import ModelListResponder
 from services.workers.telemetry import WorkerTelemetry
-from shared import logs, subjects, tracing
+from shared import logs, scope, subjects, tracing
 from shared.client import new_id
 from shared.config import Config
 from shared.messages import (
@@ -120,6 +120,7 @@ class Worker:
         self._subs: list[Subscription] = []
         self._background: list[asyncio.Task[None]] = []
         self.served = 0
+        self._bus_secret = config.runtime.auth.bus_secret()  # None: every request on the bus is trusted
         self.telemetry = WorkerTelemetry(metrics, log)
         for provider, slots in self.slots.items():
             self.telemetry.watch(provider, queued=slots.queued_now, running=slots.running_now)
@@ -157,6 +158,8 @@ class Worker:
             return
         slots = self.slots[order.provider]
         attempt = order.request.attempt
+        if self._bus_secret is not None and not await self._in_scope(msg, order):
+            return
         if slots.full:
             await msg.respond(encode(Busy(attempt=attempt, seq=0, provider=order.provider, worker_id=self.worker_id)))
             return
@@ -168,6 +171,24 @@ class Worker:
         task = asyncio.create_task(self._serve(order, slots, tracing.from_headers(msg.headers, order.request)))
         self._attempts[attempt] = task
         task.add_done_callback(lambda _: self._attempts.pop(attempt, None))
+
+    async def _in_scope(self, msg: Msg, order: WorkOrder) -> bool:
+        """Whoever published the request, serve it only within a scope the gateway signed."""
+        assert self._bus_secret is not None
+        try:
+            scope.verify(order.request.scope, self._bus_secret, order.request.model, time.time())
+        except scope.ScopeRejected as e:
+            log.warning("request_out_of_scope", model=order.request.model, status=e.status, reason=e.message)
+            attempt = order.request.attempt
+            # Taken (so the router stops looking) and answered: every worker would say the same.
+            await msg.respond(encode(Accepted(attempt=attempt, seq=0, provider=order.provider,
+                                              worker_id=self.worker_id, control=self.control_subject)))
+            kind = "authentication_error" if e.status == 401 else "permission_error"
+            await self._nc.publish(order.reply_inbox, encode(Error(
+                attempt=attempt, seq=0, status=e.status, provider=order.provider,
+                error=ErrorBody(message=e.message, type=kind, code="invalid_scope"))))
+            return False
+        return True
 
     async def _on_cancel(self, msg: Msg) -> None:
         try:
