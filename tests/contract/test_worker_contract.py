@@ -23,6 +23,7 @@ from services.simulator.openai_wire import DEFAULT_DIMENSIONS
 from shared.messages import Chunk, Done, Error
 from tests.contract.conftest import TOKENS, MakeHarness
 from tests.contract.harness import BACKENDS, PUBLIC_MODEL, Backend, Harness
+from tests.support.processes import wait_until_async
 
 EXPECTED = "".join(f"tok{i} " for i in range(TOKENS))
 USER = [{"role": "user", "content": "Hello there"}]
@@ -43,11 +44,6 @@ def only(condition: Any) -> pytest.MarkDecorator:
     return pytest.mark.parametrize("backend", chosen, ids=[b.id for b in chosen], indirect=True)
 
 
-async def until(condition: Any, deadline_s: float, what: str) -> None:
-    give_up = time.monotonic() + deadline_s
-    while not condition():
-        assert time.monotonic() < give_up, f"timed out waiting for {what}"
-        await asyncio.sleep(0.01)
 
 
 # ----------------------------------------------------------------------------- streaming
@@ -206,7 +202,7 @@ async def test_cancel_closes_the_backend_connection(harness: Harness) -> None:
     assert all(isinstance(f, Chunk) for f in first.frames)
     await harness.cancel(accepted)
     cancelled_at = time.monotonic()
-    await until(lambda: harness.sim.stats["aborted"] == 1, 2.0, "the backend connection to close")
+    await wait_until_async(lambda: harness.sim.stats["aborted"] == 1, 2.0, "the backend connection to close")
     assert time.monotonic() - cancelled_at < 1.0
     await sub.unsubscribe()
 

@@ -13,7 +13,7 @@ import contextlib
 import itertools
 import signal
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ from shared.embedded_nats import free_port, wait_for_port
 from shared.health_view import HealthView, open_bucket
 from shared.messages import Accepted, InferenceRequest, encode, frame_decoder
 from shared.metrics import HealthMetrics
-from tests.support.processes import Process, Simulator, Stack
+from tests.support.processes import Process, Simulator, Stack, wait_until_async
 
 CHAT = "/v1/chat/completions"
 TOKENS = {"a": 2, "b": 3}
@@ -85,12 +85,6 @@ def reset_stats(sim: Simulator) -> None:
     httpx.post(sim.url + "/_sim/reset", timeout=2, trust_env=False).raise_for_status()
 
 
-async def until(condition: Callable[[], bool], deadline_s: float, what: str) -> None:
-    """Poll without blocking the loop: the health service under test runs on it."""
-    give_up_at = time.monotonic() + deadline_s
-    while not condition():
-        assert time.monotonic() < give_up_at, f"timed out after {deadline_s}s waiting for {what}"
-        await asyncio.sleep(0.02)
 
 
 @pytest_asyncio.fixture
@@ -267,7 +261,7 @@ async def test_a_4xx_storm_changes_nothing(stack: Stack, nc: Client, view: Healt
         sims(stack)["a"].knobs(error_rate=1.0, error_status=400)
         statuses = [(await ask(http, stack))[0] for _ in range(10)]
         assert statuses == [400] * 10
-        await until(lambda: health.service.outcomes_seen >= 10, 5, "the outcomes to reach the health service")
+        await wait_until_async(lambda: health.service.outcomes_seen >= 10, 5, "the outcomes to arrive")
         assert health.effects("a", breaker.Transitioned) == []
         assert view.states["a"].state == "active" and view.states["a"].seq == before.seq
 

@@ -30,7 +30,7 @@ from shared.client import InferenceClient
 from shared.config import Deadlines
 from shared.embedded_nats import free_port
 from shared.messages import Accepted, Chunk, Done, Error, encode, work_decoder
-from tests.support.processes import Simulator, Stack, wait_until
+from tests.support.processes import Simulator, Stack, wait_until, wait_until_async
 
 EXPECTED = "".join(f"tok{i} " for i in range(16))
 CLIENT_DEADLINES = Deadlines(accepted_s=5.0, first_token_s=5.0, idle_s=3.0, total_s=20.0, retry_budget=2)
@@ -210,7 +210,7 @@ async def test_least_loaded_steers_away_from_a_slowed_backend(stack: Stack, clie
 async def test_a_provider_at_its_concurrency_cap_overflows_to_the_next(stack: Stack, client: InferenceClient) -> None:
     with knobs(sim(stack, "c"), ttft_ms=1500):
         holder = asyncio.create_task(ask(client, "cap-model"))
-        await _until(lambda: sim(stack, "c").stats()["active"] >= 1, 5)
+        await wait_until_async(lambda: sim(stack, "c").stats()["active"] >= 1, 5, "c to be busy")
         started = time.monotonic()
         provider, text, _ = await ask(client, "cap-model")
         overflow_s = time.monotonic() - started
@@ -252,7 +252,7 @@ async def test_a_retried_attempts_late_frames_never_reach_the_client(stack: Stac
         assert (provider, text) == ("a", EXPECTED)
         assert not any(isinstance(f, Error) for f in frames)
         await asyncio.wait_for(late_sent.wait(), 5)
-        await _until(lambda: client.dropped_frames >= dropped_before + 2, 3)
+        await wait_until_async(lambda: client.dropped_frames >= dropped_before + 2, 3, "the late frames to be dropped")
     finally:
         await nc.drain()
 
@@ -304,10 +304,4 @@ def test_router_metrics_count_decisions_fallbacks_and_distribution(stack: Stack,
     assert totals['router_load_balance_distribution_total{provider="a"}'] >= 2
 
 
-async def _until(condition: Any, deadline_s: float) -> None:
-    give_up_at = time.monotonic() + deadline_s
-    while not condition():
-        if time.monotonic() > give_up_at:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
 

@@ -6,6 +6,7 @@ share subjects. Readiness is waited on with a deadline, never a sleep.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -45,6 +46,16 @@ def wait_served(url: str, model: str, key: str | None = None, deadline_s: float 
     """Until `model` is served through the gateway at `url`: the gateway being ready says nothing
     of whether the router and workers have subscribed yet."""
     wait_until(lambda: served(url, model, key), deadline_s, f"{model} to be served end to end", interval_s=0.1)
+
+
+async def wait_until_async(condition: Callable[[], bool], deadline_s: float, what: str,
+                           interval_s: float = 0.01) -> None:
+    """`wait_until` for async tests: polls without blocking the loop that runs the code under test."""
+    give_up_at = time.monotonic() + deadline_s
+    while not condition():
+        if time.monotonic() > give_up_at:
+            raise TimeoutError(f"timed out after {deadline_s}s waiting for {what}")
+        await asyncio.sleep(interval_s)
 
 
 class Process:
