@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -101,6 +102,10 @@ def run_stack(config: Config, args: argparse.Namespace) -> int:
     except ScaleError as e:
         print(f"aiub up: --scale: {e}", file=sys.stderr)
         return 2
+    if _listening(args.host, args.port):
+        print(f"aiub up: something already listens on {args.host}:{args.port} (another aiub, or LiteLLM?); "
+              f"stop it or pass --port", file=sys.stderr)
+        return 2
     state_dir = Path(args.state_dir).resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     stop = threading.Event()
@@ -113,9 +118,7 @@ def run_stack(config: Config, args: argparse.Namespace) -> int:
         nats = EmbeddedNats(state_dir / "nats").start()
         nats_url = nats.url
     env = {**os.environ, "NATS_URL": nats_url, "PYTHONUNBUFFERED": "1"}
-    # `aiub status` on this machine finds the stack through this file.
     stack_file = state_dir / "stack.json"
-    stack_file.write_text(json.dumps({"nats_url": nats_url, "gateway": f"http://{args.host}:{args.port}"}))
     children: list[Child] = []
     config_dir = str(config.directory)
     if args.demo:
@@ -130,7 +133,10 @@ def run_stack(config: Config, args: argparse.Namespace) -> int:
     gateway = Child("gateway", _aiub("gateway", "--host", args.host, "--port", str(args.port), *gateway_args,
                                      *common), env, state_dir / "gateway.log")
     children.append(gateway)
-    _assign_metrics_ports(children, gateway, args.port, state_dir / "stack.json")
+    metrics_urls = _assign_metrics_ports(children, gateway, args.port)
+    # `aiub status`, `aiub dashboard` and the shell widgets find the stack through this file.
+    stack_file.write_text(json.dumps({"nats_url": nats_url, "gateway": f"http://{args.host}:{args.port}",
+                                      "metrics": metrics_urls}))
     try:
         for child in children:
             child.start()
@@ -156,9 +162,9 @@ def run_stack(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-def _assign_metrics_ports(children: list[Child], gateway: Child, gateway_port: int, stack_file: Path) -> None:
+def _assign_metrics_ports(children: list[Child], gateway: Child, gateway_port: int) -> dict[str, str]:
     """A free `/metrics` port per service (the gateway serves its own on its HTTP port), given in
-    `AIUB_METRICS_PORT` and listed in stack.json for `aiub dashboard` and the shell widgets."""
+    `AIUB_METRICS_PORT`; returns each service's metrics URL."""
     for child in children:
         if child is gateway:
             child.metrics_url = f"http://127.0.0.1:{gateway_port}/metrics"
@@ -166,12 +172,15 @@ def _assign_metrics_ports(children: list[Child], gateway: Child, gateway_port: i
             port = free_port()
             child.env = {**child.env, "AIUB_METRICS_PORT": str(port)}
             child.metrics_url = f"http://127.0.0.1:{port}/metrics"
+    return {c.name: c.metrics_url for c in children if c.metrics_url}
+
+
+def _listening(host: str, port: int) -> bool:
     try:
-        described = json.loads(stack_file.read_text()) if stack_file.exists() else {}
-    except ValueError:
-        described = {}
-    described["metrics"] = {c.name: c.metrics_url for c in children if c.metrics_url}
-    stack_file.write_text(json.dumps(described))
+        with socket.create_connection(("127.0.0.1" if host in ("0.0.0.0", "::") else host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
 
 
 def _wait_ready(url: str, deadline_s: float) -> None:
