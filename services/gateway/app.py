@@ -26,6 +26,7 @@ from services.gateway import validation
 from services.gateway.auth import Principal
 from services.gateway.body import read_body
 from services.gateway.cache import CachedAnswer, replay
+from services.gateway.disconnect import ClientGone, first_or_gone
 from services.gateway.policies import Admission, Policies
 from services.gateway.request_ids import client_request_id, client_timeout
 from services.gateway.telemetry import RequestTelemetry
@@ -157,7 +158,11 @@ def create_app(config: Config, nats_url: str | None = None, *, host: str = "127.
         frames = aiter(call)
         first: ContentFrame | None = None
         try:
-            first = await anext(frames)
+            first = await first_or_gone(request, frames)
+        except ClientGone:
+            log.info("client_gone", model=parsed.model, waited_ms=round((time.monotonic() - started) * 1000, 1))
+            await _record(state, call, started, 499)
+            return Response(status_code=499)  # nobody reads it: the connection is closed
         finally:
             if first is None or isinstance(first, Error | Result):
                 await call.__aexit__(None, None, None)

@@ -56,8 +56,9 @@ def stack(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
 
 
 @pytest.fixture
-def client(stack: Stack) -> openai.OpenAI:
-    return openai.OpenAI(base_url=stack.gateway_url + "/v1", api_key="none", max_retries=0, timeout=20)
+def client(stack: Stack) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=stack.gateway_url + "/v1", api_key="none", max_retries=0, timeout=20) as sdk:
+        yield sdk
 
 
 def _sim(stack: Stack, name: str) -> Simulator:
@@ -236,6 +237,21 @@ def test_client_disconnect_closes_backend_connection_within_a_second(stack: Stac
     gone_at = time.monotonic()
     wait_until(lambda: sim.stats()["aborted"] > aborted_before, 1.0, "the backend connection to close")
     assert time.monotonic() - gone_at <= 1.0
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_client_gone_before_the_first_token_closes_the_backend_connection(stack: Stack, stream: bool) -> None:
+    """A careless client gives up on a slow (or non-streaming) answer: the backend stops too."""
+    sim = _sim(stack, "openai_sim")
+    wait_until(lambda: sim.stats()["active"] == 0, 10, "no backend request in flight")  # none to be counted
+    aborted_before = sim.stats()["aborted"]
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(stack.gateway_url + "/v1/chat/completions", trust_env=False, timeout=0.6, json={
+            "model": "qwen-coder", "stream": stream, "messages": [{"role": "user", "content": f"gone {stream}"}],
+            "simulator": {"hang": True}})
+    gone_at = time.monotonic()
+    wait_until(lambda: sim.stats()["aborted"] > aborted_before, 1.5, "the backend connection to close")
+    assert time.monotonic() - gone_at <= 1.5
 
 
 def test_worker_killed_mid_stream_ends_the_stream_with_an_error(stack: Stack) -> None:
