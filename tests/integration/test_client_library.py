@@ -96,9 +96,11 @@ async def test_nobody_accepting_in_time_is_504(nc: Client) -> None:
 
 async def test_silence_mid_stream_is_504_and_cancels_the_worker(nc: Client) -> None:
     cancels: list[Cancel] = []
+    cancelled = asyncio.Event()
 
     async def on_cancel(msg: Msg) -> None:
         cancels.append(cancel_decoder.decode(msg.data))
+        cancelled.set()
 
     await nc.subscribe("ctl.test", cb=on_cancel)
 
@@ -111,7 +113,7 @@ async def test_silence_mid_stream_is_504_and_cancels_the_worker(nc: Client) -> N
     frames = await collect(client)
     assert isinstance(frames[0], Chunk)
     assert isinstance(frames[-1], Error) and frames[-1].status == 504 and not frames[-1].retryable
-    await nc.flush()
+    await asyncio.wait_for(cancelled.wait(), timeout=1)  # delivered to our own subscription: not instant
     assert [c.reason for c in cancels] == ["deadline"]
 
 
