@@ -89,10 +89,10 @@ def _raw(stack: Stack, auth_line: bytes) -> bytes:
 def test_valid_keys_are_served(stack: Stack) -> None:
     key, _ = _create(stack, "--models", MODEL, "--expires", "30d")
     for api_key in (MASTER, key):
-        client = openai.OpenAI(base_url=stack.gateway_url + "/v1", api_key=api_key, max_retries=0, timeout=20)
-        reply = client.chat.completions.create(model=MODEL, messages=MESSAGES)  # type: ignore[arg-type]
-        assert reply.choices[0].message.content
-        assert MODEL in {m.id for m in client.models.list().data}
+        with openai.OpenAI(base_url=stack.gateway_url + "/v1", api_key=api_key, max_retries=0, timeout=20) as client:
+            reply = client.chat.completions.create(model=MODEL, messages=MESSAGES)  # type: ignore[arg-type]
+            assert reply.choices[0].message.content
+            assert MODEL in {m.id for m in client.models.list().data}
     assert _post(stack, {"authorization": f"bearer {key}"}).status_code == 200
 
 

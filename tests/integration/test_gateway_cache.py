@@ -55,6 +55,9 @@ def stack(nats_url: str, redis: RedisServer, tmp_path_factory: pytest.TempPathFa
     try:
         yield s
     finally:
+        for client in _CLIENTS.values():
+            client.close()
+        _CLIENTS.clear()
         s.stop()
 
 
@@ -72,8 +75,13 @@ def _new_key(stack: Stack) -> str:
     return str(json.loads(out.stdout)["key"])
 
 
+_CLIENTS: dict[str, openai.OpenAI] = {}  # one SDK client per key, closed with the stack
+
+
 def _client(stack: Stack, key: str = MASTER) -> openai.OpenAI:
-    return openai.OpenAI(base_url=stack.gateway_url + "/v1", api_key=key, max_retries=0, timeout=20)
+    if key not in _CLIENTS:
+        _CLIENTS[key] = openai.OpenAI(base_url=stack.gateway_url + "/v1", api_key=key, max_retries=0, timeout=20)
+    return _CLIENTS[key]
 
 
 def _chat(stack: Stack, key: str = MASTER, **fields: Any) -> tuple[str, str]:

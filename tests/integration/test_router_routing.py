@@ -131,8 +131,9 @@ def knobs(simulator: Simulator, **changes: Any) -> Iterator[None]:
 
 
 @pytest.fixture
-def sdk(stack: Stack) -> openai.OpenAI:
-    return openai.OpenAI(base_url=stack.gateway_url + "/v1", api_key="none", max_retries=0, timeout=20)
+def sdk(stack: Stack) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=stack.gateway_url + "/v1", api_key="none", max_retries=0, timeout=20) as client:
+        yield client
 
 
 @pytest.fixture
