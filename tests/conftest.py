@@ -13,6 +13,15 @@ import pytest
 
 from shared import subjects
 from shared.embedded_nats import EmbeddedNats
+from tests.support.redis import EXTERNAL_REDIS_ENV
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A user's REDIS_URL is for the tests that ask for Redis (tests/support/redis.py), not for
+    every service a test spawns: a shared Redis would carry cache entries from earlier runs."""
+    external = os.environ.pop("REDIS_URL", None)
+    if external:
+        os.environ[EXTERNAL_REDIS_ENV] = external
 
 
 async def _forget_health_state(url: str) -> None:

@@ -199,7 +199,7 @@ def test_errors_and_truncated_streams_are_not_stored(stack: Stack) -> None:
 
 def test_redis_stopped_mid_run_is_bypassed_and_hits_resume(stack: Stack, redis: RedisServer) -> None:
     if not redis.restartable:
-        pytest.skip("REDIS_URL names an external Redis that this test cannot stop")
+        pytest.skip("REDIS_URL names an external Redis, which this test may not stop")
     _chat(stack, seed=10)
     assert _chat(stack, seed=10)[0] == "hit"
     errors_before = _metric(stack, "cache_errors_total")

@@ -53,9 +53,14 @@ class RedisServer:
                 self._process.wait()
 
 
+# tests/conftest.py moves a user's REDIS_URL here at start: services a test spawns then never
+# share that Redis (and its leftovers from earlier runs) unless the test hands it to them.
+EXTERNAL_REDIS_ENV = "AIUB_TEST_REDIS_URL"
+
+
 @contextmanager
 def redis_server(directory: Path) -> Iterator[RedisServer]:
-    external = os.environ.get("REDIS_URL")
+    external = os.environ.get(EXTERNAL_REDIS_ENV)
     if external:
         yield RedisServer(external)
         return
