@@ -110,6 +110,7 @@ class InferenceClient:
         queue = self._queues.get(subjects.last_token(msg.subject))
         if queue is None:
             self.dropped_frames += 1  # an attempt we gave up on: stale by design
+            await self._cancel_late(msg.data)
             return
         if not msg.data and msg.headers and msg.headers.get("Status") == "503":
             queue.put_nowait(_NoResponders())
@@ -144,6 +145,17 @@ class InferenceClient:
         inbox = subjects.inbox(self._process_inbox, request.attempt)
         await self._nc.publish(subjects.REQUESTS, encode(request), reply=inbox, headers=tracing.headers(request))
 
+    async def _cancel_late(self, data: bytes) -> None:
+        """A worker that accepted an attempt after we gave up on it would generate for nobody."""
+        if not data.startswith(b'{"type":"accepted"'):
+            return
+        try:
+            frame = frame_decoder.decode(data)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            return
+        if isinstance(frame, Accepted):
+            await self._cancel(frame.control, frame.attempt, "deadline")
+
     async def _cancel(self, control: str, attempt: str, reason: str) -> None:
         try:
             await self._nc.publish(control, encode(Cancel(attempt=attempt, reason=reason)))  # type: ignore[arg-type]
@@ -168,12 +180,15 @@ class Call:
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
         live = self._live
-        if live is not None and live.control:
-            # Still live here means the consumer stopped before the last frame.
-            await self._client._cancel(live.control, live.attempt, "client_gone")
-        if live is not None:
+        if live is None:
+            return
+        self._live = None
+        try:
+            if live.control:
+                # Still live here means the consumer stopped before the last frame.
+                await self._client._cancel(live.control, live.attempt, "client_gone")
+        finally:
             self._client._unregister(live.attempt)
-            self._live = None
 
     @property
     def provider(self) -> str | None:
@@ -214,7 +229,8 @@ class Call:
             context_retry = final.error.code == CONTEXT_LENGTH_EXCEEDED and final.provider is not None
             retry = ((final.retryable or context_retry) and self.first_content_at is None and retries_left > 0
                      and final.provider is not None and time.monotonic() < self._deadline)
-            if info.control and final.status == 504:
+            if info.control and final.seq == -1:
+                # An error we made up (a deadline, lost frames): the worker may still be generating.
                 await self._client._cancel(info.control, info.attempt, "deadline")
             self._finish(info)
             if not retry:

@@ -128,7 +128,8 @@ class ProviderSpec(_Strict):
 
     def api_key(self) -> str | None:
         """The key from the environment variable this provider names, if any."""
-        return os.environ.get(self.env_var) or None if self.env_var else None
+        # Stripped: a key pasted with its line end (a CRLF .env) would be an illegal header value.
+        return (os.environ.get(self.env_var) or "").strip() or None if self.env_var else None
 
     def backend_model(self, public_name: str) -> str:
         spec = self.models.get(public_name)

@@ -38,6 +38,9 @@ class InferenceRequest(msgspec.Struct, frozen=True, kw_only=True):
     # The caller's key scope, signed (shared/scope.py): with a bus secret set, workers serve
     # only requests whose scope is valid and allows the model, whoever published them.
     scope: str | None = None
+    # Set by the router when it serves a different model than asked (capability alias, context
+    # fallback): the name the caller asked for, which is what its scope was checked against.
+    requested_model: str | None = None
 
 
 class WorkOrder(msgspec.Struct, frozen=True, kw_only=True):

@@ -18,6 +18,7 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response, StreamingResponse
+from nats.aio.client import Client
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
@@ -33,7 +34,7 @@ from services.gateway.telemetry import RequestTelemetry
 from shared import bus, logs, scope, subjects, tracing
 from shared.client import Call, ContentFrame, InferenceClient, new_id
 from shared.config import Config
-from shared.errors import AiubError, error_json
+from shared.errors import AiubError, PayloadTooLarge, error_json
 from shared.messages import AttemptRecord, Chunk, Done, Error, ErrorBody, RequestKind, RequestRecord, Result, encode
 from shared.model_catalog import models_body
 from shared.served_models import ServedModels
@@ -48,7 +49,7 @@ JSON = "application/json"
 class GatewayState:
     config: Config
     nats_url: str | None = None
-    nc: object | None = None
+    nc: Client | None = None
     client: InferenceClient | None = None
     bus_health: bus.BusHealth = field(default_factory=bus.BusHealth)
     active_connections: int = 0
@@ -66,6 +67,9 @@ def _error_response(status: int, body: ErrorBody, request_id: str | None = None,
         headers["retry-after"] = str(max(1, round(retry_after)))
     return Response(error_json(body), status_code=status, media_type=JSON, headers=headers)
 
+
+# Room for the InferenceRequest around the body and the router's WorkOrder around that.
+_BUS_ENVELOPE_BYTES = 16 * 1024
 
 EXPOSED_HEADERS = ["x-request-id", "x-aiub-cache", "x-aiub-provider", "retry-after"] + [
     f"x-ratelimit-{what}-{unit}" for what in ("limit", "remaining", "reset") for unit in ("requests", "tokens")]
@@ -151,7 +155,13 @@ def create_app(config: Config, nats_url: str | None = None, *, host: str = "127.
         if client is None or not state.bus_health.connected:
             return _error_response(503, ErrorBody(message="the gateway is not connected to NATS",
                                                   type="service_unavailable", code="bus_unavailable"), response_id)
-        timeout_s = client_timeout(request.headers.get("x-stainless-timeout"))
+        nc = state.nc
+        if nc is not None and len(raw) + _BUS_ENVELOPE_BYTES > nc.max_payload:
+            raise PayloadTooLarge(f"the request body is {len(raw)} bytes; the bus carries at most "
+                                  f"{nc.max_payload - _BUS_ENVELOPE_BYTES}")
+        # The SDK sends its read timeout: for a non-streaming call the whole answer is one read.
+        timeout_s = client_timeout(request.headers.get("x-stainless-timeout")) or (
+            None if parsed.stream else client_timeout(request.headers.get("x-stainless-read-timeout")))
         call = client.call(kind=kind, model=parsed.model, body=parsed.body, stream=parsed.stream, timeout_s=timeout_s,
                            capability=parsed.capability, request_id=request_id, client_request_id=echo_id,
                            scope=_signed_scope(bus_secret, principal, timeout_s or config.runtime.deadlines.total_s))
@@ -321,7 +331,7 @@ async def _record_hit(state: GatewayState, parsed: validation.ParsedRequest, req
                            kind=parsed.kind, stream=parsed.stream, status=200, cache_hit=True,
                            latency_s=latency, ttft_s=None, at=time.time())
     with contextlib.suppress(Exception):
-        await nc.publish(subjects.REQUEST_EVENTS, encode(record))  # type: ignore[attr-defined]
+        await nc.publish(subjects.REQUEST_EVENTS, encode(record))
 
 
 async def _record(state: GatewayState, call: Call, started: float, status: int, completion_tokens: int = 0) -> None:
@@ -343,4 +353,4 @@ async def _record(state: GatewayState, call: Call, started: float, status: int, 
                            status=status, cache_hit=False, latency_s=latency, ttft_s=ttft,
                            attempts=attempts, at=time.time())
     with contextlib.suppress(Exception):
-        await nc.publish(subjects.REQUEST_EVENTS, encode(record))  # type: ignore[attr-defined]
+        await nc.publish(subjects.REQUEST_EVENTS, encode(record))

@@ -9,7 +9,6 @@ that is gone cancels the call (the client library then sends `Cancel(client_gone
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from typing import TypeVar
 
@@ -33,20 +32,20 @@ async def _disconnected(request: Request) -> None:
 async def first_or_gone(request: Request, frames: AsyncIterator[T]) -> T:
     """The first item of `frames`, or ClientGone as soon as the client disconnects."""
     first: asyncio.Future[T] = asyncio.ensure_future(anext(frames))
-    done, _ = await asyncio.wait((first,), timeout=WATCH_AFTER_S)
-    if done:
-        return first.result()
-    gone = asyncio.ensure_future(_disconnected(request))
+    gone: asyncio.Future[None] | None = None
     try:
-        await asyncio.wait((first, gone), return_when=asyncio.FIRST_COMPLETED)
-    except asyncio.CancelledError:
+        done, _ = await asyncio.wait((first,), timeout=WATCH_AFTER_S)
+        if not done:
+            gone = asyncio.ensure_future(_disconnected(request))
+            await asyncio.wait((first, gone), return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:  # the handler itself is cancelled (shutdown): take the wait with it
         first.cancel()
         raise
     finally:
-        gone.cancel()
+        if gone is not None:
+            gone.cancel()
     if first.done():
         return first.result()
     first.cancel()
-    with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
-        await first
+    await asyncio.wait((first,))  # let the call's own cleanup run; a cancel of ours still propagates
     raise ClientGone

@@ -18,7 +18,8 @@ def client_request_id(header: str | None) -> str | None:
 
 
 def client_timeout(header: str | None) -> float | None:
-    """The OpenAI SDK announces its own timeout in `x-stainless-timeout`; honour it."""
+    """The OpenAI SDK announces its timeout (`x-stainless-read-timeout`, older ones
+    `x-stainless-timeout`) in seconds; a value that is not a positive number is ignored."""
     if not header:
         return None
     try:

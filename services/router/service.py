@@ -13,6 +13,7 @@ dispatch, so one slow worker cannot stall the subscription.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import Callable
@@ -114,6 +115,14 @@ class Router:
                       wall_now=time.time())
 
     async def _route(self, data: bytes, reply: str) -> None:
+        try:
+            await self._place(data, reply)
+        except Exception as e:  # a request must get an answer even when placing it failed
+            log.error("routing_failed", error=repr(e))
+            with contextlib.suppress(Exception):
+                await self._refuse(reply, "", 500, "the router failed to place the request", "router_error")
+
+    async def _place(self, data: bytes, reply: str) -> None:
         if not reply:
             log.warning("request_without_reply_subject")
             return
@@ -135,7 +144,9 @@ class Router:
         tried: list[str] = [*decided.skipped]
         timeout = self._config.runtime.deadlines.accepted_s
         for target in decided.targets:
-            routed = request if target.model == request.model else msgspec.structs.replace(request, model=target.model)
+            # The worker checks the caller's scope against the model the caller asked for.
+            routed = request if target.model == request.model else msgspec.structs.replace(
+                request, model=target.model, requested_model=request.requested_model or request.model)
             order = WorkOrder(request=routed, reply_inbox=reply, provider=target.provider,
                               backend_model=target.backend_model, routed_by=decided.routed_by or "default")
             try:
@@ -145,8 +156,10 @@ class Router:
                 tried.append(f"{target.provider} (no worker running)")
                 continue
             except NatsTimeout:
-                tried.append(f"{target.provider} (worker did not answer in {timeout:g}s)")
-                continue
+                # The caller's own Accepted deadline has passed too: placing the request elsewhere
+                # now would run a generation nobody reads (DESIGN.md: not re-dispatched).
+                log.warning("dispatch_timed_out", model=request.model, provider=target.provider, timeout_s=timeout)
+                return
             try:
                 reply_frame = frame_decoder.decode(answer.data)
             except (msgspec.ValidationError, msgspec.DecodeError):

@@ -76,6 +76,13 @@ class Slots:
         return self.running + self.queued >= self.capacity + self.queue_capacity
 
 
+def _until(deadline: float) -> asyncio.Timeout:
+    """A timeout at the request's wall-clock deadline (0: none), on the loop's clock."""
+    if not deadline:
+        return asyncio.timeout(None)
+    return asyncio.timeout_at(asyncio.get_running_loop().time() + max(0.0, deadline - time.time()))
+
+
 class FrameSender:
     """Numbers the frames of one attempt and tells when the caller last heard from us."""
 
@@ -165,9 +172,13 @@ class Worker:
             return
         accepted = encode(Accepted(attempt=attempt, seq=0, provider=order.provider, worker_id=self.worker_id,
                                    control=self.control_subject))
+        try:
+            await msg.respond(accepted)
+            await self._nc.publish(order.reply_inbox, accepted)
+        except Exception as e:  # the bus failed us mid-answer: nothing was started, nothing to count
+            log.warning("accept_failed", error=repr(e))
+            return
         slots.queued += 1
-        await msg.respond(accepted)
-        await self._nc.publish(order.reply_inbox, accepted)
         task = asyncio.create_task(self._serve(order, slots, tracing.from_headers(msg.headers, order.request)))
         self._attempts[attempt] = task
         task.add_done_callback(lambda _: self._attempts.pop(attempt, None))
@@ -176,7 +187,8 @@ class Worker:
         """Whoever published the request, serve it only within a scope the gateway signed."""
         assert self._bus_secret is not None
         try:
-            scope.verify(order.request.scope, self._bus_secret, order.request.model, time.time())
+            scope.verify(order.request.scope, self._bus_secret, order.request.requested_model or order.request.model,
+                         time.time())
         except scope.ScopeRejected as e:
             log.warning("request_out_of_scope", model=order.request.model, status=e.status, reason=e.message)
             attempt = order.request.attempt
@@ -213,9 +225,20 @@ class Worker:
                 slots.running += 1
                 try:
                     spec = self._config.providers[order.provider]
-                    report = await call_backend(self._http, adapter_for(spec), spec, order, sender)
+                    async with _until(order.request.deadline):
+                        report = await call_backend(self._http, adapter_for(spec), spec, order, sender)
                 finally:
                     slots.running -= 1
+        except TimeoutError:
+            # The caller's whole-request deadline passed: it has already given up; stop the backend.
+            report = BackendReport(kind="deadline", status=504)
+            await self._fail(sender, order, 504, "timeout", "deadline_exceeded",
+                             "the request did not finish within its deadline")
+        except Exception as e:  # a bug or an input nobody foresaw must still end the stream
+            log.error("attempt_crashed", error=repr(e))
+            report = BackendReport(kind="server_error", status=502)
+            await self._fail(sender, order, 502, "upstream_error", "worker_error",
+                             f"the {order.provider} worker failed on this request ({type(e).__name__})")
         except asyncio.CancelledError as e:
             # The caller's reason travels as the cancel message: a deadline counts against the
             # provider, a client that went away does not.
@@ -223,11 +246,8 @@ class Worker:
             if e.args == (SHUTDOWN,):
                 # The caller is still listening: tell it now (retryable before any content) rather
                 # than let it wait out its idle deadline.
-                with contextlib.suppress(Exception):
-                    await sender.send(Error(attempt=sender.attempt, seq=sender.next_seq(), status=503,
-                                            retryable=not sender.content_sent, provider=order.provider,
-                                            error=ErrorBody(message=f"the {order.provider} worker shut down",
-                                                            type="service_unavailable", code="worker_shutdown")))
+                await self._fail(sender, order, 503, "service_unavailable", "worker_shutdown",
+                                 f"the {order.provider} worker shut down")
             raise
         finally:
             if waiting:
@@ -237,6 +257,14 @@ class Worker:
             outcome = await self._publish_outcome(order, report, time.monotonic() - started)
             self.telemetry.record(outcome)
             self.telemetry.log_outcome(outcome)
+
+    async def _fail(self, sender: FrameSender, order: WorkOrder, status: int, type_: str, code: str,
+                    message: str) -> None:
+        """An error frame from the worker itself; retryable elsewhere only before any content."""
+        with contextlib.suppress(Exception):
+            await sender.send(Error(attempt=sender.attempt, seq=sender.next_seq(), status=status,
+                                    retryable=not sender.content_sent, provider=order.provider,
+                                    error=ErrorBody(message=message, type=type_, code=code)))
 
     async def _heartbeat(self, sender: FrameSender) -> None:
         interval = self._config.runtime.worker.heartbeat_s

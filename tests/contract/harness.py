@@ -127,13 +127,13 @@ class Harness:
     async def stop(self) -> None:
         await self.worker.stop(grace_s=0.0)
 
-    async def open(self, kind: RequestKind, body: dict[str, Any],
-                   stream: bool = False) -> tuple[Accepted, Subscription]:
+    async def open(self, kind: RequestKind, body: dict[str, Any], stream: bool = False,
+                   deadline: float = 0.0) -> tuple[Accepted, Subscription]:
         attempt = new_id()
         inbox = subjects.inbox("contract", attempt)
         sub = await self.nc.subscribe(inbox)
         request = InferenceRequest(id=new_id(), attempt=attempt, kind=kind, model=PUBLIC_MODEL, body=body,
-                                   stream=stream)
+                                   stream=stream, deadline=deadline)
         order = {"request": msgspec.to_builtins(request), "reply_inbox": inbox, "provider": self.provider,
                  "backend_model": self._spec.backend_model(PUBLIC_MODEL)}
         answer = frame_decoder.decode((await self.nc.request(subjects.work(self.provider), encode(order),

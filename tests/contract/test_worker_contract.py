@@ -278,3 +278,14 @@ async def test_a_stopping_worker_tells_its_callers_instead_of_leaving_them_waiti
     assert (before_content.status, before_content.error.code, before_content.retryable) == (503, "worker_shutdown",
                                                                                            True)
     assert (after_content.status, after_content.retryable) == (503, False)
+
+
+async def test_the_requests_own_deadline_stops_the_backend(harness: Harness) -> None:
+    """Whatever the caller's fate, a worker never generates past the request's deadline."""
+    harness.sim.set_knobs(hang=True)
+    started = time.monotonic()
+    accepted, sub = await harness.open("chat", chat(stream=True), stream=True, deadline=time.time() + 0.5)
+    error = (await harness.frames(accepted, sub, timeout_s=3.0)).error()
+    assert (error.status, error.error.code) == (504, "deadline_exceeded")
+    assert time.monotonic() - started < 2.0
+    await wait_until_async(lambda: harness.sim.stats["aborted"] == 1, 2.0, "the backend connection to close")

@@ -25,9 +25,11 @@ def stack(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
     s = Stack(Path(tmp_path_factory.mktemp("scope")), nats_url)
     s.env["AIUB_BUS_SECRET"] = SECRET
     sim = s.simulator("openai", ["open-model", "closed-model"])
-    s.write_config(providers={"sim": {"type": "vllm", "base_url": sim.url}},
+    s.write_config(providers={"sim": {"type": "vllm", "base_url": sim.url,
+                                      "models": {"open-model": {"capabilities": ["fast"]}, "closed-model": {}}}},
                    mappings={"exact_matches": {"open-model": {"provider": "sim"},
-                                               "closed-model": {"provider": "sim"}}},
+                                               "closed-model": {"provider": "sim"}},
+                             "capabilities": {"fast": {"providers": ["sim"]}}},
                    runtime={"cache": {"enabled": False}})
     s.sim = sim  # type: ignore[attr-defined]
     s.service("router")
@@ -81,3 +83,11 @@ def test_a_bus_request_outside_a_signed_scope_never_reaches_the_backend(stack: S
 def test_a_bus_token_serves_the_models_it_names(stack: Stack) -> None:
     token = issue(Scope(tenant="t", models=("open-*",)), SECRET.encode())
     assert isinstance(asyncio.run(ask(stack.nats_url, "open-model", token)), Result)
+
+
+def test_a_scope_is_checked_against_the_name_asked_for_not_the_model_routed_to(stack: Stack) -> None:
+    """`capability:fast` is what the key may ask for; the router serves it with open-model."""
+    token = issue(Scope(tenant="t", models=("capability:fast",)), SECRET.encode())
+    assert isinstance(asyncio.run(ask(stack.nats_url, "capability:fast", token)), Result)
+    refused = asyncio.run(ask(stack.nats_url, "open-model", token))
+    assert isinstance(refused, Error) and refused.status == 403

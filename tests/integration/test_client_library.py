@@ -201,3 +201,24 @@ async def test_a_lost_frame_is_an_error_not_silent_corruption(nc: Client) -> Non
     frames = await collect(await InferenceClient.start(nc, FAST))
     assert isinstance(frames[0], Chunk)
     assert isinstance(frames[-1], Error) and frames[-1].error.code == "frames_lost"
+
+
+async def test_a_worker_that_accepts_after_we_gave_up_is_cancelled(nc: Client) -> None:
+    cancels: list[Cancel] = []
+    cancelled = asyncio.Event()
+
+    async def on_cancel(msg: Msg) -> None:
+        cancels.append(cancel_decoder.decode(msg.data))
+        cancelled.set()
+
+    await nc.subscribe("ctl.late", cb=on_cancel)
+
+    async def slow_to_accept(nc: Client, request: InferenceRequest, reply: str) -> None:
+        await asyncio.sleep(FAST.accepted_s + 0.2)
+        await nc.publish(reply, accepted(request, control="ctl.late"))
+
+    await play(nc, slow_to_accept)
+    frames = await collect(await InferenceClient.start(nc, FAST))
+    assert isinstance(frames[-1], Error) and frames[-1].status == 504
+    await asyncio.wait_for(cancelled.wait(), timeout=2)
+    assert [c.reason for c in cancels] == ["deadline"]

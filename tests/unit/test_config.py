@@ -77,3 +77,11 @@ def test_runtime_deadlines_are_configurable(tmp_path: Path) -> None:
     write(tmp_path, "providers: {}\n", runtime="deadlines: {accepted_s: 0.5, idle_s: 3}\n")
     deadlines = load_config(tmp_path).runtime.deadlines
     assert (deadlines.accepted_s, deadlines.idle_s, deadlines.first_token_s) == (0.5, 3, 60)
+
+
+def test_an_api_key_pasted_with_its_line_end_is_stripped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write(tmp_path, "providers:\n  o: {type: openai, base_url: 'https://x/v1', env_var: O_KEY}\n")
+    monkeypatch.setenv("O_KEY", "sk-test\r\n")
+    assert load_config(tmp_path).providers["o"].api_key() == "sk-test"
+    monkeypatch.setenv("O_KEY", " \n")
+    assert load_config(tmp_path).providers["o"].api_key() is None
