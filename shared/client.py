@@ -9,8 +9,9 @@ The gateway is its first user; any Python program can stream completions over NA
 
 What it guarantees (DESIGN.md, "A request's life", step 4):
 - One wildcard inbox subscription per process; frames are routed to calls by the last token.
-- Deadlines per attempt: `Accepted` within `accepted_s`, the first content frame within
-  `first_token_s` of the request, then at most `idle_s` between frames (heartbeats count),
+- Deadlines per attempt: `Accepted` within `accepted_s`, the first content frame of a stream
+  within `first_token_s` of the request (a non-streaming answer only within the whole
+  request's deadline), then at most `idle_s` between frames (heartbeats count),
   and the whole call within `total_s` or the client's own timeout. A passed deadline ends
   the iteration with an `Error` frame (504) and cancels the attempt: never a hang.
 - Fallback: a retryable error before any content reached the consumer is retried with a new
@@ -263,8 +264,12 @@ class Call:
             now = time.monotonic()
             if info.worker_id is None:
                 wait_until, stage = accept_by, "accepted"
-            elif self.first_content_at is None:
+            elif self.first_content_at is None and self.request.stream:
                 wait_until, stage = min(first_token_by, now + deadlines.idle_s), "first_token"
+            elif self.first_content_at is None:
+                # A whole answer may take longer than any first token: the worker's heartbeats say
+                # it is alive, the request's own deadline bounds it.
+                wait_until, stage = min(now + deadlines.idle_s, self._deadline), "answer"
             else:
                 wait_until, stage = min(now + deadlines.idle_s, self._deadline), "idle"
             try:
@@ -312,9 +317,11 @@ class Call:
             message = "no worker accepted the request in time"
         elif stage == "first_token":
             message = f"provider {info.provider} sent no first token in time"
+        elif stage == "answer":
+            message = f"provider {info.provider} went silent before answering"
         else:
             message = f"provider {info.provider} went silent mid-response"
         # Only a timeout before the first token is worth trying elsewhere.
-        retryable = stage == "first_token" and info.provider is not None
+        retryable = stage in ("first_token", "answer") and info.provider is not None
         return _error(info.attempt, 504, message, "timeout", "deadline_exceeded",
                       retryable=retryable, provider=info.provider)

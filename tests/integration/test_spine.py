@@ -197,13 +197,31 @@ def test_no_worker_for_provider_is_503_at_once(client: openai.OpenAI) -> None:
     assert time.monotonic() - started < 1.0
 
 
-def test_backend_that_hangs_before_first_token_is_504(stack: Stack) -> None:
+def test_stream_that_hangs_before_first_token_is_504(stack: Stack) -> None:
     started = time.monotonic()
     response = httpx.post(stack.gateway_url + "/v1/chat/completions", trust_env=False, timeout=20, json={
-        "model": "qwen-coder", "messages": [{"role": "user", "content": "x"}], "simulator": {"hang": True}})
+        "model": "qwen-coder", "stream": True, "messages": [{"role": "user", "content": "x"}],
+        "simulator": {"hang": True}})
     assert response.status_code == 504
     assert response.json()["error"]["type"] == "timeout"
     assert 2.5 < time.monotonic() - started < 6  # first_token_s is 3
+
+
+def test_a_non_streaming_answer_may_take_longer_than_a_first_token(client: openai.OpenAI) -> None:
+    """Its worker's heartbeats keep it alive past first_token_s; only the request's deadline bounds it."""
+    reply = client.chat.completions.create(model="qwen-coder", messages=[{"role": "user", "content": "slow"}],
+                                           extra_body={"simulator": {"ttft_ms": 4_000}},
+                                           extra_headers={"cache-control": "no-store"})
+    assert reply.choices[0].message.content == EXPECTED
+
+
+def test_a_non_streaming_request_ends_at_its_deadline(stack: Stack) -> None:
+    started = time.monotonic()
+    response = httpx.post(stack.gateway_url + "/v1/chat/completions", trust_env=False, timeout=20, json={
+        "model": "qwen-coder", "messages": [{"role": "user", "content": "deadline"}], "simulator": {"hang": True}},
+        headers={"x-stainless-read-timeout": "2"})
+    assert response.status_code == 504
+    assert 1.5 < time.monotonic() - started < 4
 
 
 def test_backend_error_keeps_status_and_retry_after(stack: Stack) -> None:
