@@ -61,6 +61,32 @@ async def play(nc: Client, script: Script) -> list[InferenceRequest]:
     return seen
 
 
+class CancelLog:
+    """The `Cancel`s a control subject receives, as a worker would see them."""
+
+    def __init__(self) -> None:
+        self.received: list[Cancel] = []
+        self._event = asyncio.Event()
+
+    @classmethod
+    async def on(cls, nc: Client, subject: str) -> CancelLog:
+        log = cls()
+
+        async def record(msg: Msg) -> None:
+            log.received.append(cancel_decoder.decode(msg.data))
+            log._event.set()
+
+        await nc.subscribe(subject, cb=record)
+        return log
+
+    @property
+    def reasons(self) -> list[str]:
+        return [c.reason for c in self.received]
+
+    async def arrived(self, timeout_s: float) -> None:
+        await asyncio.wait_for(self._event.wait(), timeout=timeout_s)
+
+
 def accepted(request: InferenceRequest, provider: str = "p", control: str = "ctl.test") -> bytes:
     return encode(Accepted(attempt=request.attempt, seq=0, provider=provider, worker_id="w1", control=control))
 
@@ -95,14 +121,7 @@ async def test_nobody_accepting_in_time_is_504(nc: Client) -> None:
 
 
 async def test_silence_mid_stream_is_504_and_cancels_the_worker(nc: Client) -> None:
-    cancels: list[Cancel] = []
-    cancelled = asyncio.Event()
-
-    async def on_cancel(msg: Msg) -> None:
-        cancels.append(cancel_decoder.decode(msg.data))
-        cancelled.set()
-
-    await nc.subscribe("ctl.test", cb=on_cancel)
+    cancels = await CancelLog.on(nc, "ctl.test")
 
     async def stalls(nc: Client, request: InferenceRequest, reply: str) -> None:
         await nc.publish(reply, accepted(request))
@@ -113,8 +132,8 @@ async def test_silence_mid_stream_is_504_and_cancels_the_worker(nc: Client) -> N
     frames = await collect(client)
     assert isinstance(frames[0], Chunk)
     assert isinstance(frames[-1], Error) and frames[-1].status == 504 and not frames[-1].retryable
-    await asyncio.wait_for(cancelled.wait(), timeout=1)  # delivered to our own subscription: not instant
-    assert [c.reason for c in cancels] == ["deadline"]
+    await cancels.arrived(timeout_s=1)  # delivered to our own subscription: not instant
+    assert cancels.reasons == ["deadline"]
 
 
 async def test_heartbeats_keep_a_slow_first_token_alive(nc: Client) -> None:
@@ -132,14 +151,7 @@ async def test_heartbeats_keep_a_slow_first_token_alive(nc: Client) -> None:
 
 
 async def test_consumer_leaving_early_sends_client_gone(nc: Client) -> None:
-    cancels: list[Cancel] = []
-    cancelled = asyncio.Event()
-
-    async def on_cancel(msg: Msg) -> None:
-        cancels.append(cancel_decoder.decode(msg.data))
-        cancelled.set()
-
-    await nc.subscribe("ctl.test", cb=on_cancel)
+    cancels = await CancelLog.on(nc, "ctl.test")
 
     async def endless(nc: Client, request: InferenceRequest, reply: str) -> None:
         await nc.publish(reply, accepted(request))
@@ -152,8 +164,8 @@ async def test_consumer_leaving_early_sends_client_gone(nc: Client) -> None:
     async with client.call(kind="chat", model="m", body={}, stream=True) as call:
         async for _ in call:
             break
-    await asyncio.wait_for(cancelled.wait(), timeout=1)
-    assert [c.reason for c in cancels] == ["client_gone"]
+    await cancels.arrived(timeout_s=1)
+    assert cancels.reasons == ["client_gone"]
 
 
 async def test_retryable_error_before_content_retries_elsewhere_and_drops_stale_frames(nc: Client) -> None:
@@ -204,14 +216,7 @@ async def test_a_lost_frame_is_an_error_not_silent_corruption(nc: Client) -> Non
 
 
 async def test_a_worker_that_accepts_after_we_gave_up_is_cancelled(nc: Client) -> None:
-    cancels: list[Cancel] = []
-    cancelled = asyncio.Event()
-
-    async def on_cancel(msg: Msg) -> None:
-        cancels.append(cancel_decoder.decode(msg.data))
-        cancelled.set()
-
-    await nc.subscribe("ctl.late", cb=on_cancel)
+    cancels = await CancelLog.on(nc, "ctl.late")
 
     async def slow_to_accept(nc: Client, request: InferenceRequest, reply: str) -> None:
         await asyncio.sleep(FAST.accepted_s + 0.2)
@@ -220,5 +225,5 @@ async def test_a_worker_that_accepts_after_we_gave_up_is_cancelled(nc: Client) -
     await play(nc, slow_to_accept)
     frames = await collect(await InferenceClient.start(nc, FAST))
     assert isinstance(frames[-1], Error) and frames[-1].status == 504
-    await asyncio.wait_for(cancelled.wait(), timeout=2)
-    assert [c.reason for c in cancels] == ["deadline"]
+    await cancels.arrived(timeout_s=2)
+    assert cancels.reasons == ["deadline"]
