@@ -104,7 +104,7 @@ async def test_no_router_running_is_503_at_once(nc: Client) -> None:
     client = await InferenceClient.start(nc, FAST)
     started = time.monotonic()
     frames = await collect(client)
-    assert time.monotonic() - started < 0.3
+    assert time.monotonic() - started < 0.45  # accepted_s is 0.5: it did not wait for it
     assert isinstance(frames[-1], Error) and frames[-1].status == 503
 
 
