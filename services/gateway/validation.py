@@ -1,8 +1,10 @@
 """Checking an OpenAI request body before it goes on the bus. Pure: bytes in, request out.
 
-Only what the gateway needs is checked (model, stream, the payload the endpoint requires);
-everything else passes through to the backend untouched, but for the gateway's own fields,
-which are removed.
+Checked: what the gateway needs (model, stream, the payload the endpoint requires) and the types
+of OpenAI's standard sampling fields, because a backend that gets `"temperature": "hot"` answers
+in its own words (Ollama: a Go unmarshal error) or, worse, ignores it. Ranges are left to the
+backend: llama.cpp takes a temperature OpenAI would refuse. Everything else passes through to the
+backend untouched, but for the gateway's own fields, which are removed.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from shared.errors import BadRequest
 from shared.messages import RequestKind
 
 GATEWAY_FIELDS = ("capability", "cache", "fallbacks")
+_NUMBERS = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
+_POSITIVE_INTEGERS = ("max_tokens", "max_completion_tokens", "n")
 _decode = msgspec.json.decode
 
 
@@ -33,6 +37,10 @@ class ParsedRequest:
 def _require(condition: bool, message: str, param: str) -> None:
     if not condition:
         raise BadRequest(message, param=param)
+
+
+def _is_integer(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def parse(kind: RequestKind, raw: bytes, limits: GatewaySettings) -> ParsedRequest:
@@ -64,10 +72,24 @@ def parse(kind: RequestKind, raw: bytes, limits: GatewaySettings) -> ParsedReque
                  "'input' must be a string or a non-empty array", "input")
     options = body.get("stream_options")
     _require(options is None or isinstance(options, dict), "'stream_options' must be an object", "stream_options")
-    for name in ("max_tokens", "max_completion_tokens", "n"):
+    for name in _POSITIVE_INTEGERS:
         value = body.get(name)
-        _require(value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 1),
-                 f"'{name}' must be a positive integer", name)
+        _require(value is None or (_is_integer(value) and value >= 1), f"'{name}' must be a positive integer", name)
+    for name in _NUMBERS:
+        value = body.get(name)
+        _require(value is None or (isinstance(value, int | float) and not isinstance(value, bool)),
+                 f"'{name}' must be a number", name)
+    seed = body.get("seed")
+    _require(seed is None or _is_integer(seed), "'seed' must be an integer", "seed")
+    stop = body.get("stop")
+    stops = [] if stop is None else [stop] if isinstance(stop, str) else stop
+    _require(isinstance(stops, list) and all(isinstance(x, str) for x in stops),
+             "'stop' must be a string or an array of strings", "stop")
+    for name in ("tools", "functions"):
+        _require(body.get(name) is None or isinstance(body[name], list), f"'{name}' must be an array", name)
+    response_format = body.get("response_format")
+    _require(response_format is None or isinstance(response_format, dict), "'response_format' must be an object",
+             "response_format")
     capability = body.pop("capability", None)
     _require(capability is None or isinstance(capability, str), "'capability' must be a string", "capability")
     cache = body.pop("cache", None)
