@@ -14,6 +14,11 @@ What it guarantees (DESIGN.md, "A request's life", step 4):
   request's deadline), then at most `idle_s` between frames (heartbeats count),
   and the whole call within `total_s` or the client's own timeout. A passed deadline ends
   the iteration with an `Error` frame (504) and cancels the attempt: never a hang.
+- A dead worker is noticed in `liveness_s`, not `idle_s`: a live one sends a frame at least
+  every heartbeat, so after `liveness_s` of silence the client asks NATS about the worker's
+  control subject. A killed process's subscriptions leave with its connection, and the server
+  answers `no responders` at once: the attempt ends with a 502, retried elsewhere when no
+  content was sent yet. Any other answer, or none, proves nothing, and the wait goes on.
 - Fallback: a retryable error before any content reached the consumer is retried with a new
   attempt id and the failed provider excluded, within `retry_budget`. Frames of an older
   attempt are dropped. After the first content frame, a failure is an `Error` frame.
@@ -36,6 +41,7 @@ from typing import Any
 import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.errors import NoRespondersError
 from nats.nuid import NUID
 
 from shared import subjects, tracing
@@ -62,6 +68,8 @@ from shared.messages import (
 ContentFrame = Chunk | Result | Done | Error
 
 _nuid = NUID()
+LIVENESS_PROBE_TIMEOUT_S = 1.0
+WORKER_GONE = "worker_gone"
 
 
 def new_id() -> str:
@@ -157,6 +165,15 @@ class InferenceClient:
         if isinstance(frame, Accepted):
             await self._cancel(frame.control, frame.attempt, "deadline")
 
+    async def _worker_gone(self, control: str) -> bool:
+        try:
+            await self._nc.request(control, b"", timeout=LIVENESS_PROBE_TIMEOUT_S)
+        except NoRespondersError:
+            return True
+        except Exception:
+            return False
+        return False
+
     async def _cancel(self, control: str, attempt: str, reason: str) -> None:
         try:
             await self._nc.publish(control, encode(Cancel(attempt=attempt, reason=reason)))  # type: ignore[arg-type]
@@ -243,7 +260,7 @@ class Call:
             if context_retry:
                 context_fallback += 1
                 too_long = final
-            else:
+            elif final.error.code != WORKER_GONE:  # the provider's other workers may serve it
                 excluded.append(final.provider)  # type: ignore[arg-type]
 
     def _finish(self, info: AttemptInfo) -> None:
@@ -260,24 +277,35 @@ class Call:
         first_token_by = min(now + deadlines.first_token_s, self._deadline)
         expected_seq = 0
         parts: list[bytes] = []
+        last_frame_at = probe_at = now
         while True:
             now = time.monotonic()
             if info.worker_id is None:
                 wait_until, stage = accept_by, "accepted"
             elif self.first_content_at is None and self.request.stream:
-                wait_until, stage = min(first_token_by, now + deadlines.idle_s), "first_token"
+                wait_until, stage = min(first_token_by, last_frame_at + deadlines.idle_s), "first_token"
             elif self.first_content_at is None:
                 # A whole answer may take longer than any first token: the worker's heartbeats say
                 # it is alive, the request's own deadline bounds it.
-                wait_until, stage = min(now + deadlines.idle_s, self._deadline), "answer"
+                wait_until, stage = min(last_frame_at + deadlines.idle_s, self._deadline), "answer"
             else:
-                wait_until, stage = min(now + deadlines.idle_s, self._deadline), "idle"
+                wait_until, stage = min(last_frame_at + deadlines.idle_s, self._deadline), "idle"
+            next_wake = min(wait_until, probe_at) if info.control else wait_until
             try:
-                async with asyncio.timeout(max(0.0, wait_until - now)):
+                async with asyncio.timeout(max(0.0, next_wake - now)):
                     frame = await queue.get()
             except TimeoutError:
+                if time.monotonic() < wait_until:
+                    assert info.control is not None
+                    if await self._client._worker_gone(info.control):
+                        yield self._worker_gone_error(info)
+                        return
+                    probe_at = time.monotonic() + deadlines.liveness_s
+                    continue
                 yield self._deadline_error(info, stage)
                 return
+            last_frame_at = time.monotonic()
+            probe_at = last_frame_at + deadlines.liveness_s
             match frame:
                 case _NoResponders():
                     yield _error(info.attempt, 503, "no router is running: nothing consumes aiub.requests",
@@ -309,6 +337,11 @@ class Call:
                     return
                 case Chunk() | Result() | Done():
                     yield frame
+
+    def _worker_gone_error(self, info: AttemptInfo) -> Error:
+        return _error(info.attempt, 502, f"the worker serving provider {info.provider} stopped mid-request",
+                      "upstream_error", WORKER_GONE, retryable=self.first_content_at is None,
+                      provider=info.provider)
 
     def _deadline_error(self, info: AttemptInfo, stage: str) -> Error:
         if time.monotonic() >= self._deadline:

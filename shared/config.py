@@ -212,6 +212,9 @@ class Deadlines(_Strict):
     accepted_s: float = Field(default=2.0, gt=0)
     first_token_s: float = Field(default=60.0, gt=0)
     idle_s: float = Field(default=10.0, gt=0)
+    # Silence after which the caller asks NATS whether the worker still exists; above the
+    # workers' heartbeat_s (1 s) so a live worker is never asked.
+    liveness_s: float = Field(default=3.0, gt=0)
     total_s: float = Field(default=600.0, gt=0)
     retry_budget: int = Field(default=2, ge=0)  # extra attempts after the first
 

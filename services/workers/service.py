@@ -203,6 +203,11 @@ class Worker:
         return True
 
     async def _on_cancel(self, msg: Msg) -> None:
+        if not msg.data:  # a caller's liveness probe: being here is the answer
+            if msg.reply:
+                with contextlib.suppress(Exception):
+                    await msg.respond(b"")
+            return
         try:
             cancel = cancel_decoder.decode(msg.data)
         except (msgspec.ValidationError, msgspec.DecodeError):

@@ -1,0 +1,93 @@
+"""A worker process killed while it serves: the caller notices in `liveness_s`, not `idle_s`.
+
+A killed worker sends nothing more, and before the liveness probe the caller only learned of it
+when the idle deadline passed. Here idle_s is 30 s, so an answer within a few seconds can only
+come from the probe.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.processes import Process, Simulator, Stack, wait_until
+
+EXPECTED = "".join(f"tok{i} " for i in range(16))
+LIVENESS_S = 1.0
+IDLE_S = 30.0
+
+
+@pytest.fixture(scope="module")
+def stack(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    s = Stack(Path(tmp_path_factory.mktemp("worker-loss")), nats_url)
+    s.sim = s.simulator("openai", ["loss-model"])  # type: ignore[attr-defined]
+    s.write_config(
+        providers={"solo": {"type": "vllm", "base_url": s.sim.url, "max_concurrency": 8}},  # type: ignore[attr-defined]
+        mappings={"exact_matches": {"loss-model": {"provider": "solo"}}},
+        runtime={"deadlines": {"first_token_s": IDLE_S, "idle_s": IDLE_S, "liveness_s": LIVENESS_S,
+                               "total_s": 60, "retry_budget": 2}},
+    )
+    s.service("router")
+    s.gateway()
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+def _sim(stack: Stack) -> Simulator:
+    return stack.sim  # type: ignore[attr-defined, no-any-return]
+
+
+def _serving_worker(stack: Stack) -> Process:
+    worker = stack.worker("solo")
+    stack.wait_serving("loss-model")
+    return worker
+
+
+def test_a_stream_whose_worker_is_killed_ends_with_an_error_within_the_liveness_probe(stack: Stack) -> None:
+    victim = _serving_worker(stack)
+    with httpx.stream("POST", stack.gateway_url + "/v1/chat/completions", trust_env=False, timeout=60, json={
+            "model": "loss-model", "stream": True, "messages": [{"role": "user", "content": "x"}],
+            "simulator": {"tokens": 10_000, "itl_ms": 20}}) as response:
+        lines = response.iter_lines()
+        assert next(lines).startswith("data: ")
+        victim.kill()
+        killed_at = time.monotonic()
+        rest = list(lines)
+    assert time.monotonic() - killed_at < IDLE_S / 4  # without the probe, idle_s would pass first
+    events = [line for line in rest if line.startswith("data: ")]
+    assert events[-1] == "data: [DONE]"
+    error = json.loads(events[-2][6:])["error"]
+    assert error["code"] == "worker_gone" and "stopped mid-request" in error["message"]
+
+
+def test_a_request_whose_worker_is_killed_before_answering_is_served_by_another(stack: Stack) -> None:
+    victim = _serving_worker(stack)
+    active_before = _sim(stack).stats()["active"]
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(httpx.post, stack.gateway_url + "/v1/chat/completions", trust_env=False, timeout=60,
+                             json={"model": "loss-model", "messages": [{"role": "user", "content": "x"}],
+                                   "simulator": {"ttft_ms": 1500}})
+        wait_until(lambda: _sim(stack).stats()["active"] > active_before, 10, "the worker to call the backend")
+        victim.kill()
+        killed_at = time.monotonic()
+        stack.worker("solo")  # the supervisor's restart, played by the test
+        response = answer.result(timeout=60)
+    assert time.monotonic() - killed_at < IDLE_S / 4  # without the probe, idle_s would pass first
+    assert response.status_code == 200, response.text
+    assert response.json()["choices"][0]["message"]["content"] == EXPECTED
+
+
+def test_a_live_worker_answers_the_probe_and_a_slow_answer_is_not_cut_short(stack: Stack) -> None:
+    _serving_worker(stack)
+    response = httpx.post(stack.gateway_url + "/v1/chat/completions", trust_env=False, timeout=60, json={
+        "model": "loss-model", "messages": [{"role": "user", "content": "x"}], "simulator": {"ttft_ms": 3500}})
+    assert response.status_code == 200, response.text
+    assert response.json()["choices"][0]["message"]["content"] == EXPECTED
