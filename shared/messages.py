@@ -71,9 +71,16 @@ class Busy(msgspec.Struct, frozen=True, kw_only=True, tag="busy"):
 
 
 class Chunk(msgspec.Struct, frozen=True, kw_only=True, tag="chunk"):
+    """Consecutive OpenAI chunk objects (chat.completion.chunk / text_completion), in order.
+
+    One frame carries what one read from the backend completed: a backend keeping pace with its
+    reader gives one object per frame, so nothing waits, and a backend that got ahead (or a
+    worker that fell behind) has its backlog sent in one message instead of one per token.
+    """
+
     attempt: str
     seq: int
-    data: msgspec.Raw  # one OpenAI chunk object (chat.completion.chunk / text_completion)
+    data: tuple[msgspec.Raw, ...]
 
 
 class Result(msgspec.Struct, frozen=True, kw_only=True, tag="result"):

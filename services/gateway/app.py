@@ -275,14 +275,14 @@ async def _relay(state: GatewayState, call: Call, frames: AsyncIterator[ContentF
             while frame is not None:
                 match frame:
                     case Chunk(data=data):
-                        payload = bytes(data)
+                        payloads = [bytes(raw) for raw in data]
                         if storing:
-                            kept.append(payload)
-                            kept_bytes += len(payload)
+                            kept.extend(payloads)
+                            kept_bytes += sum(map(len, payloads))
                             storing = kept_bytes <= limit
                             if not storing:
                                 kept.clear()
-                        yield event(payload)
+                        yield b"".join(map(event, payloads))
                     case Done(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens):
                         # Settled before [DONE] reaches the client: its next request already sees the entry.
                         answer = CachedAnswer(kind="stream", chunks=tuple(kept)) if storing else None

@@ -74,11 +74,11 @@ async def call_backend(http: BackendHttp, adapter: Adapter, spec: ProviderSpec, 
             if request.stream:
                 translator = adapter.stream(order)
                 async for raw in response.chunks():
-                    for payload in translator.feed(raw):
-                        if ttft is None:
-                            ttft = time.monotonic() - started
-                        await sender.send(Chunk(attempt=sender.attempt, seq=sender.next_seq(),
-                                                data=msgspec.Raw(payload)))
+                    payloads = translator.feed(raw)
+                    if payloads and ttft is None:
+                        ttft = time.monotonic() - started
+                    for batch in chunk_batches(payloads, sender.max_payload - _ENVELOPE_BYTES):
+                        await sender.send(Chunk(attempt=sender.attempt, seq=sender.next_seq(), data=batch))
                     if translator.finished:
                         break
                 usage = translator.usage
@@ -101,6 +101,22 @@ async def call_backend(http: BackendHttp, adapter: Adapter, spec: ProviderSpec, 
             return await _fail(sender, provider, failures.connection_failed(provider, str(e)), ttft, usage)
         return await _fail(sender, provider, failures.truncated(provider, str(e), ttft is None), ttft, usage)
     return BackendReport("ok", 200, ttft, usage)
+
+
+def chunk_batches(payloads: list[bytes], limit: int) -> list[tuple[msgspec.Raw, ...]]:
+    """The payloads of one read, in order, grouped into frames that fit the bus's max payload."""
+    batches: list[tuple[msgspec.Raw, ...]] = []
+    batch: list[msgspec.Raw] = []
+    size = 0
+    for payload in payloads:
+        if batch and size + len(payload) > limit:
+            batches.append(tuple(batch))
+            batch, size = [], 0
+        batch.append(msgspec.Raw(payload))
+        size += len(payload) + 1
+    if batch:
+        batches.append(tuple(batch))
+    return batches
 
 
 async def _send_result(sender: FrameSender, data: bytes, usage: Usage) -> None:

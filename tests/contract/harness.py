@@ -85,7 +85,7 @@ class Reply:
 
     @property
     def chunks(self) -> list[dict[str, Any]]:
-        return [json.loads(bytes(f.data)) for f in self.frames if isinstance(f, Chunk)]
+        return [json.loads(bytes(raw)) for f in self.frames if isinstance(f, Chunk) for raw in f.data]
 
     @property
     def last(self) -> Frame:

@@ -195,6 +195,16 @@ async def test_connection_refused_is_retryable_and_names_no_address(make_harness
     assert "127.0.0.1" not in error.error.message
 
 
+async def test_a_backlog_travels_in_fewer_frames_than_chunks_and_in_order(harness: Harness) -> None:
+    harness.sim.set_knobs(tokens=300, itl_ms=0)  # the backend writes faster than anyone reads
+    reply = await harness.call("chat", chat(stream=True), stream=True)
+    reply.done()
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in reply.chunks if c["choices"])
+    assert text == "".join(f"tok{i} " for i in range(300))
+    frames = [f for f in reply.frames if isinstance(f, Chunk)]
+    assert len(frames) < len(reply.chunks) / 2, (len(frames), len(reply.chunks))
+
+
 async def test_cancel_closes_the_backend_connection(harness: Harness) -> None:
     harness.sim.set_knobs(tokens=10_000, itl_ms=10)
     accepted, sub = await harness.open("chat", chat(stream=True), stream=True)
