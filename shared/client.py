@@ -51,6 +51,7 @@ from shared.messages import (
     Accepted,
     Busy,
     Cancel,
+    CancelReason,
     Chunk,
     Done,
     Error,
@@ -82,6 +83,7 @@ class AttemptInfo:
     provider: str | None = None
     worker_id: str | None = None
     control: str | None = None
+    stalled: bool = False  # the provider missed a first-token or idle deadline (not the request's own)
     status: int = 0
     error: str | None = None
     started: float = field(default_factory=time.monotonic)
@@ -174,9 +176,9 @@ class InferenceClient:
             return False
         return False
 
-    async def _cancel(self, control: str, attempt: str, reason: str) -> None:
+    async def _cancel(self, control: str, attempt: str, reason: CancelReason) -> None:
         try:
-            await self._nc.publish(control, encode(Cancel(attempt=attempt, reason=reason)))  # type: ignore[arg-type]
+            await self._nc.publish(control, encode(Cancel(attempt=attempt, reason=reason)))
         except Exception:
             pass
 
@@ -249,7 +251,7 @@ class Call:
                      and final.provider is not None and time.monotonic() < self._deadline)
             if info.control and final.seq == -1:
                 # An error we made up (a deadline, lost frames): the worker may still be generating.
-                await self._client._cancel(info.control, info.attempt, "deadline")
+                await self._client._cancel(info.control, info.attempt, "stalled" if info.stalled else "deadline")
             self._finish(info)
             if not retry:
                 # The router's "no larger model" says less than the backend's own error did.
@@ -302,6 +304,7 @@ class Call:
                         return
                     probe_at = time.monotonic() + deadlines.liveness_s
                     continue
+                info.stalled = stage != "accepted" and time.monotonic() < self._deadline
                 yield self._deadline_error(info, stage)
                 return
             last_frame_at = time.monotonic()

@@ -139,9 +139,16 @@ class Error(msgspec.Struct, frozen=True, kw_only=True, tag="error"):
 Frame = Accepted | Busy | Chunk | Result | ResultPart | Heartbeat | Done | Error
 
 
+CancelReason = Literal["client_gone", "deadline", "stalled"]
+
+
 class Cancel(msgspec.Struct, frozen=True, kw_only=True):
+    """Stop an attempt. `stalled`: the provider missed the first-token or idle deadline (a failure
+    of the provider); `deadline`: the request's own time budget, which its client may have chosen,
+    ran out (not the provider's failure); `client_gone`: nobody is listening any more."""
+
     attempt: str
-    reason: Literal["client_gone", "deadline"]
+    reason: CancelReason
 
 
 OutcomeKind = Literal[
@@ -169,8 +176,10 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def upstream_failure(self) -> bool:
-        """Failures that speak about the provider's health: never a client's 4xx or a cancel."""
-        return self.kind in ("server_error", "timeout", "connection", "truncated", "deadline")
+        """Failures that speak about the provider's health: never a client's 4xx, a cancel or the
+        request's own deadline (a client that allows 2 s must not take a slow provider down for
+        everyone; a provider that stalls is caught by the first-token and idle deadlines, `timeout`)."""
+        return self.kind in ("server_error", "timeout", "connection", "truncated")
 
 
 class LoadReport(msgspec.Struct, frozen=True, kw_only=True):

@@ -38,6 +38,7 @@ from shared.messages import (
     Heartbeat,
     LoadReport,
     Outcome,
+    OutcomeKind,
     Result,
     ResultPart,
     WorkOrder,
@@ -50,6 +51,7 @@ from shared.metrics import ProviderMetrics
 log = logs.get("worker")
 
 SHUTDOWN = "shutdown"  # the cancel message of attempts cut short by the worker's own stop
+_CANCEL_OUTCOMES: dict[str, OutcomeKind] = {"stalled": "timeout", "deadline": "deadline"}
 
 
 @dataclass
@@ -245,9 +247,9 @@ class Worker:
             await self._fail(sender, order, 502, "upstream_error", "worker_error",
                              f"the {order.provider} worker failed on this request ({type(e).__name__})")
         except asyncio.CancelledError as e:
-            # The caller's reason travels as the cancel message: a deadline counts against the
-            # provider, a client that went away does not.
-            report = BackendReport(kind="deadline" if e.args == ("deadline",) else "cancelled", status=499)
+            # The caller's reason travels as the cancel message: only a stall counts against the
+            # provider, not the request's own deadline nor a client that went away.
+            report = BackendReport(kind=_CANCEL_OUTCOMES.get(e.args[0] if e.args else "", "cancelled"), status=499)
             if e.args == (SHUTDOWN,):
                 # The caller is still listening: tell it now (retryable before any content) rather
                 # than let it wait out its idle deadline.

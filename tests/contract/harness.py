@@ -27,6 +27,7 @@ from shared.config import Config, ModelMappingsFile, ProviderSpec, RuntimeFile
 from shared.messages import (
     Accepted,
     Cancel,
+    CancelReason,
     Chunk,
     Done,
     Error,
@@ -162,8 +163,8 @@ class Harness:
         accepted, sub = await self.open(kind, body, stream)
         return await self.frames(accepted, sub, timeout_s=timeout_s)
 
-    async def cancel(self, accepted: Accepted) -> None:
-        await self.nc.publish(accepted.control, encode(Cancel(attempt=accepted.attempt, reason="client_gone")))
+    async def cancel(self, accepted: Accepted, reason: CancelReason = "client_gone") -> None:
+        await self.nc.publish(accepted.control, encode(Cancel(attempt=accepted.attempt, reason=reason)))
 
     async def models(self) -> ModelList:
         reply = await self.nc.request(subjects.models(self.provider), b"", timeout=5)

@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 
 from services.simulator.openai_wire import DEFAULT_DIMENSIONS
-from shared.messages import Chunk, Done, Error
+from shared import subjects
+from shared.messages import CancelReason, Chunk, Done, Error, outcome_decoder
 from tests.contract.conftest import TOKENS, MakeHarness
 from tests.contract.harness import BACKENDS, PUBLIC_MODEL, Backend, Harness
 from tests.support.processes import wait_until_async
@@ -214,6 +215,23 @@ async def test_cancel_closes_the_backend_connection(harness: Harness) -> None:
     cancelled_at = time.monotonic()
     await wait_until_async(lambda: harness.sim.stats["aborted"] == 1, 2.0, "the backend connection to close")
     assert time.monotonic() - cancelled_at < 1.0
+    await sub.unsubscribe()
+
+
+@only(lambda b: b.id == "vllm")
+@pytest.mark.parametrize(("reason", "kind"), [("stalled", "timeout"), ("deadline", "deadline"),
+                                              ("client_gone", "cancelled")])
+async def test_a_cancels_reason_decides_whether_it_counts_against_the_provider(
+        harness: Harness, reason: CancelReason, kind: str) -> None:
+    harness.sim.set_knobs(tokens=10_000, itl_ms=10)
+    outcomes = await harness.nc.subscribe(subjects.outcome(harness.provider))
+    accepted, sub = await harness.open("chat", chat(stream=True), stream=True)
+    await harness.frames(accepted, sub, limit=1)
+    await harness.cancel(accepted, reason)
+    outcome = outcome_decoder.decode((await outcomes.next_msg(timeout=5)).data)
+    assert outcome.kind == kind
+    assert outcome.upstream_failure == (reason == "stalled")
+    await outcomes.unsubscribe()
     await sub.unsubscribe()
 
 

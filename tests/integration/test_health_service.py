@@ -266,6 +266,22 @@ async def test_a_4xx_storm_changes_nothing(stack: Stack, nc: Client, view: Healt
         assert view.states["a"].state == "active" and view.states["a"].seq == before.seq
 
 
+async def test_impatient_clients_do_not_open_a_slow_providers_circuit(
+        stack: Stack, nc: Client, view: HealthView, http: httpx.AsyncClient) -> None:
+    async with health_service(nc, configured(stack, failure_threshold=2), view) as health:
+        sims(stack)["a"].knobs(ttft_ms=1500)
+        try:
+            for _ in range(4):  # what the OpenAI SDK sends for `timeout=0.3`
+                body = {"model": "m", "messages": [{"role": "user", "content": f"hurry {next(_prompts)}"}]}
+                response = await http.post(stack.gateway_url + CHAT, json=body, headers={"x-stainless-timeout": "0.3"})
+                assert response.status_code == 504
+            await wait_until_async(lambda: health.service.outcomes_seen >= 4, 5, "the outcomes to arrive")
+        finally:
+            sims(stack)["a"].knobs(ttft_ms=0)
+        assert health.effects("a", breaker.Transitioned) == []
+        assert view.states["a"].state == "active"
+
+
 async def test_a_429_removes_the_provider_for_its_retry_after_only(
         stack: Stack, nc: Client, view: HealthView, http: httpx.AsyncClient) -> None:
     async with health_service(nc, configured(stack), view) as health:
