@@ -139,7 +139,7 @@ class InferenceClient:
         request = InferenceRequest(
             id=request_id or new_id(), attempt="", kind=kind, model=model, body=body, stream=stream,
             deadline=time.time() + total, capability=capability, client_request_id=client_request_id,
-            scope=scope or self._scope,
+            scope=scope or self._scope, chunk_batches=True,
         )
         return Call(self, request, time.monotonic() + total)
 

@@ -41,6 +41,9 @@ class InferenceRequest(msgspec.Struct, frozen=True, kw_only=True):
     # Set by the router when it serves a different model than asked (capability alias, context
     # fallback): the name the caller asked for, which is what its scope was checked against.
     requested_model: str | None = None
+    # The caller reads `Chunk.more`. A caller from before it existed leaves this false, so its
+    # chunks come one per frame instead of being dropped as an unknown field.
+    chunk_batches: bool = False
 
 
 class WorkOrder(msgspec.Struct, frozen=True, kw_only=True):
@@ -71,16 +74,22 @@ class Busy(msgspec.Struct, frozen=True, kw_only=True, tag="busy"):
 
 
 class Chunk(msgspec.Struct, frozen=True, kw_only=True, tag="chunk"):
-    """Consecutive OpenAI chunk objects (chat.completion.chunk / text_completion), in order.
+    """OpenAI chunk objects (chat.completion.chunk / text_completion): `data`, then `more`.
 
-    One frame carries what one read from the backend completed: a backend keeping pace with its
-    reader gives one object per frame, so nothing waits, and a backend that got ahead (or a
-    worker that fell behind) has its backlog sent in one message instead of one per token.
+    `more` holds the objects that the same read from the backend completed after `data`, for
+    callers whose request set `chunk_batches`: a backend keeping pace with its reader gives one
+    object per frame, so nothing waits, and a backend that got ahead (or a worker that fell
+    behind) has its backlog sent in one message instead of one per token.
     """
 
     attempt: str
     seq: int
-    data: tuple[msgspec.Raw, ...]
+    data: msgspec.Raw
+    more: tuple[msgspec.Raw, ...] = ()
+
+    @property
+    def payloads(self) -> tuple[msgspec.Raw, ...]:
+        return (self.data, *self.more)
 
 
 class Result(msgspec.Struct, frozen=True, kw_only=True, tag="result"):

@@ -274,8 +274,8 @@ async def _relay(state: GatewayState, call: Call, frames: AsyncIterator[ContentF
             frame: ContentFrame | None = first
             while frame is not None:
                 match frame:
-                    case Chunk(data=data):
-                        payloads = [bytes(raw) for raw in data]
+                    case Chunk():
+                        payloads = [bytes(raw) for raw in frame.payloads]
                         if storing:
                             kept.extend(payloads)
                             kept_bytes += sum(map(len, payloads))

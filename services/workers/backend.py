@@ -77,8 +77,10 @@ async def call_backend(http: BackendHttp, adapter: Adapter, spec: ProviderSpec, 
                     payloads = translator.feed(raw)
                     if payloads and ttft is None:
                         ttft = time.monotonic() - started
-                    for batch in chunk_batches(payloads, sender.max_payload - _ENVELOPE_BYTES):
-                        await sender.send(Chunk(attempt=sender.attempt, seq=sender.next_seq(), data=batch))
+                    limit = sender.max_payload - _ENVELOPE_BYTES if order.request.chunk_batches else 0
+                    for first, *more in chunk_batches(payloads, limit):
+                        await sender.send(Chunk(attempt=sender.attempt, seq=sender.next_seq(), data=first,
+                                                more=tuple(more)))
                     if translator.finished:
                         break
                 usage = translator.usage
@@ -104,7 +106,8 @@ async def call_backend(http: BackendHttp, adapter: Adapter, spec: ProviderSpec, 
 
 
 def chunk_batches(payloads: list[bytes], limit: int) -> list[tuple[msgspec.Raw, ...]]:
-    """The payloads of one read, in order, grouped into frames that fit the bus's max payload."""
+    """The payloads of one read, in order, grouped into frames that fit the bus's max payload
+    (a limit of 0: one payload per frame)."""
     batches: list[tuple[msgspec.Raw, ...]] = []
     batch: list[msgspec.Raw] = []
     size = 0

@@ -86,7 +86,7 @@ class Reply:
 
     @property
     def chunks(self) -> list[dict[str, Any]]:
-        return [json.loads(bytes(raw)) for f in self.frames if isinstance(f, Chunk) for raw in f.data]
+        return [json.loads(bytes(raw)) for f in self.frames if isinstance(f, Chunk) for raw in f.payloads]
 
     @property
     def last(self) -> Frame:
@@ -129,12 +129,12 @@ class Harness:
         await self.worker.stop(grace_s=0.0)
 
     async def open(self, kind: RequestKind, body: dict[str, Any], stream: bool = False,
-                   deadline: float = 0.0) -> tuple[Accepted, Subscription]:
+                   deadline: float = 0.0, chunk_batches: bool = True) -> tuple[Accepted, Subscription]:
         attempt = new_id()
         inbox = subjects.inbox("contract", attempt)
         sub = await self.nc.subscribe(inbox)
         request = InferenceRequest(id=new_id(), attempt=attempt, kind=kind, model=PUBLIC_MODEL, body=body,
-                                   stream=stream, deadline=deadline)
+                                   stream=stream, deadline=deadline, chunk_batches=chunk_batches)
         order = {"request": msgspec.to_builtins(request), "reply_inbox": inbox, "provider": self.provider,
                  "backend_model": self._spec.backend_model(PUBLIC_MODEL)}
         answer = frame_decoder.decode((await self.nc.request(subjects.work(self.provider), encode(order),
@@ -159,8 +159,8 @@ class Harness:
         return reply
 
     async def call(self, kind: RequestKind, body: dict[str, Any], stream: bool = False,
-                   timeout_s: float = 10.0) -> Reply:
-        accepted, sub = await self.open(kind, body, stream)
+                   timeout_s: float = 10.0, chunk_batches: bool = True) -> Reply:
+        accepted, sub = await self.open(kind, body, stream, chunk_batches=chunk_batches)
         return await self.frames(accepted, sub, timeout_s=timeout_s)
 
     async def cancel(self, accepted: Accepted, reason: CancelReason = "client_gone") -> None:

@@ -206,6 +206,16 @@ async def test_a_backlog_travels_in_fewer_frames_than_chunks_and_in_order(harnes
     assert len(frames) < len(reply.chunks) / 2, (len(frames), len(reply.chunks))
 
 
+async def test_a_caller_that_predates_batches_gets_one_chunk_per_frame(harness: Harness) -> None:
+    harness.sim.set_knobs(tokens=300, itl_ms=0)
+    reply = await harness.call("chat", chat(stream=True), stream=True, chunk_batches=False)
+    reply.done()
+    frames = [f for f in reply.frames if isinstance(f, Chunk)]
+    assert len(frames) == len(reply.chunks) and all(f.more == () for f in frames)
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in reply.chunks if c["choices"])
+    assert text == "".join(f"tok{i} " for i in range(300))
+
+
 async def test_cancel_closes_the_backend_connection(harness: Harness) -> None:
     harness.sim.set_knobs(tokens=10_000, itl_ms=10)
     accepted, sub = await harness.open("chat", chat(stream=True), stream=True)

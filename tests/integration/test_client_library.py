@@ -92,7 +92,7 @@ def accepted(request: InferenceRequest, provider: str = "p", control: str = "ctl
 
 
 def chunk(request: InferenceRequest, seq: int, text: str) -> bytes:
-    return encode(Chunk(attempt=request.attempt, seq=seq, data=(msgspec.Raw(msgspec.json.encode({"t": text})),)))
+    return encode(Chunk(attempt=request.attempt, seq=seq, data=msgspec.Raw(msgspec.json.encode({"t": text}))))
 
 
 async def collect(client: InferenceClient, stream: bool = True) -> list[object]:

@@ -149,7 +149,7 @@ async def ask(client: InferenceClient, model: str, **body: Any) -> tuple[str | N
     async with client.call(kind="chat", model=model, body=body, stream=True) as call:
         frames: list[object] = [frame async for frame in call]
     text = "".join(c["choices"][0]["delta"].get("content") or "" for f in frames if isinstance(f, Chunk)
-                   for c in map(msgspec.json.decode, f.data) if c.get("choices"))
+                   for c in map(msgspec.json.decode, f.payloads) if c.get("choices"))
     return call.provider, text, frames
 
 
@@ -235,7 +235,7 @@ async def test_a_retried_attempts_late_frames_never_reach_the_client(stack: Stac
                                                       control="aiub.control.fake")))
         await asyncio.sleep(IMPATIENT.first_token_s + 0.7)  # the client has moved on to `a` by now
         data = msgspec.Raw(b'{"choices":[{"index":0,"delta":{"content":"STALE "}}]}')
-        await nc.publish(order_inbox, encode(Chunk(attempt=attempt, seq=1, data=(data,))))
+        await nc.publish(order_inbox, encode(Chunk(attempt=attempt, seq=1, data=data)))
         await nc.publish(order_inbox, encode(Done(attempt=attempt, seq=2)))
         await nc.flush()
         late_sent.set()

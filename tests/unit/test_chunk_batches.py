@@ -17,3 +17,7 @@ def test_a_batch_never_exceeds_the_limit_unless_one_payload_alone_does() -> None
 
 def test_nothing_read_is_no_frame() -> None:
     assert chunk_batches([], 100) == []
+
+
+def test_a_limit_of_zero_is_one_payload_per_frame() -> None:
+    assert [len(batch) for batch in chunk_batches([b"{}", b"{}", b"{}"], 0)] == [1, 1, 1]
