@@ -24,7 +24,9 @@ What it guarantees (DESIGN.md, "A request's life", step 4):
   attempt are dropped. After the first content frame, a failure is an `Error` frame.
 - Context-window fallback: a backend's `context_length_exceeded` before any content is retried
   (same budget) with `context_fallback` + 1, and the router picks a larger-context model from
-  `context_window_fallbacks`; when it has none, the caller gets the backend's own error.
+  `context_window_fallbacks`.
+- When a retry finds nothing else to try (the router answers, no provider does), the caller gets
+  the last provider's own error, not the router's 503.
 - Leaving the `async with` early (the consumer went away) sends `Cancel(client_gone)` to the
   worker serving the attempt.
 """
@@ -221,7 +223,7 @@ class Call:
         excluded = list(self.request.excluded)
         retries_left = self._client.deadlines.retry_budget
         context_fallback = self.request.context_fallback
-        too_long: Error | None = None  # the backend's context-length error, if we moved on from one
+        upstream: Error | None = None  # the last provider's own error, if we moved on from one
         while True:
             info = AttemptInfo(attempt=new_id())
             self.attempts.append(info)
@@ -254,14 +256,14 @@ class Call:
                 await self._client._cancel(info.control, info.attempt, "stalled" if info.stalled else "deadline")
             self._finish(info)
             if not retry:
-                # The router's "no larger model" says less than the backend's own error did.
-                no_larger = final.provider is None and final.error.code == CONTEXT_LENGTH_EXCEEDED
-                yield too_long if too_long is not None and no_larger else final
+                # The router's "nothing else to try" (no other provider, no larger model) says less
+                # than the provider's own error did: a 429 keeps its Retry-After, a 504 stays a 504.
+                yield upstream if upstream is not None and final.provider is None else final
                 return
             retries_left -= 1
+            upstream = final
             if context_retry:
                 context_fallback += 1
-                too_long = final
             elif final.error.code != WORKER_GONE:  # the provider's other workers may serve it
                 excluded.append(final.provider)  # type: ignore[arg-type]
 

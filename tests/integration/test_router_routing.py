@@ -67,7 +67,8 @@ def too_long() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def stack(nats_url: str, tmp_path_factory: pytest.TempPathFactory, too_long: str) -> Iterator[Stack]:
     s = Stack(Path(tmp_path_factory.mktemp("routing")), nats_url)
-    served = ["m", "ha-model", "drop-model", "cap-model", "late-model", "ghost-model", "rr-model", "ll-model"]
+    served = ["m", "ha-model", "drop-model", "cap-model", "late-model", "ghost-model", "rr-model", "ll-model",
+              "solo-model"]
     sims = {name: s.simulator("openai", served) for name in ("a", "b", "c")}
     sims["broken"] = s.simulator("openai", served, "--error-rate", "1", "--error-status", "503")
     wide: dict[str, Any] = {"type": "vllm", "max_concurrency": 64, "models": {
@@ -84,7 +85,7 @@ def stack(nats_url: str, tmp_path_factory: pytest.TempPathFactory, too_long: str
             "exact_matches": {"ha-model": {"provider": "broken"}, "drop-model": {"provider": "a"},
                               "cap-model": {"provider": "capped"}, "late-model": {"provider": "late"},
                               "ghost-model": {"provider": "ghost"}, "small-model": {"provider": "small"},
-                              "lonely-model": {"provider": "small"}},
+                              "lonely-model": {"provider": "small"}, "solo-model": {"provider": "b"}},
             "load_balancing": {"rr-model": {"providers": ["a", "b", "c"], "strategy": "round_robin"},
                                "ll-model": {"providers": ["a", "b"], "strategy": "least_loaded"}},
             "capabilities": {"pool": {"providers": ["b", "c"], "strategy": "round_robin"}},
@@ -290,6 +291,18 @@ def test_context_length_error_moves_to_a_larger_context_model(sdk: openai.OpenAI
         sdk.chat.completions.create(model="lonely-model", messages=fresh())
     assert "maximum context length" in str(refused.value)  # the backend's own words, not a routing error
     assert refused.value.code == "context_length_exceeded"
+
+
+@pytest.mark.parametrize(("fault", "status"), [({"error_status": 429, "retry_after": 7}, 429),
+                                               ({"error_status": 500}, 500)])
+def test_with_nothing_else_to_try_the_caller_gets_the_providers_own_error(stack: Stack, fault: dict[str, Any],
+                                                                          status: int) -> None:
+    response = httpx.post(stack.gateway_url + "/v1/chat/completions", trust_env=False, timeout=20, json={
+        "model": "solo-model", "messages": fresh(), "simulator": {"error_rate": 1, **fault}})
+    assert response.status_code == status, response.text
+    assert "already tried" not in response.text
+    if status == 429:
+        assert response.headers["retry-after"] == "7"
 
 
 def test_router_metrics_count_decisions_fallbacks_and_distribution(stack: Stack, sdk: openai.OpenAI) -> None:
