@@ -65,6 +65,12 @@ class PayloadTooLarge(AiubError):
     code = "payload_too_large"
 
 
+class RequestTimeout(AiubError):
+    status = 408
+    type = "invalid_request_error"
+    code = "request_timeout"
+
+
 class HeadersTooLarge(AiubError):
     status = 431
     type = "invalid_request_error"

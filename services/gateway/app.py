@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import msgspec
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response, StreamingResponse
@@ -28,13 +29,15 @@ from services.gateway.auth import Principal
 from services.gateway.body import read_body
 from services.gateway.cache import CachedAnswer, replay
 from services.gateway.disconnect import ClientGone, first_or_gone
+from services.gateway.paths import StripTrailingSlash
 from services.gateway.policies import Admission, Policies
 from services.gateway.request_ids import client_request_id, client_timeout
 from services.gateway.telemetry import RequestTelemetry
+from services.gateway.unexpected_errors import ContainUnexpectedErrors
 from shared import bus, logs, scope, subjects, tracing
 from shared.client import Call, ContentFrame, InferenceClient, new_id
 from shared.config import Config
-from shared.errors import AiubError, PayloadTooLarge, error_json
+from shared.errors import AiubError, ModelNotFound, PayloadTooLarge, error_json
 from shared.messages import AttemptRecord, Chunk, Done, Error, ErrorBody, RequestKind, RequestRecord, Result, encode
 from shared.model_catalog import models_body
 from shared.served_models import ServedModels
@@ -103,6 +106,8 @@ def create_app(config: Config, nats_url: str | None = None, *, host: str = "127.
     app = FastAPI(title="aiub", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None,
                   telemetry={"tracing": False, "metrics": False})
     app.state.gateway = state
+    app.add_middleware(ContainUnexpectedErrors)
+    app.add_middleware(StripTrailingSlash)
     if config.runtime.gateway.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(config.runtime.gateway.cors_origins),
                            allow_methods=["GET", "POST", "OPTIONS"], allow_headers=["*"],
@@ -126,11 +131,6 @@ def create_app(config: Config, nats_url: str | None = None, *, host: str = "127.
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
         return _error_response(400, ErrorBody(message=str(exc), type="invalid_request_error"))
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> Response:
-        log.error("unhandled_error", error=repr(exc), path=request.url.path)
-        return _error_response(500, ErrorBody(message="internal error", type="internal_error"))
-
     bus_secret = config.runtime.auth.bus_secret()
 
     async def infer(request: Request, kind: RequestKind) -> Response:
@@ -140,7 +140,7 @@ def create_app(config: Config, nats_url: str | None = None, *, host: str = "127.
         response_id = echo_id or request_id
         tracing.bind(response_id)  # every log line of this request carries the id the client sees
         principal = await policies.auth.authenticate(request.headers.get("authorization"))
-        raw = await read_body(request, config.runtime.gateway.max_body_bytes)
+        raw = await read_body(request, config.runtime.gateway.max_body_bytes, config.runtime.gateway.body_timeout_s)
         parsed = validation.parse(kind, raw, config.runtime.gateway)
         log.debug("request_received", model=parsed.model, kind=kind, stream=parsed.stream)
         admission, cached = await policies.admit(principal, parsed, raw, request.headers.get("cache-control"))
@@ -219,6 +219,16 @@ def create_app(config: Config, nats_url: str | None = None, *, host: str = "127.
         if state.served_models is None:
             return Response(configured_models_body, media_type=JSON)
         return Response(await state.served_models.body(), media_type=JSON)
+
+    @app.get("/v1/models/{model_id:path}")
+    @app.get("/models/{model_id:path}", include_in_schema=False)
+    async def model(request: Request, model_id: str) -> Response:
+        """One entry of the list (`client.models.retrieve`); ids may hold a `/`."""
+        listed = await models(request)
+        for entry in msgspec.json.decode(bytes(listed.body))["data"]:
+            if entry["id"] == model_id:
+                return Response(msgspec.json.encode(entry), media_type=JSON)
+        raise ModelNotFound(f"the model '{model_id}' does not exist", param="model")
 
     @app.get("/metrics")
     async def metrics() -> Response:

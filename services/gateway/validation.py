@@ -39,6 +39,23 @@ def _require(condition: bool, message: str, param: str) -> None:
         raise BadRequest(message, param=param)
 
 
+def _depth_within(value: object, limit: int) -> bool:
+    """Iterative, so that checking a body built to exhaust the stack cannot itself exhaust it."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > limit:
+            return False
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return True
+
+
 def _is_integer(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -48,11 +65,18 @@ def parse(kind: RequestKind, raw: bytes, limits: GatewaySettings) -> ParsedReque
         body = _decode(raw)
     except msgspec.DecodeError as e:
         raise BadRequest(f"the request body is not valid JSON: {e}") from None
+    except UnicodeDecodeError as e:
+        raise BadRequest(f"the request body is not valid UTF-8 (byte {e.start})") from None
     _require(isinstance(body, dict), "the request body must be a JSON object", "body")
+    _require(_depth_within(body, limits.max_json_depth),
+             f"the request body nests deeper than {limits.max_json_depth} levels", "body")
     model = body.get("model")
     _require(isinstance(model, str) and bool(model.strip()), "'model' is required and must be a non-empty string",
              "model")
     stream = body.get("stream", False)
+    if stream is None:  # OpenAI takes null for "not set"; a backend might not
+        body.pop("stream")
+        stream = False
     _require(isinstance(stream, bool), "'stream' must be a boolean", "stream")
     if kind == "embedding":
         _require(not stream, "embeddings cannot be streamed", "stream")

@@ -20,6 +20,7 @@ from tests.support.processes import Simulator, Stack, wait_until
 
 EXPECTED = "".join(f"tok{i} " for i in range(16))
 IDLE_S = 1.5
+BODY_TIMEOUT_S = 1.0
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,7 @@ def stack(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         mappings={"exact_matches": {"qwen-coder": {"provider": "vllm"}, "llama3.1:8b": {"provider": "ollama"},
                                     "victim-model": {"provider": "victim"}, "ghost-model": {"provider": "ghost"}}},
         runtime={"deadlines": {"first_token_s": 3, "idle_s": IDLE_S, "total_s": 30, "retry_budget": 0},
-                 "gateway": {"max_body_bytes": 64 * 1024}},
+                 "gateway": {"max_body_bytes": 64 * 1024, "body_timeout_s": BODY_TIMEOUT_S}},
     )
     s.openai_sim, s.ollama_sim = openai_sim, ollama_sim  # type: ignore[attr-defined]
     s.service("router")
@@ -151,14 +152,41 @@ def test_backend_404_for_unknown_backend_model(stack: Stack) -> None:
     (b'{"model": "qwen-coder", "messages": [{"role": "user", "content": "x"}], "stream": "yes"}', "stream"),
     (b'{"model": "qwen-coder", "messages": [{"content": "x"}]}', "messages[0]"),
     (b'{"model": "qwen-coder", "messages": [{"role": "user", "content": "x"}], "max_tokens": -1}', "max_tokens"),
+    (b'{"model": "qwen-coder", "messages": [{"role": "user", "content": "\xff\xfe"}]}', None),
+    (b'{"model": "qwen-coder", "messages": [{"role": "user", "content": "x"}], "x": ' + b"[" * 600 + b"]" * 600
+     + b"}", "body"),
 ])
-def test_bad_input_is_400_in_openai_shape(stack: Stack, body: bytes, param: str | None) -> None:
-    response = httpx.post(stack.gateway_url + "/v1/chat/completions", content=body, trust_env=False,
-                          headers={"content-type": "application/json"})
-    assert response.status_code == 400
-    error = response.json()["error"]
-    assert error["type"] == "invalid_request_error" and error["message"]
-    assert error["param"] == param
+def test_bad_input_is_400_in_openai_shape_and_the_connection_stays_usable(stack: Stack, body: bytes,
+                                                                          param: str | None) -> None:
+    with httpx.Client(base_url=stack.gateway_url, trust_env=False, timeout=10) as http:
+        response = http.post("/v1/chat/completions", content=body, headers={"content-type": "application/json"})
+        assert response.status_code == 400
+        error = response.json()["error"]
+        assert error["type"] == "invalid_request_error" and error["message"]
+        assert error["param"] == param
+        assert http.get("/health").status_code == 200  # same keep-alive connection
+
+
+def test_forgiving_spellings_of_a_valid_request(stack: Stack, client: openai.OpenAI) -> None:
+    body = {"model": "qwen-coder", "messages": [{"role": "user", "content": "x"}], "stream": None}
+    for path in ("/v1/chat/completions", "/v1/chat/completions/"):
+        response = httpx.post(stack.gateway_url + path, json=body, trust_env=False, timeout=10)
+        assert response.status_code == 200, response.text
+        assert response.json()["choices"][0]["message"]["content"] == EXPECTED
+    assert client.models.retrieve("qwen-coder").id == "qwen-coder"
+    assert client.models.retrieve("Qwen/Qwen2.5-Coder-7B-Instruct-AWQ").id == "Qwen/Qwen2.5-Coder-7B-Instruct-AWQ"
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("nothing-like-it")
+
+
+def test_a_body_that_stops_arriving_is_408(stack: Stack) -> None:
+    port = int(stack.gateway_url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 100\r\n\r\n{\"model\": ")
+        sock.settimeout(BODY_TIMEOUT_S + 5)
+        head = sock.recv(4096)
+    assert head.startswith(b"HTTP/1.1 408"), head
 
 
 def test_unknown_route_is_404_in_openai_shape(stack: Stack) -> None:
