@@ -266,6 +266,8 @@ class LimitSettings(_Strict):
     models: dict[str, ModelLimits] = {}
     max_header_bytes: int = Field(default=32 * 1024, gt=0)  # request line plus headers; beyond: 431
     max_headers: int = Field(default=100, gt=0)
+    # From a request's first byte to the end of its headers; beyond: 408 and the connection closes.
+    header_timeout_s: float = Field(default=10.0, gt=0)
 
 
 class GatewaySettings(_Strict):

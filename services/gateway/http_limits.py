@@ -4,24 +4,36 @@ httptools (under uvicorn) puts no bound on the request line and headers: a clien
 headers until memory runs out, and an ASGI middleware sees them only once they are all in. This
 protocol counts bytes and headers in the parser's callbacks and answers 431, in OpenAI's error
 shape, as soon as either limit is passed, then closes the connection.
+
+Nor does uvicorn bound their time: its keep-alive timer stops at a request's first byte, so a
+client that sends half a request line and waits holds the connection for ever. Here the
+headers must be complete within `header_timeout_s` of that first byte, else 408 and close.
 """
 
 from __future__ import annotations
 
+import asyncio
+
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from shared.errors import HeadersTooLarge, error_json
+from shared.errors import HeadersTooLarge, RequestTimeout, error_json
 
 
 class _Exceeded(Exception):
     pass
 
 
-def limited_protocol(max_header_bytes: int, max_headers: int) -> type[HttpToolsProtocol]:
-    body = error_json(HeadersTooLarge(
-        f"the request line and headers exceed {max_header_bytes} bytes or {max_headers} headers").body())
-    response = (b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
-                b"content-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body)
+def _closing_response(status_line: bytes, body: bytes) -> bytes:
+    return (b"HTTP/1.1 " + status_line + b"\r\ncontent-type: application/json\r\ncontent-length: "
+            + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body)
+
+
+def limited_protocol(max_header_bytes: int, max_headers: int, header_timeout_s: float = 10.0
+                     ) -> type[HttpToolsProtocol]:
+    response = _closing_response(b"431 Request Header Fields Too Large", error_json(HeadersTooLarge(
+        f"the request line and headers exceed {max_header_bytes} bytes or {max_headers} headers").body()))
+    too_slow = _closing_response(b"408 Request Timeout", error_json(RequestTimeout(
+        f"the request line and headers did not arrive within {header_timeout_s:g} s").body()))
 
     class LimitedHttpToolsProtocol(HttpToolsProtocol):
         _header_bytes = 0  # counted in the parser's callbacks
@@ -34,9 +46,12 @@ def limited_protocol(max_header_bytes: int, max_headers: int) -> type[HttpToolsP
         _in_headers = True
         _boundary = False  # headers or a message completed during the current read
         _exceeded = False
+        _header_timer: asyncio.TimerHandle | None = None
 
         def data_received(self, data: bytes) -> None:
             self._boundary = False
+            if self._in_headers and self._header_timer is None:
+                self._header_timer = self.loop.call_later(header_timeout_s, self._headers_too_slow)
             super().data_received(data)
             if self._in_headers and not self._boundary and not self._exceeded and not self.transport.is_closing():
                 self._unparsed += len(data)
@@ -50,7 +65,23 @@ def limited_protocol(max_header_bytes: int, max_headers: int) -> type[HttpToolsP
 
         def on_headers_complete(self) -> None:
             self._in_headers, self._unparsed, self._boundary = False, 0, True
+            self._stop_header_timer()
             super().on_headers_complete()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._stop_header_timer()
+            super().connection_lost(exc)
+
+        def _stop_header_timer(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _headers_too_slow(self) -> None:
+            self._header_timer = None
+            if self._in_headers and not self.transport.is_closing():
+                self.transport.write(too_slow)
+                self.transport.close()
 
         def on_message_complete(self) -> None:
             self._in_headers, self._unparsed, self._boundary = True, 0, True

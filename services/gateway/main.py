@@ -21,8 +21,8 @@ def serve(config: Config, host: str, port: int, nats_url: str | None, *, insecur
         print(f"aiub gateway: {e}", file=sys.stderr)
         return 2
     limits = config.runtime.limits
-    uvicorn.run(app, host=host, port=port, loop="uvloop", http=limited_protocol(limits.max_header_bytes,
-                                                                                limits.max_headers),
+    protocol = limited_protocol(limits.max_header_bytes, limits.max_headers, limits.header_timeout_s)
+    uvicorn.run(app, host=host, port=port, loop="uvloop", http=protocol,
                 log_level="warning", access_log=False, timeout_graceful_shutdown=10, server_header=False,
                 proxy_headers=False, date_header=False)
     return 0

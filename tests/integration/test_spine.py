@@ -39,7 +39,8 @@ def stack(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         mappings={"exact_matches": {"qwen-coder": {"provider": "vllm"}, "llama3.1:8b": {"provider": "ollama"},
                                     "victim-model": {"provider": "victim"}, "ghost-model": {"provider": "ghost"}}},
         runtime={"deadlines": {"first_token_s": 3, "idle_s": IDLE_S, "total_s": 30, "retry_budget": 0},
-                 "gateway": {"max_body_bytes": 64 * 1024, "body_timeout_s": BODY_TIMEOUT_S}},
+                 "gateway": {"max_body_bytes": 64 * 1024, "body_timeout_s": BODY_TIMEOUT_S},
+                 "limits": {"header_timeout_s": BODY_TIMEOUT_S}},
     )
     s.openai_sim, s.ollama_sim = openai_sim, ollama_sim  # type: ignore[attr-defined]
     s.service("router")
@@ -179,14 +180,18 @@ def test_forgiving_spellings_of_a_valid_request(stack: Stack, client: openai.Ope
         client.models.retrieve("nothing-like-it")
 
 
-def test_a_body_that_stops_arriving_is_408(stack: Stack) -> None:
+@pytest.mark.parametrize("sent", [
+    b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"model\": ",  # body stalls
+    b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Le",  # headers stall
+])
+def test_a_request_that_stops_arriving_is_408(stack: Stack, sent: bytes) -> None:
     port = int(stack.gateway_url.rsplit(":", 1)[1])
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                     b"Content-Length: 100\r\n\r\n{\"model\": ")
+        sock.sendall(sent)
         sock.settimeout(BODY_TIMEOUT_S + 5)
         head = sock.recv(4096)
     assert head.startswith(b"HTTP/1.1 408"), head
+    assert b'"code":"request_timeout"' in head
 
 
 def test_unknown_route_is_404_in_openai_shape(stack: Stack) -> None:
