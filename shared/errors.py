@@ -69,6 +69,8 @@ class RequestTimeout(AiubError):
     status = 408
     type = "invalid_request_error"
     code = "request_timeout"
+    # The unread rest of the body may still come, and would be parsed as the next request.
+    headers = {"connection": "close"}
 
 
 class HeadersTooLarge(AiubError):

@@ -5,9 +5,10 @@ headers until memory runs out, and an ASGI middleware sees them only once they a
 protocol counts bytes and headers in the parser's callbacks and answers 431, in OpenAI's error
 shape, as soon as either limit is passed, then closes the connection.
 
-Nor does uvicorn bound their time: its keep-alive timer stops at a request's first byte, so a
-client that sends half a request line and waits holds the connection for ever. Here the
-headers must be complete within `header_timeout_s` of that first byte, else 408 and close.
+Nor does uvicorn bound their time: its keep-alive timer stops at a request's first byte and
+does not run on a new connection at all, so a client that connects and sends nothing, or half a
+request line, holds the connection for ever. Here the headers must be complete within
+`header_timeout_s` of the connection or of the request's first byte, else 408 and close.
 """
 
 from __future__ import annotations
@@ -47,6 +48,10 @@ def limited_protocol(max_header_bytes: int, max_headers: int, header_timeout_s: 
         _boundary = False  # headers or a message completed during the current read
         _exceeded = False
         _header_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._header_timer = self.loop.call_later(header_timeout_s, self._headers_too_slow)
 
         def data_received(self, data: bytes) -> None:
             self._boundary = False

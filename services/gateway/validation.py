@@ -67,6 +67,9 @@ def parse(kind: RequestKind, raw: bytes, limits: GatewaySettings) -> ParsedReque
         raise BadRequest(f"the request body is not valid JSON: {e}") from None
     except UnicodeDecodeError as e:
         raise BadRequest(f"the request body is not valid UTF-8 (byte {e.start})") from None
+    except RecursionError:  # msgspec's own guard, far past max_json_depth
+        raise BadRequest(f"the request body nests deeper than {limits.max_json_depth} levels",
+                         param="body") from None
     _require(isinstance(body, dict), "the request body must be a JSON object", "body")
     _require(_depth_within(body, limits.max_json_depth),
              f"the request body nests deeper than {limits.max_json_depth} levels", "body")
