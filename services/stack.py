@@ -8,6 +8,7 @@ child also dies with this process (PR_SET_PDEATHSIG): a `kill -9` of `aiub up` l
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import signal
@@ -20,11 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import nats
 import yaml
 
 from services.scaling import ScaleError, parse_scale, replica_names
 from shared.config import Config
 from shared.embedded_nats import EmbeddedNats, free_port, wait_for_port
+from shared.health_view import forget_states
 from shared.processes import die_with_parent
 
 SIMULATED_TYPES = {"ollama": "ollama", "openai_compatible": "openai", "vllm": "openai", "llama_cpp": "openai"}
@@ -95,6 +98,25 @@ def _report_backends(config: Config) -> None:
             print(f"  backend  {name:<18} {spec.base_url}  NOT reachable (requests to it fail over or get 503)")
 
 
+def forget_provider_states(nats_url: str) -> None:
+    """A new stack on its own NATS starts from fresh provider states. The state dir keeps the
+    health bucket, and a previous run's open circuits (say, backends that were not started yet)
+    would otherwise answer 503 for their whole open period after everything is up. A shared
+    NATS (`NATS_URL`) keeps its states: other services may be relying on them."""
+    async def forget() -> None:
+        nc = await nats.connect(nats_url, connect_timeout=5, max_reconnect_attempts=0)
+        try:
+            await forget_states(nc.jetstream())
+        finally:
+            await nc.close()
+
+    try:
+        asyncio.run(forget())
+    except Exception as e:
+        print(f"aiub up: could not clear the previous run's provider states ({e!r}); the health service "
+              f"will correct them after their open periods", file=sys.stderr)
+
+
 def run_stack(config: Config, args: argparse.Namespace) -> int:
     active = [name for name, spec in config.providers.items() if spec.status == "active"]
     try:
@@ -112,11 +134,12 @@ def run_stack(config: Config, args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
 
-    nats: EmbeddedNats | None = None
+    embedded: EmbeddedNats | None = None
     nats_url = args.nats or os.environ.get("NATS_URL")
     if not nats_url:
-        nats = EmbeddedNats(state_dir / "nats").start()
-        nats_url = nats.url
+        embedded = EmbeddedNats(state_dir / "nats").start()
+        nats_url = embedded.url
+        forget_provider_states(nats_url)
     env = {**os.environ, "NATS_URL": nats_url, "PYTHONUNBUFFERED": "1"}
     stack_file = state_dir / "stack.json"
     children: list[Child] = []
@@ -142,7 +165,7 @@ def run_stack(config: Config, args: argparse.Namespace) -> int:
             child.start()
         wait_for_port(args.host if args.host != "0.0.0.0" else "127.0.0.1", args.port, 30.0, gateway.process)
         _wait_ready(f"http://127.0.0.1:{args.port}/ready", 30.0)
-        print(f"aiub is up: http://{args.host}:{args.port}/v1   (NATS {nats_url}{', embedded' if nats else ''})")
+        print(f"aiub is up: http://{args.host}:{args.port}/v1   (NATS {nats_url}{', embedded' if embedded else ''})")
         for child in children:
             metrics = f"metrics {child.metrics_url:<38}" if child.metrics_url else ""
             print(f"  {child.name:<26} pid {child.process.pid if child.process else '-':<8} {metrics} "
@@ -156,8 +179,8 @@ def run_stack(config: Config, args: argparse.Namespace) -> int:
         return 1
     finally:
         _stop_all(children)
-        if nats is not None:
-            nats.stop()
+        if embedded is not None:
+            embedded.stop()
         stack_file.unlink(missing_ok=True)
     return 0
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import msgspec
 from nats.js import JetStreamContext
-from nats.js.errors import BucketNotFoundError
+from nats.js.errors import BucketNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 
 from shared import logs, subjects
@@ -43,6 +43,14 @@ async def open_bucket(js: JetStreamContext) -> KeyValue:
         # Creating with the same config is idempotent, so whoever starts first may create it.
         return await js.create_key_value(bucket=subjects.HEALTH_BUCKET, history=1,
                                          description="aiub provider states (writer: health service)")
+
+
+async def forget_states(js: JetStreamContext) -> None:
+    """Drop every provider state: the next health leader starts from `active` and probes."""
+    try:
+        await js.delete_key_value(subjects.HEALTH_BUCKET)
+    except NotFoundError:
+        pass
 
 
 class HealthView:

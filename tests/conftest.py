@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,8 +10,8 @@ from pathlib import Path
 import nats
 import pytest
 
-from shared import subjects
 from shared.embedded_nats import EmbeddedNats
+from shared.health_view import forget_states
 from tests.support.redis import EXTERNAL_REDIS_ENV
 
 
@@ -26,9 +25,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 async def _forget_health_state(url: str) -> None:
     nc = await nats.connect(url)
-    with contextlib.suppress(Exception):
-        await nc.jetstream().delete_key_value(subjects.HEALTH_BUCKET)
-    await nc.close()
+    try:
+        await forget_states(nc.jetstream())
+    finally:
+        await nc.close()
 
 
 @pytest.fixture(scope="module")
