@@ -147,6 +147,8 @@ def create_app(config: Config, nats_url: str | None = None, *, host: str = "127.
         headers = {"x-request-id": response_id, **admission.headers}
         if cached is not None:
             await _record_hit(state, parsed, request_id, echo_id, started)
+            if cached.provider:
+                headers["x-aiub-provider"] = cached.provider
             if cached.kind == "stream":
                 return Response(b"".join(replay(cached)), media_type="text/event-stream",
                                 headers={**headers, "cache-control": "no-cache"})
@@ -185,8 +187,8 @@ def create_app(config: Config, nats_url: str | None = None, *, host: str = "127.
                                                             else {})})
         if isinstance(first, Result):
             data = bytes(first.data)
-            await _settle(policies, admission, CachedAnswer(kind="result", body=data), first.prompt_tokens,
-                          first.completion_tokens)
+            await _settle(policies, admission, CachedAnswer(kind="result", body=data, provider=call.provider or ""),
+                          first.prompt_tokens, first.completion_tokens)
             await _record(state, call, started, 200, first.completion_tokens)
             return Response(data, media_type=JSON, headers=headers)
         return StreamingResponse(_relay(state, call, frames, first, started, admission),
@@ -295,7 +297,8 @@ async def _relay(state: GatewayState, call: Call, frames: AsyncIterator[ContentF
                         yield b"".join(map(event, payloads))
                     case Done(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens):
                         # Settled before [DONE] reaches the client: its next request already sees the entry.
-                        answer = CachedAnswer(kind="stream", chunks=tuple(kept)) if storing else None
+                        answer = CachedAnswer(kind="stream", chunks=tuple(kept),
+                                              provider=call.provider or "") if storing else None
                         await _settle(policies, admission, answer, prompt_tokens, completion_tokens)
                         yield DONE_EVENT
                         return
@@ -308,7 +311,8 @@ async def _relay(state: GatewayState, call: Call, frames: AsyncIterator[ContentF
                         return
                     case Result(data=data):  # a backend that ignored stream=true
                         payload = bytes(data)
-                        answer = CachedAnswer(kind="stream", chunks=(payload,)) if storing else None
+                        answer = CachedAnswer(kind="stream", chunks=(payload,),
+                                              provider=call.provider or "") if storing else None
                         completion_tokens = frame.completion_tokens
                         await _settle(policies, admission, answer, frame.prompt_tokens, completion_tokens)
                         yield event(payload)

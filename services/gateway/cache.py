@@ -95,6 +95,7 @@ class CachedAnswer(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
     chunks: tuple[bytes, ...] = ()
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    provider: str = ""  # who answered first: a hit still says so in x-aiub-provider
 
     def size(self) -> int:
         return len(self.body) + sum(len(c) for c in self.chunks)

@@ -164,6 +164,24 @@ def test_a_streaming_hit_replays_the_same_events(stack: Stack) -> None:
     assert _backend_calls(stack) == before + 1
 
 
+def test_a_hit_names_the_provider_that_first_answered(stack: Stack) -> None:
+    providers = []
+    for _ in range(2):
+        raw = _client(stack).chat.completions.with_raw_response.create(model=MODEL, messages=MESSAGES, seed=11)
+        providers.append((raw.headers["x-aiub-cache"], raw.headers.get("x-aiub-provider")))
+    assert providers[0][0] == "miss" and providers[0][1]
+    assert providers[1] == ("hit", providers[0][1])
+    with httpx.stream("POST", stack.gateway_url + "/v1/chat/completions", trust_env=False, timeout=20,
+                      json={"model": MODEL, "messages": MESSAGES, "stream": True, "seed": 12},
+                      headers={"authorization": f"Bearer {MASTER}"}) as live:
+        live.read()
+    replayed = httpx.post(stack.gateway_url + "/v1/chat/completions", trust_env=False, timeout=20,
+                          json={"model": MODEL, "messages": MESSAGES, "stream": True, "seed": 12},
+                          headers={"authorization": f"Bearer {MASTER}"})
+    assert replayed.headers["x-aiub-cache"] == "hit"
+    assert replayed.headers["x-aiub-provider"] == live.headers["x-aiub-provider"]
+
+
 def test_a_stream_and_a_plain_request_do_not_share_entries(stack: Stack) -> None:
     assert _raw_stream(stack, seed=6)[0] == "miss"
     assert _chat(stack, seed=6)[0] == "miss"
