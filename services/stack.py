@@ -167,15 +167,21 @@ def run_stack(config: Config, args: argparse.Namespace) -> int:
         _wait_ready(f"http://127.0.0.1:{args.port}/ready", 30.0)
         print(f"aiub is up: http://{args.host}:{args.port}/v1   (NATS {nats_url}{', embedded' if embedded else ''})")
         for child in children:
-            metrics = f"metrics {child.metrics_url:<38}" if child.metrics_url else ""
-            print(f"  {child.name:<26} pid {child.process.pid if child.process else '-':<8} {metrics} "
+            listens = child.metrics_url or _simulator_url(child)
+            where = f"{'metrics' if child.metrics_url else 'backend'} {listens:<38}" if listens else ""
+            print(f"  {child.name:<26} pid {child.process.pid if child.process else '-':<8} {where} "
                   f"log {child.log_path}")
         if not args.demo:
             _report_backends(config)
         print("Ctrl-C stops everything.", flush=True)
         _supervise(children, stop)
     except (RuntimeError, TimeoutError) as e:
-        print(f"aiub up failed: {e}\nsee the logs in {state_dir}", file=sys.stderr)
+        print(f"aiub up failed: {e}", file=sys.stderr)
+        for child in children:  # the reason is usually the last thing a dead child said
+            if child.process is not None and child.process.poll() is not None:
+                print(f"  {child.name} exited with {child.process.returncode}; its log ends:\n"
+                      + "\n".join(f"    {line}" for line in _tail(child.log_path, 5)), file=sys.stderr)
+        print(f"see the logs in {state_dir}", file=sys.stderr)
         return 1
     finally:
         _stop_all(children)
@@ -196,6 +202,19 @@ def _assign_metrics_ports(children: list[Child], gateway: Child, gateway_port: i
             child.env = {**child.env, "AIUB_METRICS_PORT": str(port)}
             child.metrics_url = f"http://127.0.0.1:{port}/metrics"
     return {c.name: c.metrics_url for c in children if c.metrics_url}
+
+
+def _simulator_url(child: Child) -> str | None:
+    if not child.name.startswith("simulator-") or "--port" not in child.argv:
+        return None
+    return f"http://127.0.0.1:{child.argv[child.argv.index('--port') + 1]}"
+
+
+def _tail(path: Path, lines: int) -> list[str]:
+    try:
+        return [line for line in path.read_text(errors="replace").splitlines() if line.strip()][-lines:]
+    except OSError:
+        return []
 
 
 def _listening(host: str, port: int) -> bool:

@@ -75,7 +75,8 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def auth_mode(host: str, master_key: str | None, insecure_no_auth: bool, min_key_chars: int) -> AuthMode:
+def auth_mode(host: str, master_key: str | None, insecure_no_auth: bool, min_key_chars: int,
+              master_key_env: str = "AIUB_MASTER_KEY") -> AuthMode:
     """Decided once at start; raises StartupRefused rather than serve a non-loopback bind unauthenticated."""
     if master_key is not None:
         if len(master_key) < min_key_chars or not master_key.isprintable() or master_key != master_key.strip():
@@ -86,8 +87,8 @@ def auth_mode(host: str, master_key: str | None, insecure_no_auth: bool, min_key
         return "off"
     if insecure_no_auth:
         return "off_insecure"
-    raise StartupRefused(f"refusing to serve {host} without authentication: set the master key in the "
-                         "environment variable named by auth.master_key_env, or pass --insecure-no-auth")
+    raise StartupRefused(f"refusing to serve {host} without authentication: set a master key in "
+                         f"${master_key_env} (auth.master_key_env), or pass --insecure-no-auth")
 
 
 def bearer_token(header: str | None) -> str:

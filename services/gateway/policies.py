@@ -66,7 +66,8 @@ class Policies:
     def build(cls, config: Config, *, host: str, insecure_no_auth: bool, state_dir: Path) -> Policies:
         runtime = config.runtime
         master_key = runtime.auth.master_key()
-        mode = auth_mode(host, master_key, insecure_no_auth, runtime.auth.min_master_key_chars)
+        mode = auth_mode(host, master_key, insecure_no_auth, runtime.auth.min_master_key_chars,
+                         runtime.auth.master_key_env)
         link = connect(runtime.redis.url(), runtime.redis)
         registry = CollectorRegistry()
         metrics = GatewayMetrics(registry)

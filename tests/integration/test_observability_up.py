@@ -4,6 +4,7 @@ serving; one request then shows in the worker's counters and in `aiub logs --req
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -89,3 +90,18 @@ def _get(url: str) -> str | None:
     except httpx.HTTPError:
         return None
     return response.text if response.status_code == 200 else None
+
+
+def test_a_service_that_refuses_to_start_says_why_on_the_terminal(nats_url: str, tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "providers.yaml").write_text(yaml.safe_dump({"providers": {
+        "ollama": {"type": "ollama", "base_url": "http://127.0.0.1:9", "models": {"llama3.1:8b": {}}}}}))
+    (config / "model-mappings.yaml").write_text("{}")
+    env = {k: v for k, v in os.environ.items() if k != "AIUB_MASTER_KEY"}
+    done = subprocess.run([sys.executable, "-m", "services", "up", "--host", "0.0.0.0", "--config", str(config),
+                           "--port", str(free_port()), "--state-dir", str(tmp_path / "state"), "--nats", nats_url],
+                          capture_output=True, text=True, timeout=90, env=env, preexec_fn=die_with_parent)
+    assert done.returncode != 0
+    assert "gateway exited with 2" in done.stderr
+    assert "refusing to serve 0.0.0.0 without authentication" in done.stderr and "$AIUB_MASTER_KEY" in done.stderr
