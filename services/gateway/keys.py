@@ -93,6 +93,8 @@ def parse_expiry(text: str, now: float) -> float | None:
         raise ValueError(f"not a duration (30d, 12h, 90m) or an ISO date: {text!r}") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
+    if moment.timestamp() <= now:  # a key born expired is a typo, not a wish
+        raise ValueError(f"{text!r} has already passed")
     return moment.timestamp()
 
 

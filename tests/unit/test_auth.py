@@ -85,9 +85,10 @@ def test_parse_expiry(text: str, expected: float | None) -> None:
     assert keys.parse_expiry(text, NOW) == expected
 
 
-def test_parse_expiry_refuses_nonsense() -> None:
+@pytest.mark.parametrize("text", ["soon", "2020-01-01"])
+def test_parse_expiry_refuses_nonsense_and_the_past(text: str) -> None:
     with pytest.raises(ValueError):
-        keys.parse_expiry("soon", NOW)
+        keys.parse_expiry(text, NOW)
 
 
 def test_model_globs() -> None:
