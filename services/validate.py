@@ -22,7 +22,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from services.validate_structure import Parsed, Problem, expand_env, parse_documents, parse_yaml
+from services.validate_structure import UNSET_VARIABLE, Parsed, Problem, expand_env, parse_documents, parse_yaml
 from shared.config import ModelMappingsFile, ProviderSpec
 from shared.litellm_import import LiteLLMImportError, import_litellm, is_litellm_config
 
@@ -89,7 +89,9 @@ def check(parsed: Parsed, files: Mapping[str, str], environ: Mapping[str, str],
     _chains(parsed, files["mappings"], problems)
     _providers(parsed, files["providers"], environ, problems)
     _environment(environ, problems)
-    return problems
+    # An unset variable leaves an empty value behind: what else is wrong with it is the same problem.
+    unset = {(p.file, p.path) for p in problems if p.message.startswith(UNSET_VARIABLE)}
+    return [p for p in problems if (p.file, p.path) not in unset or p.message.startswith(UNSET_VARIABLE)]
 
 
 def _references(parsed: Parsed, file: str, problems: list[Problem]) -> None:

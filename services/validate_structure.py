@@ -84,6 +84,9 @@ def parse_yaml(file: str, text: str, problems: list[Problem]) -> Any:
     return {} if data is None else data
 
 
+UNSET_VARIABLE = "environment variable"
+
+
 def expand_env(value: Any, environ: Mapping[str, str], file: str, problems: list[Problem], where: str = "") -> Any:
     """`${NAME}` / `${NAME:-default}` as load_config does, but an unset variable is a problem, not an exception."""
     if isinstance(value, dict):
@@ -99,7 +102,7 @@ def expand_env(value: Any, environ: Mapping[str, str], file: str, problems: list
         if name in environ:
             return environ[name]
         if default is None:
-            problems.append(Problem(file, where, f"environment variable {name} is not set",
+            problems.append(Problem(file, where, f"{UNSET_VARIABLE} {name} is not set",
                                     f"export {name}=..., or write ${{{name}:-default}}"))
             return ""
         return str(default)
