@@ -92,7 +92,8 @@ def run_import(source: str, out_dir: str, force: bool, out: TextIO = sys.stdout)
     for note in imported.notes:
         print(f"note: {note}", file=out)
     providers = imported.providers["providers"]
-    print(f"wrote {', '.join(writes)} to {target}: {len(providers)} providers, "
-          f"{sum(len(p['models']) for p in providers.values())} models; check with `aiub validate --config {target}`",
-          file=out)
+    # Counted as `aiub validate` counts them: names a client may ask for, not provider entries.
+    names = {*imported.mappings.get("exact_matches", {}), *(m for p in providers.values() for m in p["models"])}
+    print(f"wrote {', '.join(writes)} to {target}: {len(providers)} providers, {len(names)} models; "
+          f"check with `aiub validate --config {target}`", file=out)
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 from typing import Any
 
@@ -241,7 +242,10 @@ def test_import_litellm_writes_files_that_validate_and_never_overwrites_silently
     assert {p.name for p in target.iterdir()} == {"providers.yaml", "model-mappings.yaml", "aiub.yaml"}
     assert "&id" not in (target / "providers.yaml").read_text()
     assert "drop_params" in (target / "providers.yaml").read_text()  # the notes head the file
-    assert run_validate(str(target), {"ANTHROPIC_API_KEY": "k", "OLLAMA_API_KEY": "k"}, io.StringIO()) == 0
+    checked = io.StringIO()
+    assert run_validate(str(target), {"ANTHROPIC_API_KEY": "k", "OLLAMA_API_KEY": "k"}, checked) == 0
+    counts = re.search(r"(\d+ providers, \d+ models)", checked.getvalue())
+    assert counts and counts.group(1) in out.getvalue()  # both commands count models alike
     again = io.StringIO()
     assert run_import(str(ROOT / "config" / "litellm-unified.yaml"), str(target), False, again) == 2
     assert "--force" in again.getvalue()
