@@ -154,6 +154,11 @@ def main(args: argparse.Namespace) -> int:
     now = time.time()
     if args.json:
         print(json.dumps(as_dict(snapshot, now), indent=2))
-    else:
-        print(render_table(snapshot, now))
-    return 0
+        return 0
+    print(render_table(snapshot, now))
+    if snapshot.states:
+        return 0
+    if not args.nats and not (Path(args.state_dir) / "stack.json").exists():
+        print(f"(no running `aiub up` in {Path(args.state_dir).resolve()}: pass --state-dir DIR or --nats URL)",
+              file=sys.stderr)
+    return 1

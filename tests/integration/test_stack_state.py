@@ -1,11 +1,16 @@
-"""`aiub up` on its own NATS starts from fresh provider states, not the previous run's circuits."""
+"""Provider state across stacks: `aiub up` on its own NATS starts fresh, and `aiub status` says
+when it finds none."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+from pathlib import Path
 
 import nats
+import pytest
 
+from services.health import status
 from services.stack import forget_provider_states
 from shared.health_view import open_bucket
 from shared.messages import ProviderState, encode
@@ -39,3 +44,13 @@ def test_a_previous_runs_open_circuit_is_forgotten(nats_url: str) -> None:
     forget_provider_states(nats_url)
     assert asyncio.run(_keys(nats_url)) == []
     forget_provider_states(nats_url)  # nothing to forget is fine too
+
+
+def test_status_without_any_state_fails(nats_url: str, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    asyncio.run(_open_a_circuit(nats_url))
+    assert status.main(argparse.Namespace(nats=nats_url, state_dir=str(tmp_path), json=False)) == 0
+    forget_provider_states(nats_url)
+    capsys.readouterr()
+    assert status.main(argparse.Namespace(nats=nats_url, state_dir=str(tmp_path), json=False)) == 1
+    assert "no health state" in capsys.readouterr().out
