@@ -164,7 +164,8 @@ def _unroutable(config: Config, name: str, excluded: Sequence[str], state: Provi
     if provider is None or provider.status == "disabled":
         return "disabled"
     if state is not None and not state.routable:
-        return state.state
+        # A 429's pause (it resumes a state) says so: "unavailable" alone reads like an outage.
+        return "rate limited" if state.resume is not None else state.state
     if state is not None and state.admit_fraction < 1.0 and admit_draw >= state.admit_fraction:
         return f"{state.state}, not admitted"
     return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from services.router.decision import Plan, context_chain, decide
@@ -131,6 +132,8 @@ def test_excluded_disabled_and_unavailable_are_dropped_and_named() -> None:
     assert "ollama (already tried)" in result.skipped and "llama_cpp_python (unavailable)" in result.skipped
     pooled = plan("pooled")
     assert "off" not in pooled.candidates and "off (disabled)" in pooled.skipped
+    paused = msgspec.structs.replace(state("llama_cpp_python", "unavailable", 0.0), resume="active")
+    assert "llama_cpp_python (rate limited)" in plan("llama3.1:8b", states={"llama_cpp_python": paused}).skipped
 
 
 def test_nothing_routable_is_503_naming_each_reason() -> None:
