@@ -29,11 +29,15 @@ What it guarantees (DESIGN.md, "A request's life", step 4):
   the last provider's own error, not the router's 503.
 - Leaving the `async with` early (the consumer went away) sends `Cancel(client_gone)` to the
   worker serving the attempt.
+- Workers ask the attempt's inbox now and then whether it is still wanted; this process answers
+  for every attempt it knows, so a worker stops generating once its caller is gone, even when
+  the caller died without a word.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -49,6 +53,8 @@ from nats.nuid import NUID
 from shared import subjects, tracing
 from shared.config import Deadlines
 from shared.messages import (
+    ATTEMPT_UNKNOWN,
+    ATTEMPT_WANTED,
     CONTEXT_LENGTH_EXCEEDED,
     Accepted,
     Busy,
@@ -121,6 +127,10 @@ class InferenceClient:
 
     async def _on_message(self, msg: Msg) -> None:
         queue = self._queues.get(subjects.last_token(msg.subject))
+        if not msg.data and msg.reply:  # a worker asking whether this attempt is still wanted
+            with contextlib.suppress(Exception):
+                await msg.respond(ATTEMPT_WANTED if queue is not None else ATTEMPT_UNKNOWN)
+            return
         if queue is None:
             self.dropped_frames += 1  # an attempt we gave up on: stale by design
             await self._cancel_late(msg.data)

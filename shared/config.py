@@ -283,6 +283,9 @@ class GatewaySettings(_Strict):
 
 class WorkerSettings(_Strict):
     heartbeat_s: float = Field(default=1.0, gt=0)
+    # How often a running attempt asks its caller whether it still waits: a killed gateway sends
+    # no Cancel, and its generations would hold the backend's slots until their deadlines.
+    caller_check_s: float = Field(default=5.0, gt=0)
     load_report_s: float = Field(default=0.5, gt=0)
 
 

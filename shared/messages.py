@@ -150,6 +150,12 @@ Frame = Accepted | Busy | Chunk | Result | ResultPart | Heartbeat | Done | Error
 
 CancelReason = Literal["client_gone", "deadline", "stalled"]
 
+# Liveness probes are empty NATS requests. A worker asked on its control subject answers (being
+# there is the answer); a caller asked on an attempt's inbox says whether it still waits for it.
+# A process that is gone cannot answer: NATS replies `no responders` at once.
+ATTEMPT_WANTED = b"1"
+ATTEMPT_UNKNOWN = b"0"
+
 
 class Cancel(msgspec.Struct, frozen=True, kw_only=True):
     """Stop an attempt. `stalled`: the provider missed the first-token or idle deadline (a failure

@@ -20,6 +20,7 @@ import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from nats.errors import NoRespondersError
 
 from services.workers.adapters import adapter_for
 from services.workers.backend import BackendReport, call_backend
@@ -30,6 +31,7 @@ from shared import logs, scope, subjects, tracing
 from shared.client import new_id
 from shared.config import Config
 from shared.messages import (
+    ATTEMPT_UNKNOWN,
     Accepted,
     Busy,
     Chunk,
@@ -222,6 +224,7 @@ class Worker:
         tracing.bind(request_id, provider=order.provider)
         sender = FrameSender(self._nc, order.reply_inbox, order.request.attempt)
         heartbeat = asyncio.create_task(self._heartbeat(sender))
+        watcher = asyncio.create_task(self._watch_caller(order))
         started = time.monotonic()
         report = BackendReport(kind="cancelled", status=499)
         waiting = True
@@ -260,6 +263,7 @@ class Worker:
             if waiting:
                 slots.queued -= 1
             heartbeat.cancel()
+            watcher.cancel()
             self.served += 1
             outcome = await self._publish_outcome(order, report, time.monotonic() - started)
             self.telemetry.record(outcome)
@@ -279,6 +283,28 @@ class Worker:
             await asyncio.sleep(max(0.0, sender.last_sent + interval - time.monotonic()))
             if time.monotonic() - sender.last_sent >= interval:
                 await sender.send(Heartbeat(attempt=sender.attempt, seq=sender.next_seq()))
+
+    async def _watch_caller(self, order: WorkOrder) -> None:
+        """Cancel the attempt once nobody waits for it: its caller's process is gone (NATS answers
+        `no responders` for its inbox) or says it no longer knows the attempt. A slow answer, or
+        none, proves nothing: the attempt goes on."""
+        interval = self._config.runtime.worker.caller_check_s
+        attempt = order.request.attempt
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                reply = await self._nc.request(order.reply_inbox, b"", timeout=min(1.0, interval))
+                gone = reply.data == ATTEMPT_UNKNOWN
+            except NoRespondersError:
+                gone = True
+            except Exception:
+                continue
+            if gone:
+                task = self._attempts.get(attempt)
+                if task is not None:
+                    log.info("caller_gone", attempt=attempt)
+                    task.cancel("client_gone")
+                return
 
     async def _publish_outcome(self, order: WorkOrder, report: BackendReport, latency: float) -> Outcome:
         outcome = Outcome(provider=order.provider, model=order.request.model, request_id=order.request.id,

@@ -11,21 +11,25 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import nats
 import pytest
+from nats.aio.msg import Msg
 
 from shared import bus, subjects
 from shared.embedded_nats import free_port, server_binary, wait_for_port
 from shared.health_view import open_bucket
+from shared.messages import ATTEMPT_WANTED
 from shared.processes import die_with_parent
-from tests.support.processes import Stack, wait_until
+from tests.support.processes import Simulator, Stack, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 USERS = ("gateway", "router", "health", "worker", "client", "monitor")
+CALLER_CHECK_S = 0.3
 
 
 @pytest.fixture(scope="module")
@@ -59,9 +63,11 @@ def secured_stack(tmp_path_factory: pytest.TempPathFactory, secured_nats: dict[s
     stack.env.pop("NATS_URL", None)
     try:
         sim = stack.simulator("ollama", ["tiny"])
+        stack.sim = sim  # type: ignore[attr-defined]
         stack.write_config({"ollama": {"type": "ollama", "base_url": sim.url, "models": ["tiny"],
                                        "health": {"interval_s": 1}}},
-                           {"exact_matches": {"tiny": {"provider": "ollama"}}})
+                           {"exact_matches": {"tiny": {"provider": "ollama"}}},
+                           {"worker": {"caller_check_s": CALLER_CHECK_S}, "cache": {"enabled": False}})
         stack.service("router", "--nats", secured_nats["router"])
         stack.service("health", "--nats", secured_nats["health"])
         stack.spawn("worker", "worker", "--config", str(stack.config_dir), "--provider", "ollama",
@@ -152,3 +158,67 @@ def test_health_writes_provider_state_that_a_monitor_can_read(secured_stack: Sta
 
     wait_until(lambda: "ollama" in asyncio.run(provider_keys()), 20, "health to write ollama's state",
                interval_s=0.25)
+
+
+def _stream(stack: Stack, prompt: str) -> httpx.Response:
+    return httpx.post(stack.gateway_url + "/v1/chat/completions", timeout=30, trust_env=False,
+                      json={"model": "tiny", "stream": True, "messages": [{"role": "user", "content": prompt}]})
+
+
+@pytest.mark.parametrize("caller", ["gateway", "client"])
+def test_a_worker_may_ask_a_caller_about_an_attempt_and_hear_the_answer(secured_nats: dict[str, str],
+                                                                        caller: str) -> None:
+    async def ask() -> bytes:
+        urls = secured_nats
+        answering = await nats.connect(urls[caller], inbox_prefix=bus.inbox_prefix_for(urls[caller]))
+        asking = await nats.connect(urls["worker"], inbox_prefix=bus.inbox_prefix_for(urls["worker"]))
+        try:
+            inbox = answering.new_inbox()
+
+            async def answer(msg: Msg) -> None:
+                await msg.respond(ATTEMPT_WANTED)
+
+            await answering.subscribe(inbox + ".*", cb=answer)
+            await answering.flush()
+            return (await asking.request(inbox + ".attempt1", b"", timeout=2)).data
+        finally:
+            await asking.close()
+            await answering.close()
+
+    assert asyncio.run(ask()) == ATTEMPT_WANTED
+
+
+def test_a_worker_asking_whether_its_caller_still_waits_is_answered_within_permissions(
+        secured_stack: Stack) -> None:
+    sim: Simulator = secured_stack.sim  # type: ignore[attr-defined]
+    wait_until(lambda: _stream(secured_stack, "warm").status_code == 200, 30, "the secured stack to serve")
+    sim.knobs(tokens=40, itl_ms=40)  # 1.6 s: several caller checks
+    try:
+        response = _stream(secured_stack, "long")
+    finally:
+        sim.knobs(tokens=16, itl_ms=0)
+    assert response.text.endswith("data: [DONE]\n\n") and '"error"' not in response.text
+    assert response.text.count('"content"') >= 40  # not cut short: every check said "still wanted"
+    assert "Permissions Violation" not in secured_stack.logs()
+
+
+def test_a_killed_gateway_frees_the_backend_within_a_caller_check(secured_stack: Stack,
+                                                                   secured_nats: dict[str, str]) -> None:
+    """Last in the module: it kills the gateway (and starts another for whatever follows)."""
+    sim: Simulator = secured_stack.sim  # type: ignore[attr-defined]
+    gateway = next(p for p in secured_stack.processes if p.name == "gateway" and p.alive)
+    aborted = sim.stats()["aborted"]
+    sim.knobs(tokens=10_000, itl_ms=20)  # 200 s, far past any check
+    try:
+        with httpx.stream("POST", secured_stack.gateway_url + "/v1/chat/completions", timeout=30, trust_env=False,
+                          json={"model": "tiny", "stream": True,
+                                "messages": [{"role": "user", "content": "forever"}]}) as response:
+            next(response.iter_lines())
+            gateway.kill()
+            killed_at = time.monotonic()
+        wait_until(lambda: sim.stats()["aborted"] > aborted, 10, "the backend connection to close")
+        assert time.monotonic() - killed_at < CALLER_CHECK_S + 3
+    finally:
+        sim.knobs(tokens=16, itl_ms=0)
+        secured_stack.gateway("--nats", secured_nats["gateway"])
+    assert "Permissions Violation" not in secured_stack.logs()
