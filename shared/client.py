@@ -309,12 +309,13 @@ class Call:
                 async with asyncio.timeout(max(0.0, next_wake - now)):
                     frame = await queue.get()
             except TimeoutError:
-                if time.monotonic() < wait_until:
-                    assert info.control is not None
-                    if await self._client._worker_gone(info.control):
-                        yield self._worker_gone_error(info)
-                        return
-                    probe_at = time.monotonic() + deadlines.liveness_s
+                now = time.monotonic()
+                if now < wait_until:  # the probe's turn, or a timer that fired early (uvloop rounds to ms)
+                    if info.control is not None and now >= probe_at:
+                        if await self._client._worker_gone(info.control):
+                            yield self._worker_gone_error(info)
+                            return
+                        probe_at = time.monotonic() + deadlines.liveness_s
                     continue
                 info.stalled = stage != "accepted" and time.monotonic() < self._deadline
                 yield self._deadline_error(info, stage)

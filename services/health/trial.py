@@ -25,6 +25,8 @@ from shared import scope, subjects
 from shared.client import new_id
 from shared.config import Config
 from shared.messages import (
+    ATTEMPT_UNKNOWN,
+    ATTEMPT_WANTED,
     Accepted,
     Busy,
     Cancel,
@@ -90,6 +92,10 @@ class TrialRunner:
 
     async def _on_frame(self, msg: Msg) -> None:
         queue = self._waiting.get(subjects.last_token(msg.subject))
+        if not msg.data and msg.reply:  # the worker asking whether the trial still waits
+            with contextlib.suppress(Exception):
+                await msg.respond(ATTEMPT_WANTED if queue is not None else ATTEMPT_UNKNOWN)
+            return
         if queue is None:
             return
         try:

@@ -128,6 +128,7 @@ class Worker:
         self.slots = {p: Slots(config.providers[p].max_concurrency, config.providers[p].queue_size)
                       for p in providers}
         self._attempts: dict[str, asyncio.Task[None]] = {}
+        self._callers: dict[str, tuple[str, float]] = {}  # attempt -> (its caller's inbox, accepted at)
         self._subs: list[Subscription] = []
         self._background: list[asyncio.Task[None]] = []
         self.served = 0
@@ -143,6 +144,11 @@ class Worker:
         self._subs.extend(await ModelListResponder(self._nc, self._config, self.providers, self._http).start())
         await self._nc.subscribe(self.control_subject, cb=self._on_cancel)
         self._background.append(asyncio.create_task(self._report_load()))
+        self._background.append(asyncio.create_task(self._watch_callers()))
+
+    def _forget(self, attempt: str) -> None:
+        self._attempts.pop(attempt, None)
+        self._callers.pop(attempt, None)
 
     async def stop(self, grace_s: float = 8.0) -> None:
         """Stop taking work, let in-flight attempts finish within `grace_s`, then cancel the rest.
@@ -185,7 +191,8 @@ class Worker:
         slots.queued += 1
         task = asyncio.create_task(self._serve(order, slots, tracing.from_headers(msg.headers, order.request)))
         self._attempts[attempt] = task
-        task.add_done_callback(lambda _: self._attempts.pop(attempt, None))
+        self._callers[attempt] = (order.reply_inbox, time.monotonic())
+        task.add_done_callback(lambda _: self._forget(attempt))
 
     async def _in_scope(self, msg: Msg, order: WorkOrder) -> bool:
         """Whoever published the request, serve it only within a scope the gateway signed."""
@@ -224,7 +231,6 @@ class Worker:
         tracing.bind(request_id, provider=order.provider)
         sender = FrameSender(self._nc, order.reply_inbox, order.request.attempt)
         heartbeat = asyncio.create_task(self._heartbeat(sender))
-        watcher = asyncio.create_task(self._watch_caller(order))
         started = time.monotonic()
         report = BackendReport(kind="cancelled", status=499)
         waiting = True
@@ -263,7 +269,6 @@ class Worker:
             if waiting:
                 slots.queued -= 1
             heartbeat.cancel()
-            watcher.cancel()
             self.served += 1
             outcome = await self._publish_outcome(order, report, time.monotonic() - started)
             self.telemetry.record(outcome)
@@ -284,27 +289,31 @@ class Worker:
             if time.monotonic() - sender.last_sent >= interval:
                 await sender.send(Heartbeat(attempt=sender.attempt, seq=sender.next_seq()))
 
-    async def _watch_caller(self, order: WorkOrder) -> None:
+    async def _watch_callers(self) -> None:
+        """Every `caller_check_s`, ask the caller of each attempt running at least that long
+        whether it still waits. One loop for all attempts: a short request costs nothing."""
+        interval = self._config.runtime.worker.caller_check_s
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            due = [(attempt, inbox) for attempt, (inbox, since) in self._callers.items() if now - since >= interval]
+            await asyncio.gather(*(self._check_caller(attempt, inbox, min(1.0, interval)) for attempt, inbox in due))
+
+    async def _check_caller(self, attempt: str, inbox: str, timeout_s: float) -> None:
         """Cancel the attempt once nobody waits for it: its caller's process is gone (NATS answers
         `no responders` for its inbox) or says it no longer knows the attempt. A slow answer, or
         none, proves nothing: the attempt goes on."""
-        interval = self._config.runtime.worker.caller_check_s
-        attempt = order.request.attempt
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                reply = await self._nc.request(order.reply_inbox, b"", timeout=min(1.0, interval))
-                gone = reply.data == ATTEMPT_UNKNOWN
-            except NoRespondersError:
-                gone = True
-            except Exception:
-                continue
-            if gone:
-                task = self._attempts.get(attempt)
-                if task is not None:
-                    log.info("caller_gone", attempt=attempt)
-                    task.cancel("client_gone")
-                return
+        try:
+            reply = await self._nc.request(inbox, b"", timeout=timeout_s)
+            gone = reply.data == ATTEMPT_UNKNOWN
+        except NoRespondersError:
+            gone = True
+        except Exception:
+            return
+        task = self._attempts.get(attempt)
+        if gone and task is not None:
+            log.info("caller_gone", attempt=attempt)
+            task.cancel("client_gone")
 
     async def _publish_outcome(self, order: WorkOrder, report: BackendReport, latency: float) -> Outcome:
         outcome = Outcome(provider=order.provider, model=order.request.model, request_id=order.request.id,

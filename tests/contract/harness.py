@@ -25,6 +25,7 @@ from shared import subjects
 from shared.client import new_id
 from shared.config import Config, ModelMappingsFile, ProviderSpec, RuntimeFile
 from shared.messages import (
+    ATTEMPT_WANTED,
     Accepted,
     Cancel,
     CancelReason,
@@ -149,7 +150,11 @@ class Harness:
         reply = Reply(accepted)
         give_up = time.monotonic() + timeout_s
         while limit is None or len(reply.frames) < limit:
-            frame = frame_decoder.decode((await sub.next_msg(timeout=max(0.01, give_up - time.monotonic()))).data)
+            msg = await sub.next_msg(timeout=max(0.01, give_up - time.monotonic()))
+            if not msg.data and msg.reply:  # the worker asking whether we still wait: we do
+                await msg.respond(ATTEMPT_WANTED)
+                continue
+            frame = frame_decoder.decode(msg.data)
             if isinstance(frame, Heartbeat):
                 continue
             reply.frames.append(frame)
