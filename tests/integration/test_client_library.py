@@ -108,6 +108,20 @@ async def test_no_router_running_is_503_at_once(nc: Client) -> None:
     assert isinstance(frames[-1], Error) and frames[-1].status == 503
 
 
+async def test_a_timer_that_fires_before_the_deadline_is_not_an_error(nc: Client,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """uvloop rounds timers to milliseconds and may wake a little before `time.monotonic()` says
+    the deadline passed: here every timeout of the client library wakes 2 ms early."""
+    async def silent(nc: Client, request: InferenceRequest, reply: str) -> None:
+        return None
+
+    await play(nc, silent)
+    on_time = asyncio.timeout
+    monkeypatch.setattr("shared.client.asyncio.timeout", lambda delay: on_time(max(0.0, delay - 0.002)))
+    frames = await collect(await InferenceClient.start(nc, FAST))
+    assert isinstance(frames[-1], Error) and frames[-1].status == 504, frames
+
+
 async def test_nobody_accepting_in_time_is_504(nc: Client) -> None:
     async def silent(nc: Client, request: InferenceRequest, reply: str) -> None:
         return None
