@@ -15,6 +15,8 @@
 
 from __future__ import annotations
 
+import math
+
 import msgspec
 
 from shared.messages import ErrorBody
@@ -115,3 +117,9 @@ _encode = msgspec.json.Encoder().encode
 
 def error_json(body: ErrorBody) -> bytes:
     return _encode(_Envelope(error=body))
+
+
+def retry_after_header(seconds: float) -> str:
+    """Whole seconds, rounded up: rounded down, a client that obeys it comes back too early and
+    is refused again."""
+    return str(max(1, math.ceil(seconds)))

@@ -37,7 +37,7 @@ from services.gateway.unexpected_errors import ContainUnexpectedErrors
 from shared import bus, logs, scope, subjects, tracing
 from shared.client import Call, ContentFrame, InferenceClient, new_id
 from shared.config import Config
-from shared.errors import AiubError, ModelNotFound, PayloadTooLarge, error_json
+from shared.errors import AiubError, ModelNotFound, PayloadTooLarge, error_json, retry_after_header
 from shared.messages import AttemptRecord, Chunk, Done, Error, ErrorBody, RequestKind, RequestRecord, Result, encode
 from shared.model_catalog import models_body
 from shared.served_models import ServedModels
@@ -67,7 +67,7 @@ def _error_response(status: int, body: ErrorBody, request_id: str | None = None,
     if request_id:
         headers["x-request-id"] = request_id
     if retry_after is not None:
-        headers["retry-after"] = str(max(1, round(retry_after)))
+        headers["retry-after"] = retry_after_header(retry_after)
     return Response(error_json(body), status_code=status, media_type=JSON, headers=headers)
 
 
