@@ -62,15 +62,17 @@ async def one(session: aiohttp.ClientSession, url: str, body: bytes, stream: boo
             return
         first = None
         buf = b""
-        done = False
+        done = failed = False
         async for data in resp.content.iter_any():
             if first is None and b'"content":"' in data.replace(b'": "', b'":"').replace(b'"content":""', b""):
                 first = time.perf_counter() - t0
-            buf = (buf + data)[-64:]  # only the tail matters: the stream must end with [DONE]
+            window = buf + data
+            failed = failed or b'data: {"error"' in window  # a stream that broke ends with an error event
+            buf = window[-64:]  # only the tail matters: the stream must end with [DONE]
             if b"data: [DONE]" in buf:
                 done = True
-        if not done or first is None:
-            tally.error("incomplete_stream" if not done else "no_content")
+        if failed or not done or first is None:
+            tally.error("stream_error" if failed else "incomplete_stream" if not done else "no_content")
             return
         tally.ttft.append(first)
         tally.latency.append(time.perf_counter() - t0)
