@@ -26,6 +26,10 @@ class KeyStoreUnavailable(Exception):
 
 
 class KeyStore(Protocol):
+    @property
+    def where(self) -> str:
+        """Where the records live, for a person: a gateway only knows keys stored where it looks."""
+
     async def get(self, key_id: str) -> KeyRecord | None: ...
     async def put(self, record: KeyRecord) -> None: ...
     async def all(self) -> list[KeyRecord]: ...
@@ -40,6 +44,10 @@ class FileKeyStore:
         self.path = path
         self._seen: tuple[int, int, int] | None = None  # (inode, size, mtime_ns) of what `_records` holds
         self._records: dict[str, KeyRecord] = {}
+
+    @property
+    def where(self) -> str:
+        return f"{self.path} (REDIS_URL is unset: gateways that use Redis will not know this key)"
 
     def _load(self) -> dict[str, KeyRecord]:
         try:
@@ -93,6 +101,10 @@ class RedisKeyStore:
     def __init__(self, link: RedisLink) -> None:
         self._link = link
         self._index = link.key("keys")
+
+    @property
+    def where(self) -> str:
+        return f"Redis, under {self._index}"
 
     def _record_key(self, key_id: str) -> str:
         return self._link.key("key", key_id)

@@ -78,7 +78,8 @@ async def _run(args: argparse.Namespace, store: KeyStore) -> int:
             print(json.dumps({"key": key, **_summary(record, now)}))
         else:
             print(key)
-            print(f"id {record.id}: store the key now; it is not shown again", file=sys.stderr)
+            print(f"id {record.id}, stored in {store.where}: keep the key now; it is not shown again",
+                  file=sys.stderr)
         return 0
     if args.action == "list":
         records = await store.all()

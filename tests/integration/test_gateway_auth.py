@@ -159,6 +159,15 @@ def test_keys_are_listed_without_secrets_and_never_logged(stack: Stack) -> None:
         assert key not in text and key[:-1] not in text and MASTER not in text
 
 
+def test_creating_a_key_says_where_it_is_stored(stack: Stack) -> None:
+    out = subprocess.run([sys.executable, "-m", "services", "keys", "--config", str(stack.config_dir),
+                          "--state-dir", str(stack.state_dir), "create", "--name", "where"],  # type: ignore[attr-defined]
+                         env=stack.env, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0 and out.stdout.startswith("sk-aiub-")
+    assert f"stored in {stack.state_dir / 'keys.json'}" in out.stderr  # type: ignore[attr-defined]
+    assert "REDIS_URL is unset" in out.stderr
+
+
 def test_a_public_bind_needs_a_master_key_or_insecure_no_auth(stack: Stack) -> None:
     env = {k: v for k, v in stack.env.items() if k != "AIUB_MASTER_KEY"}
     base = [sys.executable, "-m", "services", "gateway", "--config", str(stack.config_dir), "--host", "0.0.0.0"]
