@@ -205,11 +205,11 @@ async def test_least_loaded_steers_away_from_a_slowed_backend(stack: Stack, clie
             return provider
 
     # least_loaded balances in-flight counts, so each provider's share is inversely proportional
-    # to its latency: b at 2.5 s + L against a at L. Round robin would split 30/30; least_loaded
-    # gives a at least 3x b even when a 2-core CI machine makes L as slow as 1 s.
+    # to its latency: b at 2.5 s + L against a at L. Round robin would split 30/30. Alone this
+    # gives 54/6; a machine loaded enough to make L 0.9 s still gave 44/16, hence 2x.
     with knobs(sim(stack, "b"), ttft_ms=2500):
         counts = Counter(await asyncio.gather(*(one() for _ in range(60))))
-    assert counts["a"] >= 3 * counts["b"], counts
+    assert counts["a"] >= 2 * counts["b"], counts
 
 
 async def test_a_provider_at_its_concurrency_cap_overflows_to_the_next(stack: Stack, client: InferenceClient) -> None:
