@@ -56,6 +56,8 @@ from shared.messages import (
     ATTEMPT_UNKNOWN,
     ATTEMPT_WANTED,
     CONTEXT_LENGTH_EXCEEDED,
+    WORKER_GONE,
+    WORKER_UNRESPONSIVE,
     Accepted,
     Busy,
     Cancel,
@@ -78,7 +80,6 @@ ContentFrame = Chunk | Result | Done | Error
 
 _nuid = NUID()
 LIVENESS_PROBE_TIMEOUT_S = 1.0
-WORKER_GONE = "worker_gone"
 
 
 def new_id() -> str:
@@ -274,7 +275,7 @@ class Call:
             upstream = final
             if context_retry:
                 context_fallback += 1
-            elif final.error.code != WORKER_GONE:  # the provider's other workers may serve it
+            elif final.error.code not in (WORKER_GONE, WORKER_UNRESPONSIVE):  # its other workers may serve it
                 excluded.append(final.provider)  # type: ignore[arg-type]
 
     def _finish(self, info: AttemptInfo) -> None:
@@ -327,6 +328,8 @@ class Call:
                     yield _error(info.attempt, 503, "no router is running: nothing consumes aiub.requests",
                                  "service_unavailable", "no_router")
                     return
+                case Error(error=ErrorBody(code=code)) if code == WORKER_UNRESPONSIVE and info.worker_id:
+                    continue  # the router gave up on the worker just before its Accepted arrived
                 case Error():
                     yield frame if frame.provider or not info.provider else msgspec.structs.replace(
                         frame, provider=info.provider)

@@ -156,6 +156,10 @@ CancelReason = Literal["client_gone", "deadline", "stalled"]
 ATTEMPT_WANTED = b"1"
 ATTEMPT_UNKNOWN = b"0"
 
+# Error codes about one worker process, not its provider: a retry goes to the same provider.
+WORKER_GONE = "worker_gone"  # the worker serving an attempt stopped existing
+WORKER_UNRESPONSIVE = "worker_unresponsive"  # the worker NATS handed the request to never answered
+
 
 class Cancel(msgspec.Struct, frozen=True, kw_only=True):
     """Stop an attempt. `stalled`: the provider missed the first-token or idle deadline (a failure

@@ -34,6 +34,7 @@ from shared import logs, subjects, tracing
 from shared.config import Config
 from shared.health_view import HealthView
 from shared.messages import (
+    WORKER_UNRESPONSIVE,
     Accepted,
     Busy,
     Error,
@@ -142,7 +143,9 @@ class Router:
         label = DECISION_LABELS[decided.routed_by or "default"]
         self.metrics.decisions.labels(strategy=label).inc()
         tried: list[str] = [*decided.skipped]
-        timeout = self._config.runtime.deadlines.accepted_s
+        # Half the caller's Accepted deadline: a worker that has not answered by then is hung or
+        # frozen (a live one accepts in milliseconds), and the caller still has time to retry.
+        timeout = self._config.runtime.deadlines.accepted_s / 2
         for target in decided.targets:
             # The worker checks the caller's scope against the model the caller asked for.
             routed = request if target.model == request.model else msgspec.structs.replace(
@@ -156,9 +159,15 @@ class Router:
                 tried.append(f"{target.provider} (no worker running)")
                 continue
             except NatsTimeout:
-                # The caller's own Accepted deadline has passed too: placing the request elsewhere
-                # now would run a generation nobody reads (DESIGN.md: not re-dispatched).
+                # Not placed elsewhere here: the silent worker may still wake and run this very
+                # attempt. The caller retries with a new attempt instead, so a late Accepted for
+                # this one is stale and cancelled, and NATS picks the queue group's worker anew.
                 log.warning("dispatch_timed_out", model=request.model, provider=target.provider, timeout_s=timeout)
+                await self._nc.publish(reply, encode(Error(
+                    attempt=request.attempt, seq=0, status=503, retryable=True, provider=target.provider,
+                    error=ErrorBody(message=f"a {target.provider} worker took the request and did not answer "
+                                            f"within {timeout:g} s", type="service_unavailable",
+                                    code=WORKER_UNRESPONSIVE))))
                 return
             try:
                 reply_frame = frame_decoder.decode(answer.data)

@@ -1,14 +1,18 @@
-"""A worker process killed while it serves: the caller notices in `liveness_s`, not `idle_s`.
+"""A worker process killed or frozen while it serves.
 
-A killed worker sends nothing more, and before the liveness probe the caller only learned of it
-when the idle deadline passed. Here idle_s is 30 s, so an answer within a few seconds can only
-come from the probe.
+Killed: the caller notices in `liveness_s`, not `idle_s`. A killed worker sends nothing more, and
+before the liveness probe the caller only learned of it when the idle deadline passed. Here
+idle_s is 30 s, so an answer within a few seconds can only come from the probe.
+
+Frozen (SIGSTOP): NATS still hands it its share of the queue group. The router gives up on it
+after half the Accepted deadline and the caller retries, so the other replica serves.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import json
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -91,3 +95,17 @@ def test_a_live_worker_answers_the_probe_and_a_slow_answer_is_not_cut_short(stac
         "model": "loss-model", "messages": [{"role": "user", "content": "x"}], "simulator": {"ttft_ms": 3500}})
     assert response.status_code == 200, response.text
     assert response.json()["choices"][0]["message"]["content"] == EXPECTED
+
+
+def test_a_frozen_worker_replica_costs_a_retry_not_a_failure(stack: Stack) -> None:
+    frozen, alive = _serving_worker(stack), _serving_worker(stack)
+    frozen.popen.send_signal(signal.SIGSTOP)
+    try:
+        answers = [httpx.post(stack.gateway_url + "/v1/chat/completions", trust_env=False, timeout=30,
+                              json={"model": "loss-model", "messages": [{"role": "user", "content": f"q{i}"}]})
+                   for i in range(8)]
+    finally:
+        frozen.popen.send_signal(signal.SIGCONT)
+    assert [a.status_code for a in answers] == [200] * 8, [a.text for a in answers if a.status_code != 200]
+    assert all(a.json()["choices"][0]["message"]["content"] == EXPECTED for a in answers)
+    assert alive.alive
