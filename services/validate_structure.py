@@ -18,7 +18,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from shared.config import _ENV_REFERENCE, ModelMappingsFile, ProviderSpec, RuntimeFile
+from shared.config import ModelMappingsFile, ProviderSpec, RuntimeFile
+from shared.config import expand_env as config_expand_env
 from shared.subjects import InvalidSubjectToken, token
 
 Severity = Literal["error", "warning"]
@@ -87,27 +88,14 @@ def parse_yaml(file: str, text: str, problems: list[Problem]) -> Any:
 UNSET_VARIABLE = "environment variable"
 
 
-def expand_env(value: Any, environ: Mapping[str, str], file: str, problems: list[Problem], where: str = "") -> Any:
+def expand_env(value: Any, environ: Mapping[str, str], file: str, problems: list[Problem]) -> Any:
     """`${NAME}` / `${NAME:-default}` as load_config does, but an unset variable is a problem, not an exception."""
-    if isinstance(value, dict):
-        return {k: expand_env(v, environ, file, problems, f"{where}.{k}" if where else str(k))
-                for k, v in value.items()}
-    if isinstance(value, list):
-        return [expand_env(v, environ, file, problems, f"{where}[{i}]") for i, v in enumerate(value)]
-    if not isinstance(value, str) or "${" not in value:
-        return value
+    def report(where: str, name: str) -> str:
+        problems.append(Problem(file, where, f"{UNSET_VARIABLE} {name} is not set",
+                                f"export {name}=..., or write ${{{name}:-default}}"))
+        return ""
 
-    def substitute(match: Any) -> str:
-        name, default = match.group(1), match.group(2)
-        if name in environ:
-            return environ[name]
-        if default is None:
-            problems.append(Problem(file, where, f"{UNSET_VARIABLE} {name} is not set",
-                                    f"export {name}=..., or write ${{{name}:-default}}"))
-            return ""
-        return str(default)
-
-    return _ENV_REFERENCE.sub(substitute, value)
+    return config_expand_env(value, environ, report)
 
 
 def structure(file: str, model: type[BaseModel], data: Any, problems: list[Problem],

@@ -10,7 +10,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -356,25 +356,31 @@ def unknown_provider_references(mappings: ModelMappingsFile, providers: Mapping[
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def _expand_env(value: Any, path: Path, where: str = "") -> Any:
-    """`${NAME}` and `${NAME:-default}` in string values, so compose and hosts can differ by env."""
+def expand_env(value: Any, environ: Mapping[str, str], unset: Callable[[str, str], str], where: str = "") -> Any:
+    """`${NAME}` and `${NAME:-default}` in string values, so compose and hosts can differ by env.
+    `unset(key path, NAME)` decides what a variable that is unset and has no default becomes,
+    or raises."""
     if isinstance(value, dict):
-        return {k: _expand_env(v, path, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+        return {k: expand_env(v, environ, unset, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
     if isinstance(value, list):
-        return [_expand_env(v, path, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [expand_env(v, environ, unset, f"{where}[{i}]") for i, v in enumerate(value)]
     if not isinstance(value, str) or "${" not in value:
         return value
 
     def substitute(match: re.Match[str]) -> str:
         name, default = match.group(1), match.group(2)
-        if name in os.environ:
-            return os.environ[name]
-        if default is None:
-            raise ConfigError(f"{path}: {where}: environment variable {name} is not set "
-                              f"(or write ${{{name}:-default}})")
-        return default
+        if name in environ:
+            return environ[name]
+        return unset(where, name) if default is None else default
 
     return _ENV_REFERENCE.sub(substitute, value)
+
+
+def _expand_env(value: Any, path: Path) -> Any:
+    def refuse(where: str, name: str) -> str:
+        raise ConfigError(f"{path}: {where}: environment variable {name} is not set (or write ${{{name}:-default}})")
+
+    return expand_env(value, os.environ, refuse)
 
 
 def _read_yaml(path: Path) -> Any:
