@@ -148,7 +148,7 @@ class Error(msgspec.Struct, frozen=True, kw_only=True, tag="error"):
 Frame = Accepted | Busy | Chunk | Result | ResultPart | Heartbeat | Done | Error
 
 
-CancelReason = Literal["client_gone", "deadline", "stalled"]
+CancelReason = Literal["client_gone", "deadline"]
 
 # Liveness probes are empty NATS requests. A worker asked on its control subject answers (being
 # there is the answer); a caller asked on an attempt's inbox says whether it still waits for it.
@@ -162,12 +162,14 @@ WORKER_UNRESPONSIVE = "worker_unresponsive"  # the worker NATS handed the reques
 
 
 class Cancel(msgspec.Struct, frozen=True, kw_only=True):
-    """Stop an attempt. `stalled`: the provider missed the first-token or idle deadline (a failure
-    of the provider); `deadline`: the request's own time budget, which its client may have chosen,
-    ran out (not the provider's failure); `client_gone`: nobody is listening any more."""
+    """Stop an attempt. `deadline`: the caller stopped waiting, and `stalled` says whether because
+    the provider missed the first-token or idle deadline (its failure) or because the request's
+    own budget, which its client may have chosen, ran out; `client_gone`: nobody listens any more.
+    (`stalled` is a field, not a third reason, so that workers from before it still obey.)"""
 
     attempt: str
     reason: CancelReason
+    stalled: bool = False
 
 
 OutcomeKind = Literal[

@@ -53,7 +53,7 @@ from shared.metrics import ProviderMetrics
 log = logs.get("worker")
 
 SHUTDOWN = "shutdown"  # the cancel message of attempts cut short by the worker's own stop
-_CANCEL_OUTCOMES: dict[str, OutcomeKind] = {"stalled": "timeout", "deadline": "deadline"}
+STALLED = "stalled"  # the cancel message when the caller says the provider missed a deadline
 
 
 @dataclass
@@ -224,8 +224,8 @@ class Worker:
         except (msgspec.ValidationError, msgspec.DecodeError):
             return
         task = self._attempts.get(cancel.attempt)
-        if task is not None:
-            task.cancel(cancel.reason)  # the attempt's own task logs it, with the request's id
+        if task is not None:  # the attempt's own task logs it, with the request's id
+            task.cancel(STALLED if cancel.stalled else cancel.reason)
 
     async def _serve(self, order: WorkOrder, slots: Slots, request_id: str) -> None:
         tracing.bind(request_id, provider=order.provider)
@@ -234,11 +234,13 @@ class Worker:
         started = time.monotonic()
         report = BackendReport(kind="cancelled", status=499)
         waiting = True
+        calling_since: float | None = None
         try:
             async with slots.semaphore:
                 slots.queued -= 1
                 waiting = False
                 slots.running += 1
+                calling_since = time.monotonic()
                 try:
                     spec = self._config.providers[order.provider]
                     async with _until(order.request.deadline):
@@ -247,7 +249,7 @@ class Worker:
                     slots.running -= 1
         except TimeoutError:
             # The caller's whole-request deadline passed: it has already given up; stop the backend.
-            report = BackendReport(kind="deadline", status=504)
+            report = BackendReport(kind=self._deadline_kind(sender, calling_since), status=504)
             await self._fail(sender, order, 504, "timeout", "deadline_exceeded",
                              "the request did not finish within its deadline")
         except Exception as e:  # a bug or an input nobody foresaw must still end the stream
@@ -256,9 +258,13 @@ class Worker:
             await self._fail(sender, order, 502, "upstream_error", "worker_error",
                              f"the {order.provider} worker failed on this request ({type(e).__name__})")
         except asyncio.CancelledError as e:
-            # The caller's reason travels as the cancel message: only a stall counts against the
-            # provider, not the request's own deadline nor a client that went away.
-            report = BackendReport(kind=_CANCEL_OUTCOMES.get(e.args[0] if e.args else "", "cancelled"), status=499)
+            # The caller's reason travels as the cancel message: a stall counts against the provider,
+            # a client that went away does not, and the request's own deadline only after a silence.
+            reason = e.args[0] if e.args else ""
+            kind: OutcomeKind = "timeout" if reason == STALLED else "cancelled"
+            if reason == "deadline":
+                kind = self._deadline_kind(sender, calling_since)
+            report = BackendReport(kind=kind, status=499)
             if e.args == (SHUTDOWN,):
                 # The caller is still listening: tell it now (retryable before any content) rather
                 # than let it wait out its idle deadline.
@@ -273,6 +279,14 @@ class Worker:
             outcome = await self._publish_outcome(order, report, time.monotonic() - started)
             self.telemetry.record(outcome)
             self.telemetry.log_outcome(outcome)
+
+    def _deadline_kind(self, sender: FrameSender, calling_since: float | None) -> OutcomeKind:
+        """The request's own deadline ended the attempt. That is the client's choice (an SDK
+        `timeout=2` against a slow provider), unless the backend had said nothing for as long as
+        a first token may take: a wedged backend answers every request with a heartbeat-kept
+        silence until its deadline, and must still open its circuit."""
+        silent_s = 0.0 if calling_since is None or sender.content_sent else time.monotonic() - calling_since
+        return "timeout" if silent_s >= self._config.runtime.deadlines.first_token_s else "deadline"
 
     async def _fail(self, sender: FrameSender, order: WorkOrder, status: int, type_: str, code: str,
                     message: str) -> None:

@@ -13,6 +13,7 @@ from services.simulator.knobs import Knobs
 from services.simulator.server import SimulatorSettings, start_simulator
 from services.workers.http import BackendHttp
 from shared.client import new_id
+from shared.config import RuntimeFile
 from tests.contract.harness import BACKENDS, Backend, Harness
 
 TOKENS = 5
@@ -34,7 +35,8 @@ async def make_harness(nats_url: str, backend: Backend, monkeypatch: pytest.Monk
     http = BackendHttp()
     started: list[Any] = []
 
-    async def make(key: str | None = "default", base_url: str | None = None, **overrides: Any) -> Harness:
+    async def make(key: str | None = "default", base_url: str | None = None, runtime: RuntimeFile | None = None,
+                   **overrides: Any) -> Harness:
         sim = await start_simulator(SimulatorSettings(backend.flavor, (backend.backend_model,),  # type: ignore[arg-type]
                                                       Knobs(tokens=TOKENS), api_key=backend.api_key))
         started.append(sim)
@@ -43,7 +45,8 @@ async def make_harness(nats_url: str, backend: Backend, monkeypatch: pytest.Monk
                 monkeypatch.delenv(backend.env_var, raising=False)
             else:
                 monkeypatch.setenv(backend.env_var, backend.api_key if key == "default" else key)
-        harness = Harness(nc, backend, sim, f"p{new_id()}", backend.spec(base_url or sim.url, **overrides), http)
+        harness = Harness(nc, backend, sim, f"p{new_id()}", backend.spec(base_url or sim.url, **overrides), http,
+                          runtime)
         await harness.start()
         started.append(harness)
         return harness

@@ -108,13 +108,13 @@ class Reply:
 
 class Harness:
     def __init__(self, nc: Client, backend: Backend, sim: Simulator | None, provider: str, spec: ProviderSpec,
-                 http: BackendHttp) -> None:
+                 http: BackendHttp, runtime: RuntimeFile | None = None) -> None:
         self.nc = nc
         self.backend = backend
         self._sim = sim
         self.provider = provider
         config = Config(directory=Path("."), providers={provider: spec}, mappings=ModelMappingsFile(),
-                        runtime=RuntimeFile())
+                        runtime=runtime or RuntimeFile())
         self.worker = Worker(nc, config, [provider], http)
         self._spec = spec
 
@@ -168,8 +168,9 @@ class Harness:
         accepted, sub = await self.open(kind, body, stream, chunk_batches=chunk_batches)
         return await self.frames(accepted, sub, timeout_s=timeout_s)
 
-    async def cancel(self, accepted: Accepted, reason: CancelReason = "client_gone") -> None:
-        await self.nc.publish(accepted.control, encode(Cancel(attempt=accepted.attempt, reason=reason)))
+    async def cancel(self, accepted: Accepted, reason: CancelReason = "client_gone", stalled: bool = False) -> None:
+        await self.nc.publish(accepted.control, encode(Cancel(attempt=accepted.attempt, reason=reason,
+                                                              stalled=stalled)))
 
     async def models(self) -> ModelList:
         reply = await self.nc.request(subjects.models(self.provider), b"", timeout=5)

@@ -21,6 +21,7 @@ import pytest
 
 from services.simulator.openai_wire import DEFAULT_DIMENSIONS
 from shared import subjects
+from shared.config import RuntimeFile
 from shared.messages import CancelReason, Chunk, Done, Error, outcome_decoder
 from tests.contract.conftest import TOKENS, MakeHarness
 from tests.contract.harness import BACKENDS, PUBLIC_MODEL, Backend, Harness
@@ -229,18 +230,36 @@ async def test_cancel_closes_the_backend_connection(harness: Harness) -> None:
 
 
 @only(lambda b: b.id == "vllm")
-@pytest.mark.parametrize(("reason", "kind"), [("stalled", "timeout"), ("deadline", "deadline"),
-                                              ("client_gone", "cancelled")])
+@pytest.mark.parametrize(("reason", "stalled", "kind"), [("deadline", True, "timeout"), ("deadline", False, "deadline"),
+                                                         ("client_gone", False, "cancelled")])
 async def test_a_cancels_reason_decides_whether_it_counts_against_the_provider(
-        harness: Harness, reason: CancelReason, kind: str) -> None:
+        harness: Harness, reason: CancelReason, stalled: bool, kind: str) -> None:
     harness.sim.set_knobs(tokens=10_000, itl_ms=10)
     outcomes = await harness.nc.subscribe(subjects.outcome(harness.provider))
     accepted, sub = await harness.open("chat", chat(stream=True), stream=True)
     await harness.frames(accepted, sub, limit=1)
-    await harness.cancel(accepted, reason)
+    await harness.cancel(accepted, reason, stalled)
     outcome = outcome_decoder.decode((await outcomes.next_msg(timeout=5)).data)
     assert outcome.kind == kind
-    assert outcome.upstream_failure == (reason == "stalled")
+    assert outcome.upstream_failure == stalled
+    await outcomes.unsubscribe()
+    await sub.unsubscribe()
+
+
+@only(lambda b: b.id == "vllm")
+@pytest.mark.parametrize(("silent_s", "kind"), [(0.0, "deadline"), (0.6, "timeout")])
+async def test_a_deadline_after_a_first_tokens_worth_of_silence_counts_against_the_provider(
+        make_harness: MakeHarness, silent_s: float, kind: str) -> None:
+    """A wedged backend is silent until every request's own deadline: that must still count.
+    A client's short deadline against a backend that has not been silent long does not."""
+    harness = await make_harness(runtime=RuntimeFile.model_validate({"deadlines": {"first_token_s": 0.5}}))
+    harness.sim.set_knobs(hang=True)
+    outcomes = await harness.nc.subscribe(subjects.outcome(harness.provider))
+    accepted, sub = await harness.open("chat", chat())
+    await asyncio.sleep(silent_s)  # the silence being measured, not a wait for readiness
+    await harness.cancel(accepted, "deadline")
+    outcome = outcome_decoder.decode((await outcomes.next_msg(timeout=5)).data)
+    assert outcome.kind == kind
     await outcomes.unsubscribe()
     await sub.unsubscribe()
 
