@@ -80,6 +80,8 @@ ContentFrame = Chunk | Result | Done | Error
 
 _nuid = NUID()
 LIVENESS_PROBE_TIMEOUT_S = 1.0
+# The router's "nothing left to try": after a provider's own error, that error says more.
+_NOTHING_LEFT = ("no_provider_available", CONTEXT_LENGTH_EXCEEDED)
 
 
 def new_id() -> str:
@@ -147,12 +149,14 @@ class InferenceClient:
     def call(self, *, kind: RequestKind, model: str, body: dict[str, Any], stream: bool,
              timeout_s: float | None = None, capability: str | None = None,
              request_id: str | None = None, client_request_id: str | None = None,
-             scope: str | None = None) -> Call:
+             scope: str | None = None, chunk_batches: bool = False) -> Call:
+        """`chunk_batches`: the consumer reads `Chunk.more` (see `Chunk.payloads`), so a worker may
+        send a backlog of chunks as one frame; off, every frame holds one chunk in `data`."""
         total = min(timeout_s, self.deadlines.total_s) if timeout_s else self.deadlines.total_s
         request = InferenceRequest(
             id=request_id or new_id(), attempt="", kind=kind, model=model, body=body, stream=stream,
             deadline=time.time() + total, capability=capability, client_request_id=client_request_id,
-            scope=scope or self._scope, chunk_batches=True,
+            scope=scope or self._scope, chunk_batches=chunk_batches,
         )
         return Call(self, request, time.monotonic() + total)
 
@@ -180,18 +184,18 @@ class InferenceClient:
         if isinstance(frame, Accepted):
             await self._cancel(frame.control, frame.attempt, "deadline")
 
-    async def _worker_gone(self, control: str) -> bool:
+    async def _worker_gone(self, control: str, timeout_s: float) -> bool:
         try:
-            await self._nc.request(control, b"", timeout=LIVENESS_PROBE_TIMEOUT_S)
+            await self._nc.request(control, b"", timeout=timeout_s)
         except NoRespondersError:
             return True
         except Exception:
             return False
         return False
 
-    async def _cancel(self, control: str, attempt: str, reason: CancelReason) -> None:
+    async def _cancel(self, control: str, attempt: str, reason: CancelReason, stalled: bool = False) -> None:
         try:
-            await self._nc.publish(control, encode(Cancel(attempt=attempt, reason=reason)))
+            await self._nc.publish(control, encode(Cancel(attempt=attempt, reason=reason, stalled=stalled)))
         except Exception:
             pass
 
@@ -235,48 +239,59 @@ class Call:
         retries_left = self._client.deadlines.retry_budget
         context_fallback = self.request.context_fallback
         upstream: Error | None = None  # the last provider's own error, if we moved on from one
-        while True:
-            info = AttemptInfo(attempt=new_id())
-            self.attempts.append(info)
-            queue = self._client._register(info.attempt)
-            self._live = info
-            request = msgspec.structs.replace(
-                self.request, attempt=info.attempt, excluded=tuple(excluded), attempt_number=len(self.attempts),
-                context_fallback=context_fallback,
-            )
-            await self._client._publish(request)
-            final: Error | None = None
-            async for frame in self._attempt_frames(info, queue):
-                if isinstance(frame, Error):
-                    final = frame
-                    break
-                if self.first_content_at is None:
-                    self.first_content_at = time.monotonic()
-                yield frame
-                if isinstance(frame, Done | Result):
-                    info.status = 200
-                    self._finish(info)
+        troubled: set[str] = set()  # providers one of whose workers died or hung on this request
+        try:
+            while True:
+                info = AttemptInfo(attempt=new_id())
+                self.attempts.append(info)
+                queue = self._client._register(info.attempt)
+                self._live = info
+                request = msgspec.structs.replace(
+                    self.request, attempt=info.attempt, excluded=tuple(excluded), attempt_number=len(self.attempts),
+                    context_fallback=context_fallback,
+                )
+                await self._client._publish(request)
+                final: Error | None = None
+                async for frame in self._attempt_frames(info, queue):
+                    if isinstance(frame, Error):
+                        final = frame
+                        break
+                    if self.first_content_at is None:
+                        self.first_content_at = time.monotonic()
+                    yield frame
+                    if isinstance(frame, Done | Result):
+                        info.status = 200
+                        self._finish(info)
+                        return
+                assert final is not None
+                info.status, info.error = final.status, final.error.message
+                context_retry = final.error.code == CONTEXT_LENGTH_EXCEEDED and final.provider is not None
+                retry = ((final.retryable or context_retry) and self.first_content_at is None and retries_left > 0
+                         and final.provider is not None and time.monotonic() < self._deadline)
+                if info.control and final.seq == -1:
+                    # An error we made up (a deadline, lost frames): the worker may still be generating.
+                    await self._client._cancel(info.control, info.attempt, "deadline", stalled=info.stalled)
+                self._finish(info)
+                if not retry:
+                    # The router's "nothing else to try" (no other provider, no larger model) says less
+                    # than the provider's own error did: a 429 keeps its Retry-After, a 504 stays a 504.
+                    nothing_left = final.provider is None and final.seq == 0 and final.error.code in _NOTHING_LEFT
+                    yield upstream if upstream is not None and nothing_left else final
                     return
-            assert final is not None
-            info.status, info.error = final.status, final.error.message
-            context_retry = final.error.code == CONTEXT_LENGTH_EXCEEDED and final.provider is not None
-            retry = ((final.retryable or context_retry) and self.first_content_at is None and retries_left > 0
-                     and final.provider is not None and time.monotonic() < self._deadline)
-            if info.control and final.seq == -1:
-                # An error we made up (a deadline, lost frames): the worker may still be generating.
-                await self._client._cancel(info.control, info.attempt, "stalled" if info.stalled else "deadline")
-            self._finish(info)
-            if not retry:
-                # The router's "nothing else to try" (no other provider, no larger model) says less
-                # than the provider's own error did: a 429 keeps its Retry-After, a 504 stays a 504.
-                yield upstream if upstream is not None and final.provider is None else final
-                return
-            retries_left -= 1
-            upstream = final
-            if context_retry:
-                context_fallback += 1
-            elif final.error.code not in (WORKER_GONE, WORKER_UNRESPONSIVE):  # its other workers may serve it
-                excluded.append(final.provider)  # type: ignore[arg-type]
+                retries_left -= 1
+                upstream = final
+                provider: str = final.provider  # type: ignore[assignment]  # retry implies a provider
+                if context_retry:
+                    context_fallback += 1
+                elif final.error.code in (WORKER_GONE, WORKER_UNRESPONSIVE) and provider not in troubled:
+                    troubled.add(provider)  # its other workers may serve it; twice, and it is the request
+                else:
+                    excluded.append(provider)
+        finally:
+            if self._live is not None:
+                # Closed before its end outside `async with` (say, a response that was never
+                # sent): the attempt must not stay registered, or its worker is told "still wanted".
+                await self.__aexit__(None, None, None)
 
     def _finish(self, info: AttemptInfo) -> None:
         info.ended = time.monotonic()
@@ -313,7 +328,8 @@ class Call:
                 now = time.monotonic()
                 if now < wait_until:  # the probe's turn, or a timer that fired early (uvloop rounds to ms)
                     if info.control is not None and now >= probe_at:
-                        if await self._client._worker_gone(info.control):
+                        probe_timeout = min(LIVENESS_PROBE_TIMEOUT_S, max(0.05, wait_until - now))
+                        if await self._client._worker_gone(info.control, probe_timeout):
                             yield self._worker_gone_error(info)
                             return
                         probe_at = time.monotonic() + deadlines.liveness_s

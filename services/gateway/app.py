@@ -166,7 +166,8 @@ def create_app(config: Config, nats_url: str | None = None, *, host: str = "127.
             None if parsed.stream else client_timeout(request.headers.get("x-stainless-read-timeout")))
         call = client.call(kind=kind, model=parsed.model, body=parsed.body, stream=parsed.stream, timeout_s=timeout_s,
                            capability=parsed.capability, request_id=request_id, client_request_id=echo_id,
-                           scope=_signed_scope(bus_secret, principal, timeout_s or config.runtime.deadlines.total_s))
+                           scope=_signed_scope(bus_secret, principal, timeout_s or config.runtime.deadlines.total_s),
+                           chunk_batches=True)
         frames = aiter(call)
         first: ContentFrame | None = None
         try:
@@ -182,9 +183,9 @@ def create_app(config: Config, nats_url: str | None = None, *, host: str = "127.
             headers["x-aiub-provider"] = call.provider
         if isinstance(first, Error):
             await _record(state, call, started, first.status)
+            failed_at = first.provider or call.provider  # a provider's own error may outlive its attempt
             return _error_response(first.status, first.error, response_id, first.retry_after,
-                                   {**admission.headers, **({"x-aiub-provider": call.provider} if call.provider
-                                                            else {})})
+                                   {**admission.headers, **({"x-aiub-provider": failed_at} if failed_at else {})})
         if isinstance(first, Result):
             data = bytes(first.data)
             await _settle(policies, admission, CachedAnswer(kind="result", body=data, provider=call.provider or ""),

@@ -163,8 +163,10 @@ class Router:
                 # attempt. The caller retries with a new attempt instead, so a late Accepted for
                 # this one is stale and cancelled, and NATS picks the queue group's worker anew.
                 log.warning("dispatch_timed_out", model=request.model, provider=target.provider, timeout_s=timeout)
+                # seq -1, like an error a caller makes up itself: a caller whose Accepted came first
+                # cancels that worker (older callers do not know this code).
                 await self._nc.publish(reply, encode(Error(
-                    attempt=request.attempt, seq=0, status=503, retryable=True, provider=target.provider,
+                    attempt=request.attempt, seq=-1, status=503, retryable=True, provider=target.provider,
                     error=ErrorBody(message=f"a {target.provider} worker took the request and did not answer "
                                             f"within {timeout:g} s", type="service_unavailable",
                                     code=WORKER_UNRESPONSIVE))))
