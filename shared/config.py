@@ -272,12 +272,9 @@ class LimitSettings(_Strict):
 
 class GatewaySettings(_Strict):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
-    # A body that trickles in slower than this is a 408: a stalled upload holds a connection.
+    # A body that stops arriving for this long is a 408: a stalled upload holds a connection.
     body_timeout_s: float = Field(default=30.0, gt=0)
     max_messages: int = Field(default=2048, gt=0)
-    # Deeper JSON is refused: nothing in an OpenAI request nests this far, and recursive code
-    # (the cache key) must not meet a body built to exhaust the stack.
-    max_json_depth: int = Field(default=64, gt=0)
     cors_origins: tuple[str, ...] = ()  # CORS is off unless origins are listed
 
 

@@ -9,15 +9,9 @@ from fastapi import Request
 from shared.errors import BadRequest, PayloadTooLarge, RequestTimeout
 
 
-async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
-    try:
-        async with asyncio.timeout(timeout_s):
-            return await _read(request, limit)
-    except TimeoutError:
-        raise RequestTimeout(f"the request body did not arrive within {timeout_s:g} s") from None
-
-
-async def _read(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int, idle_timeout_s: float) -> bytes:
+    """`idle_timeout_s` bounds each wait for more of the body, not the whole upload: a large body
+    on a slow link is fine, a stalled one is a 408."""
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
@@ -28,7 +22,15 @@ async def _read(request: Request, limit: int) -> bytes:
             raise PayloadTooLarge(f"the request body is {size} bytes; the limit is {limit}")
     parts: list[bytes] = []
     received = 0
-    async for part in request.stream():
+    stream = request.stream()
+    while True:
+        try:
+            async with asyncio.timeout(idle_timeout_s):
+                part = await anext(stream, None)
+        except TimeoutError:
+            raise RequestTimeout(f"the request body stopped arriving for {idle_timeout_s:g} s") from None
+        if part is None:
+            break
         received += len(part)
         if received > limit:  # chunked uploads announce no length: count as they arrive
             raise PayloadTooLarge(f"the request body exceeds the limit of {limit} bytes")

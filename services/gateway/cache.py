@@ -20,6 +20,7 @@ from typing import Any, Literal
 import msgspec
 
 from shared.config import CacheSettings
+from shared.errors import BadRequest
 from shared.sse import DONE_EVENT, event
 
 # Fields that describe the caller or the transport, not the answer.
@@ -41,10 +42,14 @@ def _normalise(value: Any) -> Any:
 
 
 def cache_key(kind: str, body: dict[str, Any], tenant: str) -> str:
-    """A stable hex digest of everything that shapes the answer, scoped to `tenant`."""
+    """A stable hex digest of everything that shapes the answer, scoped to `tenant`. A body nested
+    too deeply for `_normalise`'s recursion is a bad request (the walk is the price of the key)."""
     relevant = {k: v for k, v in body.items() if k not in IGNORED_FIELDS}
     relevant["stream"] = body.get("stream") is True  # absent and false are the same request
-    canonical = _encode_sorted(_normalise(relevant))
+    try:
+        canonical = _encode_sorted(_normalise(relevant))
+    except RecursionError:
+        raise BadRequest("the request body nests too deeply", param="body") from None
     digest = hashlib.sha256(KEY_VERSION)
     for part in (kind.encode(), tenant.encode(), canonical):
         digest.update(len(part).to_bytes(8, "big"))  # length-prefixed: no two part lists hash alike

@@ -84,6 +84,10 @@ def limited_protocol(max_header_bytes: int, max_headers: int, header_timeout_s: 
 
         def _headers_too_slow(self) -> None:
             self._header_timer = None
+            if self.cycle is not None and not self.cycle.response_complete:
+                # A pipelined request began while an answer still streams: judge it after that.
+                self._header_timer = self.loop.call_later(header_timeout_s, self._headers_too_slow)
+                return
             if self._in_headers and not self.transport.is_closing():
                 self.transport.write(too_slow)
                 self.transport.close()

@@ -13,6 +13,7 @@ from services.gateway.cache import (
 )
 from services.gateway.cache_store import MemoryStore
 from shared.config import CacheSettings
+from shared.errors import BadRequest
 
 BODY: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "temperature": 0.2,
                         "max_tokens": 10}
@@ -133,3 +134,12 @@ def test_memory_store_evicts_the_least_recently_used() -> None:
     assert store.get_now("b") is None
     assert store.get_now("a") == b"1" and store.get_now("c") == b"3"
     assert len(store) == 2
+
+
+def test_a_body_too_deep_to_key_is_a_bad_request_not_a_crash() -> None:
+    deep: object = "x"
+    for _ in range(5_000):
+        deep = [deep]
+    with pytest.raises(BadRequest) as refused:
+        cache_key("chat", {"model": "m", "messages": [{"role": "user", "content": "x"}], "x": deep}, "t")
+    assert refused.value.param == "body"
