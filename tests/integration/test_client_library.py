@@ -19,6 +19,7 @@ from shared import subjects
 from shared.client import InferenceClient
 from shared.config import Deadlines
 from shared.messages import (
+    WORKER_UNRESPONSIVE,
     Accepted,
     Cancel,
     Chunk,
@@ -204,6 +205,52 @@ async def test_retryable_error_before_content_retries_elsewhere_and_drops_stale_
     assert bytes(frames[0].data) == b'{"ok":true}'
     assert [r.excluded for r in seen] == [(), ("bad",)]
     assert len({r.attempt for r in seen}) == 2
+
+
+def _fails_first(status: int, then: Script) -> Script:
+    async def script(nc: Client, request: InferenceRequest, reply: str) -> None:
+        if request.attempt_number == 1:
+            await nc.publish(reply, accepted(request, provider="bad"))
+            await nc.publish(reply, encode(Error(attempt=request.attempt, seq=1, status=status, retryable=True,
+                                                 provider="bad", error=ErrorBody(message="busy", type="x"))))
+            return
+        await then(nc, request, reply)
+    return script
+
+
+async def test_with_nothing_left_to_try_the_caller_gets_the_providers_error(nc: Client) -> None:
+    async def router_refuses(nc: Client, request: InferenceRequest, reply: str) -> None:
+        await nc.publish(reply, encode(Error(attempt=request.attempt, seq=0, status=503, error=ErrorBody(
+            message="bad (already tried)", type="service_unavailable", code="no_provider_available"))))
+
+    await play(nc, _fails_first(429, router_refuses))
+    frames = await collect(await InferenceClient.start(nc, FAST))
+    assert isinstance(frames[-1], Error) and (frames[-1].status, frames[-1].provider) == (429, "bad")
+
+
+async def test_a_failure_of_the_retry_itself_is_not_replaced_by_the_earlier_error(nc: Client) -> None:
+    async def nobody_accepts(nc: Client, request: InferenceRequest, reply: str) -> None:
+        return None
+
+    await play(nc, _fails_first(500, nobody_accepts))
+    frames = await collect(await InferenceClient.start(nc, FAST))
+    assert isinstance(frames[-1], Error) and frames[-1].status == 504  # not the first attempt's 500
+
+
+async def test_a_worker_that_dies_keeps_its_provider_once_not_twice(nc: Client) -> None:
+    async def dies_twice(nc: Client, request: InferenceRequest, reply: str) -> None:
+        if request.attempt_number <= 2:
+            await nc.publish(reply, encode(Error(attempt=request.attempt, seq=-1, status=503, retryable=True,
+                                                 provider="p", error=ErrorBody(message="hung", type="x",
+                                                                               code=WORKER_UNRESPONSIVE))))
+            return
+        await nc.publish(reply, accepted(request))
+        await nc.publish(reply, encode(Result(attempt=request.attempt, seq=1, data=msgspec.Raw(b'{"ok":true}'))))
+
+    seen = await play(nc, dies_twice)
+    frames = await collect(await InferenceClient.start(nc, FAST), stream=False)
+    assert isinstance(frames[-1], Result)
+    assert [r.excluded for r in seen] == [(), (), ("p",)]  # its other workers first, then not the request
 
 
 async def test_non_retryable_error_is_final(nc: Client) -> None:
