@@ -21,7 +21,7 @@ from typing import Any
 
 import msgspec
 
-from services.workers.adapters.base import StreamBroken, Usage
+from services.workers.adapters.base import StreamBroken, StreamProgress, Usage
 from services.workers.adapters.openai_request import decode_object, field
 from services.workers.adapters.openai_shapes import ChunkWriter, chat_completion, tool_call
 from shared.sse import SSEParser
@@ -48,19 +48,13 @@ def _error_text(obj: dict[str, Any]) -> str:
     return str(error)
 
 
-class AnthropicStream:
+class AnthropicStream(StreamProgress):
     def __init__(self, writer: ChunkWriter, include_usage: bool) -> None:
+        super().__init__()
         self._writer = writer
         self._include_usage = include_usage
         self._parser = SSEParser()
         self._tool_index: dict[int, int] = {}  # content block index → OpenAI tool call index
-        self._done = False
-        self.usage = Usage()
-        self.content_events = 0
-
-    @property
-    def finished(self) -> bool:
-        return self._done
 
     def feed(self, raw: bytes) -> list[bytes]:
         out: list[bytes] = []

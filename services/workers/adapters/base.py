@@ -52,6 +52,20 @@ class Usage:
     completion_tokens: int = 0
 
 
+class StreamProgress:
+    """What every stream translator keeps: the usage so far, how many content events it made,
+    and whether the backend's end marker came (`_done`, set by the translator)."""
+
+    def __init__(self) -> None:
+        self.usage = Usage()
+        self.content_events = 0
+        self._done = False
+
+    @property
+    def finished(self) -> bool:
+        return self._done
+
+
 class StreamTranslator(Protocol):
     usage: Usage
     content_events: int

@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from services.workers.adapters.base import StreamBroken, Usage
+from services.workers.adapters.base import StreamBroken, StreamProgress, Usage
 from services.workers.adapters.openai_request import decode_object, field
 from services.workers.adapters.openai_shapes import (
     ChunkWriter,
@@ -78,21 +78,15 @@ class NDJSONLines:
         return [decode_object(line, "NDJSON line") for line in lines if line.strip()]
 
 
-class OllamaStream:
+class OllamaStream(StreamProgress):
     def __init__(self, writer: ChunkWriter, include_usage: bool, call_seed: str) -> None:
+        super().__init__()
         self._writer = writer
         self._include_usage = include_usage
         self._seed = call_seed
         self._lines = NDJSONLines()
         self._role_sent = writer.kind != "chat"
         self._tool_calls = 0
-        self._done = False
-        self.usage = Usage()
-        self.content_events = 0
-
-    @property
-    def finished(self) -> bool:
-        return self._done
 
     def feed(self, raw: bytes) -> list[bytes]:
         out: list[bytes] = []

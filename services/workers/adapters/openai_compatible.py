@@ -20,7 +20,7 @@ from typing import Any
 
 import msgspec
 
-from services.workers.adapters.base import BackendRequest, StreamBroken, Usage
+from services.workers.adapters.base import BackendRequest, StreamBroken, StreamProgress, Usage
 from services.workers.adapters.openai_request import backend_error_message, decode_object
 from services.workers.adapters.openai_shapes import usage_object, wants_usage
 from shared.config import ProviderSpec
@@ -59,22 +59,16 @@ def _has_content(obj: dict[str, Any]) -> bool:
     return False
 
 
-class OpenAIStream:
+class OpenAIStream(StreamProgress):
     def __init__(self, public_model: str, backend_model: str, chat: bool = True, include_usage: bool = False,
                  count_usage: bool = False) -> None:
+        super().__init__()
         self._parser = SSEParser()
         self._rename = public_model if public_model != backend_model else None
         self._needs_role = chat
         self._count = count_usage and include_usage
         self._saw_usage = False
         self._last: dict[str, Any] | None = None
-        self.usage = Usage()
-        self.content_events = 0
-        self._done = False
-
-    @property
-    def finished(self) -> bool:
-        return self._done
 
     def feed(self, raw: bytes) -> list[bytes]:
         out: list[bytes] = []
