@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from shared.processes import die_with_parent
+from shared.processes import die_with_parent, stop_process
 
 MAX_PAYLOAD = 8 * 1024 * 1024
 
@@ -74,14 +74,8 @@ class EmbeddedNats:
         return self
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        if self.process is not None:
+            stop_process(self.process, 5)
 
     def __enter__(self) -> EmbeddedNats:
         return self.start()

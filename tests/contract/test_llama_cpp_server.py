@@ -33,7 +33,7 @@ from services.workers.http import BackendHttp
 from shared.client import new_id
 from shared.embedded_nats import free_port, wait_for_port
 from shared.messages import Done
-from shared.processes import die_with_parent
+from shared.processes import die_with_parent, stop_process
 from tests.contract.harness import PUBLIC_MODEL, Backend, Harness
 from tests.contract.tiny_gguf import EOS_TOKEN, N_EMBD, write_tiny_llama
 from tests.support.processes import wait_until
@@ -69,12 +69,7 @@ class Server:
             return False
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process, 10)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from shared.embedded_nats import free_port
-from shared.processes import die_with_parent
+from shared.processes import die_with_parent, stop_process
 from tests.support.processes import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,12 +42,7 @@ def litellm_stack(tmp_path_factory: pytest.TempPathFactory, nats_url: str) -> It
         wait_until(up_now, 60, "aiub up with the LiteLLM config", interval_s=0.1)
         yield f"http://127.0.0.1:{port}", log
     finally:
-        up.send_signal(signal.SIGINT)
-        try:
-            up.wait(20)
-        except subprocess.TimeoutExpired:
-            up.kill()
-            up.wait()
+        stop_process(up, 20, signal.SIGINT)
 
 
 @pytest.mark.parametrize("model", ["llama3.1:8b", "qwen-coder", "llama-cpp-native", "dolphin-mistral"])

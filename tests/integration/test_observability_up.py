@@ -18,7 +18,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from shared.embedded_nats import free_port
-from shared.processes import die_with_parent
+from shared.processes import die_with_parent, stop_process
 from tests.support.processes import wait_until
 
 
@@ -44,12 +44,7 @@ def up(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tupl
         assert process.poll() is None, out.read_text()
         yield state, port, out.read_text().splitlines()
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, 20, signal.SIGINT)
 
 
 def test_every_service_gets_a_metrics_port_that_serves(up: tuple[Path, int, list[str]]) -> None:

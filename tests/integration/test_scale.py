@@ -27,7 +27,7 @@ from shared import subjects
 from shared.client import InferenceClient
 from shared.embedded_nats import free_port, server_binary, wait_for_port
 from shared.messages import Result
-from shared.processes import die_with_parent
+from shared.processes import die_with_parent, stop_process
 from tests.support.processes import wait_until
 
 REQUESTS = 300
@@ -95,12 +95,7 @@ def scaled_stack(tmp_path: Path, monitored_nats: Monitored) -> Iterator[Path]:
         wait_until(up_and_subscribed, 45, "aiub up with 2 routers and 3 workers subscribed", interval_s=0.1)
         yield state
     finally:
-        up.send_signal(signal.SIGINT)
-        try:
-            up.wait(20)
-        except subprocess.TimeoutExpired:
-            up.kill()
-            up.wait()
+        stop_process(up, 20, signal.SIGINT)
 
 
 async def _send_all(url: str) -> tuple[collections.Counter[str], list[Any]]:

@@ -20,7 +20,7 @@ import httpx
 import yaml
 
 from shared.embedded_nats import free_port, wait_for_port
-from shared.processes import die_with_parent
+from shared.processes import die_with_parent, stop_process
 
 
 def wait_until(condition: Callable[[], bool], deadline_s: float, what: str, interval_s: float = 0.02) -> None:
@@ -79,13 +79,7 @@ class Process:
         self.popen.wait(10)
 
     def stop(self) -> None:
-        if self.alive:
-            self.popen.terminate()
-            try:
-                self.popen.wait(10)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
+        stop_process(self.popen, 10)
 
 
 class Simulator:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from shared.embedded_nats import free_port, wait_for_port
-from shared.processes import die_with_parent
+from shared.processes import die_with_parent, stop_process
 
 
 class RedisServer:
@@ -44,13 +44,8 @@ class RedisServer:
         return self
 
     def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(5)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+        if self._process is not None:
+            stop_process(self._process, 5)
 
 
 # tests/conftest.py moves a user's REDIS_URL here at start: services a test spawns then never
