@@ -57,6 +57,8 @@ def stack(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
     s.worker("ollama", "vllm", "anthropic")
     s.gateway()
     try:
+        for model in ("llama3.1:8b", "qwen-coder", "claude-sonnet"):  # the worker subscribes after the gateway is up
+            s.wait_serving(model)
         yield s
     finally:
         s.stop()
