@@ -7,16 +7,18 @@
 ARG PYTHON_IMAGE=python:3.11.7-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-RUN python -m venv /opt/aiub
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    UV_PROJECT_ENVIRONMENT=/opt/aiub UV_PYTHON_DOWNLOADS=never UV_NO_CACHE=1 UV_COMPILE_BYTECODE=1
 WORKDIR /src
-# Dependencies first, exactly as locked (python deploy/lock.py), so code changes reuse this layer.
-COPY requirements.lock ./
-RUN /opt/aiub/bin/pip install --no-deps -r requirements.lock
-COPY pyproject.toml README.md ./
+# uv from its hashed pin; then the runtime part of uv.lock, exactly as locked (./dev lock),
+# before the code, so code changes reuse this layer. The test extra stays out of the image.
+COPY deploy/uv.txt ./deploy/uv.txt
+RUN pip install --require-hashes --no-deps -r deploy/uv.txt
+COPY pyproject.toml uv.lock README.md ./
+RUN uv sync --locked --no-install-project --no-editable --python /usr/local/bin/python3
 COPY shared ./shared
 COPY services ./services
-RUN /opt/aiub/bin/pip install --no-deps . && /opt/aiub/bin/pip check
+RUN uv sync --locked --no-editable --python /usr/local/bin/python3
 
 FROM ${PYTHON_IMAGE}
 RUN groupadd --system --gid 10001 aiub \

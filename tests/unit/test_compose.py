@@ -8,11 +8,13 @@ service has a healthcheck, and each service talks to NATS as its own user.
 from __future__ import annotations
 
 import fnmatch
-import importlib.util
 import os
 import re
+import shutil
 import subprocess
+import sys
 import tomllib
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -198,14 +200,20 @@ DOCKERFILE = (ROOT / "Dockerfile").read_text()
 def _ignored(path: str) -> bool:
     patterns = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
                 if line.strip() and not line.startswith("#")]
-    return any(fnmatch.fnmatch(path, p) or fnmatch.fnmatch(path.split("/")[0], p) for p in patterns)
+    ignored = False
+    for pattern in patterns:  # as Docker reads it: the last matching line wins, `!` re-includes
+        negated = pattern.startswith("!")
+        pattern = pattern.removeprefix("!")
+        if fnmatch.fnmatch(path, pattern) or fnmatch.fnmatch(path.split("/")[0], pattern):
+            ignored = not negated
+    return ignored
 
 
 def test_every_file_the_image_copies_exists_and_is_in_the_build_context() -> None:
     copies = [line.split()[1:-1] for line in DOCKERFILE.splitlines()
               if line.startswith("COPY ") and "--from=" not in line]
     sources = [s for sources in copies for s in sources]
-    assert {"requirements.lock", "pyproject.toml", "shared", "services", "config"} <= set(sources)
+    assert {"uv.lock", "deploy/uv.txt", "pyproject.toml", "shared", "services", "config"} <= set(sources)
     for source in sources:
         assert (ROOT / source).exists(), source
         assert not _ignored(source), f".dockerignore excludes {source}"
@@ -219,19 +227,58 @@ def test_the_image_is_slim_pinned_non_root_and_installs_from_the_lock() -> None:
     assert DOCKERFILE.count("FROM ${PYTHON_IMAGE}") == 2
     users = re.findall(r"^USER (\S+)$", DOCKERFILE, re.MULTILINE)
     assert users and users[-1].split(":")[0] not in ("root", "0")
-    assert "pip install --no-deps -r requirements.lock" in DOCKERFILE
+    assert "pip install --require-hashes --no-deps -r deploy/uv.txt" in DOCKERFILE
+    assert "uv sync --locked --no-editable" in DOCKERFILE
     assert 'ENTRYPOINT ["aiub"]' in DOCKERFILE
 
 
-def test_the_lock_pins_what_pyproject_pins_and_is_current() -> None:
-    lock = (ROOT / "requirements.lock").read_text()
-    pinned = dict(line.split("==") for line in lock.splitlines() if line and not line.startswith("#"))
+def _locked_versions() -> dict[str, str]:
+    lock = tomllib.loads((ROOT / "uv.lock").read_text())
+    return {package["name"]: package["version"] for package in lock["package"] if "version" in package}
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_the_lock_pins_what_pyproject_pins() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    for dependency in project["dependencies"]:
+    locked = _locked_versions()
+    for dependency in [*project["dependencies"], *project["optional-dependencies"]["test"]]:
         name, version = dependency.split("==")
-        assert pinned.get(re.sub(r"[-_.]+", "-", name).lower()) == version, dependency
-    spec = importlib.util.spec_from_file_location("deploy_lock", ROOT / "deploy" / "lock.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    assert lock == module.render(), "requirements.lock is stale: python deploy/lock.py > requirements.lock"
+        assert locked.get(_canonical(name)) == version, f"{dependency}: run ./dev lock"
+
+
+def test_the_lock_and_the_uv_bootstrap_are_current_without_asking_the_registry() -> None:
+    checked = subprocess.run([sys.executable, str(ROOT / "deploy" / "lock.py"), "--check"],
+                             capture_output=True, text=True, check=False)
+    assert checked.returncode == 0, checked.stderr
+
+
+def test_the_lock_check_catches_a_pin_the_lock_does_not_have(tmp_path: Path) -> None:
+    for name in ("pyproject.toml", "uv.lock", "README.md"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text(re.sub(r'"orjson==([^"]+)"', r'"orjson==\1.post99"', pyproject.read_text()))
+    uv = Path(sys.executable).with_name("uv")
+    checked = subprocess.run([str(uv), "lock", "--check", "--offline"], cwd=tmp_path,
+                             capture_output=True, text=True, check=False)
+    assert checked.returncode != 0
+
+
+def test_the_environment_holds_exactly_the_locked_versions() -> None:
+    locked = _locked_versions()
+    installed = {_canonical(d.metadata["Name"]): d.version for d in metadata.distributions()}
+    drift = {name: (version, locked[name]) for name, version in installed.items()
+             if name in locked and name != "aiub" and version != locked[name]}
+    assert drift == {}, "installed (version, locked): run ./dev setup"
+    assert {"pytest", "nats-py", "uv"} <= installed.keys()
+
+
+def test_the_bootstrap_pins_uv_at_its_locked_version_with_every_hash() -> None:
+    bootstrap = (ROOT / "deploy" / "uv.txt").read_text()
+    assert f"uv=={_locked_versions()['uv']} " in bootstrap
+    lock = tomllib.loads((ROOT / "uv.lock").read_text())
+    (uv,) = [package for package in lock["package"] if package["name"] == "uv"]
+    for artifact in [*uv["wheels"], uv["sdist"]]:
+        assert f"--hash={artifact['hash']}" in bootstrap
