@@ -18,12 +18,13 @@ Errors stop `aiub up` or misroute requests; warnings are worth reading. Exit cod
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from services.router.decision import Refusal, match_model
 from services.validate_structure import UNSET_VARIABLE, Parsed, Problem, expand_env, parse_documents, parse_yaml
-from shared.config import ModelMappingsFile, ProviderSpec
+from shared.config import ProviderSpec, provider_references
 from shared.litellm_import import LiteLLMImportError, import_litellm, is_litellm_config
 
 __all__ = ["Problem", "has_errors", "validate_directory", "validate_litellm"]
@@ -96,7 +97,7 @@ def check(parsed: Parsed, files: Mapping[str, str], environ: Mapping[str, str],
 
 def _references(parsed: Parsed, file: str, problems: list[Problem]) -> None:
     known = sorted(parsed.provider_names)
-    for path, name in references(parsed.mappings):
+    for path, name in provider_references(parsed.mappings):
         if name not in parsed.provider_names:
             close = difflib.get_close_matches(name, known, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
@@ -108,42 +109,13 @@ def _references(parsed: Parsed, file: str, problems: list[Problem]) -> None:
                                     f"set providers.{name}.status: active, or remove it here", "warning"))
 
 
-def references(m: ModelMappingsFile) -> Iterator[tuple[str, str]]:
-    """(key path, provider) for every provider a mapping names."""
-    for model, match in m.exact_matches.items():
-        yield f"exact_matches.{model}.provider", match.provider
-    for i, pattern in enumerate(m.patterns):
-        for name in pattern.targets:
-            yield f"patterns[{i}]", name
-    for cap, route in m.capabilities.items():
-        for name in route.providers:
-            yield f"capabilities.{cap}.providers", name
-    for model, chain in m.fallback_chains.items():
-        for name in chain:
-            yield f"fallback_chains.{model}", name
-    for model, lb in m.load_balancing.items():
-        for name in (*lb.providers, *lb.weights):
-            yield f"load_balancing.{model}", name
-    if m.default_provider is not None:
-        yield "default_provider", m.default_provider
-
-
 def route(parsed: Parsed, model: str) -> tuple[str, tuple[str, ...]] | None:
-    """(rule, providers) the router's name matching picks for `model` (services/router/decision.py)."""
-    m = parsed.mappings
-    if model in m.load_balancing:
-        return f"load_balancing.{model}", m.load_balancing[model].providers
-    if model in m.exact_matches:
-        return f"exact_matches.{model}", (m.exact_matches[model].provider,)
-    matching = sorted((p for p in m.patterns if p.matches(model)), key=lambda p: p.specificity, reverse=True)
-    if matching:
-        return f"patterns ({matching[0].pattern!r})", matching[0].targets
-    serving = tuple(name for name, spec in parsed.providers.items() if model in spec.models)
-    if serving:
-        return "providers' model lists", serving
-    if m.default_provider is not None:
-        return "default_provider", (m.default_provider,)
-    return None
+    """(rule, providers) the router's name matching picks for `model`: its own matcher
+    (services/router/decision.py), so the preview cannot drift from what the router does."""
+    found = match_model(parsed.mappings, parsed.providers, model, None)
+    if found is None or isinstance(found, Refusal):
+        return None
+    return found.rule, found.pool
 
 
 def _lists(parsed: Parsed, provider: str, model: str) -> bool:
@@ -258,7 +230,7 @@ def _providers(parsed: Parsed, file: str, environ: Mapping[str, str], problems: 
     if parsed.providers and not any(s.status == "active" for s in parsed.providers.values()):
         problems.append(Problem(file, "providers", "no provider is active: every request gets 503",
                                 "set status: active on at least one provider", "warning"))
-    routed = {name for _, name in references(parsed.mappings)}
+    routed = {name for _, name in provider_references(parsed.mappings)}
     for name, spec in parsed.providers.items():
         where = f"providers.{name}"
         _api_key(name, spec, file, environ, problems)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -324,30 +324,33 @@ class Config(BaseModel):
         return list(names)
 
 
-def unknown_provider_references(mappings: ModelMappingsFile, providers: Mapping[str, Any]) -> list[str]:
-    known = set(providers)
-    found: list[str] = []
-
-    def check(path: str, name: str | None) -> None:
-        if name is not None and name not in known:
-            found.append(f"{path}: unknown provider {name!r} (known: {', '.join(sorted(known))})")
-
+def provider_references(mappings: ModelMappingsFile) -> Iterator[tuple[str, str]]:
+    """(key path, provider) for every provider a mapping names. The one walk: the loader refuses
+    an unknown name, `aiub validate` reports it (services/validate.py)."""
     for model, match in mappings.exact_matches.items():
-        check(f"exact_matches.{model}.provider", match.provider)
+        yield f"exact_matches.{model}.provider", match.provider
     for i, pattern in enumerate(mappings.patterns):
         for name in pattern.targets:
-            check(f"patterns[{i}].providers", name)
+            yield f"patterns[{i}]", name
     for cap, route in mappings.capabilities.items():
         for name in route.providers:
-            check(f"capabilities.{cap}.providers", name)
+            yield f"capabilities.{cap}.providers", name
     for model, chain in mappings.fallback_chains.items():
         for name in chain:
-            check(f"fallback_chains.{model}", name)
+            yield f"fallback_chains.{model}", name
     for model, lb in mappings.load_balancing.items():
         for name in lb.providers:
-            check(f"load_balancing.{model}.providers", name)
-    check("default_provider", mappings.default_provider)
-    return found
+            yield f"load_balancing.{model}", name
+        for name in lb.weights:  # a typo here would leave the provider meant at weight 1
+            yield f"load_balancing.{model}.weights.{name}", name
+    if mappings.default_provider is not None:
+        yield "default_provider", mappings.default_provider
+
+
+def unknown_provider_references(mappings: ModelMappingsFile, providers: Mapping[str, Any]) -> list[str]:
+    known = ", ".join(sorted(providers))
+    return [f"{path}: unknown provider {name!r} (known: {known})"
+            for path, name in provider_references(mappings) if name not in providers]
 
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

@@ -33,7 +33,7 @@ from typing import Literal
 from services.router.load import LoadView
 from services.router.stats import UsageStats
 from services.router.strategies import Balancer, Candidate, rank
-from shared.config import CapabilityRoute, Config, Strategy
+from shared.config import CapabilityRoute, Config, ModelMappingsFile, ProviderSpec, Strategy
 from shared.messages import CONTEXT_LENGTH_EXCEEDED, InferenceRequest, ProviderState
 
 RoutedBy = Literal["exact", "pattern", "capability", "load_balancing", "default"]
@@ -74,44 +74,49 @@ class Plan:
 
 
 @dataclass(frozen=True)
-class _Match:
+class Match:
     pool: tuple[str, ...]
     routed_by: RoutedBy
     group: str  # the rule's name: the strategies' memory is per rule
+    rule: str  # where the rule is in the config, for people (`aiub validate` names it)
     strategy: Strategy = "round_robin"
     weights: Mapping[str, float] = field(default_factory=dict)
     capability: CapabilityRoute | None = None
     capability_name: str | None = None
 
 
-def _match(config: Config, model: str, capability: str | None) -> _Match | Refusal | None:
-    mappings = config.mappings
+def match_model(mappings: ModelMappingsFile, providers: Mapping[str, ProviderSpec], model: str,
+                capability: str | None) -> Match | Refusal | None:
+    """The rule that routes `model` (steps 1-6 above), a refusal for an unknown capability alias,
+    or None. `aiub validate` previews routes with this same function."""
     balanced = mappings.load_balancing.get(model)
     if balanced is not None:
-        return _Match(balanced.providers, "load_balancing", f"lb:{model}", balanced.strategy, balanced.weights)
+        return Match(balanced.providers, "load_balancing", f"lb:{model}", f"load_balancing.{model}",
+                     balanced.strategy, balanced.weights)
     exact = mappings.exact_matches.get(model)
     if exact is not None:
-        return _Match((exact.provider,), "exact", f"exact:{model}")
+        return Match((exact.provider,), "exact", f"exact:{model}", f"exact_matches.{model}")
     if model.startswith(CAPABILITY_ALIAS):
         name = model[len(CAPABILITY_ALIAS):]
         route = mappings.capabilities.get(name)
         if route is None:
             known = ", ".join(CAPABILITY_ALIAS + c for c in mappings.capabilities) or "none configured"
             return Refusal(404, "model_not_found", f"unknown capability {name!r} (known: {known})")
-        return _Match(route.providers, "capability", f"capability:{name}", route.strategy, capability=route,
-                      capability_name=name)
+        return Match(route.providers, "capability", f"capability:{name}", f"capabilities.{name}", route.strategy,
+                     capability=route, capability_name=name)
     patterns = sorted((p for p in mappings.patterns if p.matches(model)), key=lambda p: p.specificity, reverse=True)
     if patterns:
-        return _Match(patterns[0].targets, "pattern", f"pattern:{patterns[0].pattern}")
+        return Match(patterns[0].targets, "pattern", f"pattern:{patterns[0].pattern}",
+                     f"patterns ({patterns[0].pattern!r})")
     if capability is not None and capability in mappings.capabilities:
         route = mappings.capabilities[capability]
-        return _Match(route.providers, "capability", f"capability:{capability}", route.strategy, capability=route,
-                      capability_name=capability)
-    serving = tuple(name for name, spec in config.providers.items() if model in spec.models)
+        return Match(route.providers, "capability", f"capability:{capability}", f"capabilities.{capability}",
+                     route.strategy, capability=route, capability_name=capability)
+    serving = tuple(name for name, spec in providers.items() if model in spec.models)
     if serving:
-        return _Match(serving, "load_balancing", f"served:{model}")
+        return Match(serving, "load_balancing", f"served:{model}", "providers' model lists")
     if mappings.default_provider is not None:
-        return _Match((mappings.default_provider,), "default", "default")
+        return Match((mappings.default_provider,), "default", "default", "default_provider")
     return None
 
 
@@ -183,14 +188,14 @@ def decide(config: Config, request: InferenceRequest, *, states: Mapping[str, Pr
                                               f"the request does not fit the context window of {tried}, and "
                                               f"context_window_fallbacks names no larger model"))
     model = chain[request.context_fallback]
-    matched = _match(config, model, request.capability)
+    matched = match_model(config.mappings, config.providers, model, request.capability)
     if isinstance(matched, Refusal):
         return Plan((), None, refusal=matched)
     if matched is None:
         return Plan((), None, refusal=Refusal(404, "model_not_found", f"no route for model {model!r} (no exact "
                                               "match, pattern, capability or provider serves it) and no "
                                               "default_provider is set"))
-    rule: _Match = matched
+    rule: Match = matched
     alias = model.startswith(CAPABILITY_ALIAS)
     skipped: list[str] = []
     seen: set[str] = set()

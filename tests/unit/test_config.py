@@ -54,6 +54,15 @@ def test_mapping_to_an_unknown_provider_is_refused(tmp_path: Path) -> None:
         load_config(tmp_path)
 
 
+def test_a_weight_for_an_unknown_provider_is_refused(tmp_path: Path) -> None:
+    # A typo here used to leave the real provider at weight 1 without a word.
+    write(tmp_path, "providers:\n  vllm: {type: vllm, base_url: 'http://x'}\n",
+          "load_balancing:\n  m: {providers: [vllm], weights: {vlm: 3}}\n")
+    expected = r"model-mappings\.yaml: load_balancing\.m\.weights\.vlm: unknown provider 'vlm'"
+    with pytest.raises(ConfigError, match=expected):
+        load_config(tmp_path)
+
+
 def test_environment_references_expand_and_missing_ones_are_named(tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     write(tmp_path, "providers:\n  v: {type: vllm, base_url: '${V_URL:-http://fallback:1}'}\n")

@@ -12,6 +12,7 @@ import yaml
 
 from services.config_commands import run_import, run_validate
 from services.validate import Problem, has_errors, validate_directory, validate_litellm
+from shared.config import ConfigError, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -120,6 +121,34 @@ def test_unknown_providers_anywhere_in_the_mappings() -> None:
                  "fallback_chains.qwen", "load_balancing.lb", "default_provider"):
         assert at(problems, path), path
     assert "did you mean 'ollama'?" in at(problems, "exact_matches.llama3.1:8b.provider")[0].fix
+
+
+def test_the_loader_and_validate_name_the_same_unknown_references(tmp_path: Path) -> None:
+    mappings = {"exact_matches": {"m": {"provider": "olama"}},
+                "patterns": [{"pattern": "*:*", "provider": "nope"}],
+                "capabilities": {"code": {"providers": ["vllm", "ghost"]}},
+                "fallback_chains": {"qwen": ["vllm", "llama_cpp"]},
+                "load_balancing": {"lb": {"providers": ["ollama", "gone"], "weights": {"olama": 2}}},
+                "default_provider": "missing"}
+    reported = {p.path for p in check(mappings=mappings) if p.message.startswith("unknown provider")}
+    for name, text in texts(mappings=mappings).items():
+        if text is not None:
+            (tmp_path / name).write_text(text)
+    with pytest.raises(ConfigError) as refused:
+        load_config(tmp_path)
+    refused_paths = {line.split(": ")[1] for line in str(refused.value).splitlines()}
+    assert refused_paths == reported
+    assert "load_balancing.lb.weights.olama" in reported
+
+
+def test_the_route_preview_takes_a_capability_alias_as_the_router_does() -> None:
+    # `*:*` matches "capability:poetry", but the router takes the alias first and has no such capability.
+    problems = check(mappings={**MAPPINGS, "patterns": [{"pattern": "*:*", "provider": "ollama"}],
+                               "capabilities": {"code": {"providers": ["vllm"]}},
+                               "fallback_chains": {**MAPPINGS["fallback_chains"], "capability:poetry": ["ollama"],
+                                                   "capability:code": ["vllm"]}})
+    assert "routes nowhere" in at(problems, "fallback_chains.capability:poetry")[0].message
+    assert not at(problems, "fallback_chains.capability:code")
 
 
 def test_a_bad_provider_entry_is_reported_once_without_a_cascade_of_unknown_references() -> None:
