@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Start aiub in front of $STUB_URL (exported by ../shared/bench/compare.sh) on port ${1:-4000}.
+# Start aiub in front of $STUB_URL (exported by bench/compare/compare.sh) on port ${1:-4000}.
 # Runs in the foreground until SIGTERM; compare.sh kills its process group at the end. Config,
 # state and every service's log stay in $AIUB_BENCH_WORKDIR (default /tmp/aiub-bench/stack-<time>).
 set -euo pipefail

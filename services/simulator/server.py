@@ -1,7 +1,7 @@
 """The simulator's HTTP/1.1 server: a raw asyncio.Protocol with the httptools parser on uvloop.
 
 It sits under the gateway benchmarks, so it avoids frameworks (the reference stub in
-shared/bench measured this shape fastest): keep-alive, pipelined requests answered in order,
+the bench harness measured this shape fastest): keep-alive, pipelined requests answered in order,
 chunked transfer for streams.  Replies without delays are written in one synchronous
 `transport.write`; only delayed replies become a task, which paces tokens with asyncio.sleep
 and waits on `pause_writing`/`resume_writing` so a slow reader is never buffered unboundedly.
