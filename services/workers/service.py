@@ -1,5 +1,7 @@
 """The worker: serves `aiub.work.<provider>` for one or more providers.
 
+The subject an order arrives on names its provider; an order that names another is refused
+(an error frame to its caller), never served on the wrong provider's slots or backend.
 Per provider it has `max_concurrency` slots and a bounded queue; when both are full it
 answers `Busy` so the router tries the next candidate at once. Otherwise it answers
 `Accepted` (to the router, and as frame 0 to the caller), calls the backend, and streams
@@ -14,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import msgspec
@@ -140,7 +143,7 @@ class Worker:
     async def start(self) -> None:
         for provider in self.providers:
             self._subs.append(await self._nc.subscribe(
-                subjects.work(provider), queue=subjects.worker_queue(provider), cb=self._on_work))
+                subjects.work(provider), queue=subjects.worker_queue(provider), cb=self._work_handler(provider)))
         self._subs.extend(await ModelListResponder(self._nc, self._config, self.providers, self._http).start())
         await self._nc.subscribe(self.control_subject, cb=self._on_cancel)
         self._background.append(asyncio.create_task(self._report_load()))
@@ -167,20 +170,36 @@ class Worker:
         for task in self._background:
             task.cancel()
 
-    async def _on_work(self, msg: Msg) -> None:
+    def _work_handler(self, provider: str) -> Callable[[Msg], Awaitable[None]]:
+        async def on_work(msg: Msg) -> None:
+            await self._on_work(provider, msg)
+
+        return on_work
+
+    async def _on_work(self, provider: str, msg: Msg) -> None:
+        """An order on `aiub.work.<provider>`: the subject names the provider, whatever the order says."""
         try:
             order = work_decoder.decode(msg.data)
         except (msgspec.ValidationError, msgspec.DecodeError) as e:
             log.warning("work_order_unreadable", error=str(e))
             return
-        slots = self.slots[order.provider]
+        if order.provider != provider:
+            # A router bug or a hand-made order: serving it would run one provider's backend on
+            # another's slots, or find no slots at all.
+            log.warning("work_order_misaddressed", subject_provider=provider, order_provider=order.provider,
+                        attempt=order.request.attempt)
+            await self._refuse(msg, order, provider, 400, "invalid_request_error", "provider_mismatch",
+                               f"a work order for provider {order.provider!r} arrived on {subjects.work(provider)}: "
+                               f"the subject decides the provider, so it was not served")
+            return
+        slots = self.slots[provider]
         attempt = order.request.attempt
         if self._bus_secret is not None and not await self._in_scope(msg, order):
             return
         if slots.full:
-            await msg.respond(encode(Busy(attempt=attempt, seq=0, provider=order.provider, worker_id=self.worker_id)))
+            await msg.respond(encode(Busy(attempt=attempt, seq=0, provider=provider, worker_id=self.worker_id)))
             return
-        accepted = encode(Accepted(attempt=attempt, seq=0, provider=order.provider, worker_id=self.worker_id,
+        accepted = encode(Accepted(attempt=attempt, seq=0, provider=provider, worker_id=self.worker_id,
                                    control=self.control_subject))
         try:
             await msg.respond(accepted)
@@ -202,16 +221,21 @@ class Worker:
                          time.time())
         except scope.ScopeRejected as e:
             log.warning("request_out_of_scope", model=order.request.model, status=e.status, reason=e.message)
-            attempt = order.request.attempt
-            # Taken (so the router stops looking) and answered: every worker would say the same.
-            await msg.respond(encode(Accepted(attempt=attempt, seq=0, provider=order.provider,
-                                              worker_id=self.worker_id, control=self.control_subject)))
             kind = "authentication_error" if e.status == 401 else "permission_error"
-            await self._nc.publish(order.reply_inbox, encode(Error(
-                attempt=attempt, seq=0, status=e.status, provider=order.provider,
-                error=ErrorBody(message=e.message, type=kind, code="invalid_scope"))))
+            await self._refuse(msg, order, order.provider, e.status, kind, "invalid_scope", e.message)
             return False
         return True
+
+    async def _refuse(self, msg: Msg, order: WorkOrder, provider: str, status: int, type_: str, code: str,
+                      message: str) -> None:
+        """Take the order (so the router stops looking: every worker would say the same) and
+        answer its caller with an error instead of serving it."""
+        attempt = order.request.attempt
+        await msg.respond(encode(Accepted(attempt=attempt, seq=0, provider=provider, worker_id=self.worker_id,
+                                          control=self.control_subject)))
+        await self._nc.publish(order.reply_inbox, encode(Error(
+            attempt=attempt, seq=0, status=status, provider=provider,
+            error=ErrorBody(message=message, type=type_, code=code))))
 
     async def _on_cancel(self, msg: Msg) -> None:
         if not msg.data:  # a caller's liveness probe: being here is the answer
