@@ -8,6 +8,7 @@ a failure is an SSE error event followed by `[DONE]`, never a clean finish.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
@@ -46,6 +47,7 @@ from shared.sse import DONE_EVENT, event
 log = logs.get("gateway")
 
 JSON = "application/json"
+_INTERNAL_ERROR = error_json(ErrorBody(message="internal error", type="internal_error"))
 
 
 @dataclass
@@ -324,9 +326,17 @@ async def _relay(state: GatewayState, call: Call, frames: AsyncIterator[ContentF
             yield event(error_json(ErrorBody(message="the response ended without a final frame",
                                              type="upstream_error")))
             yield DONE_EVENT
-    except BaseException:
+    except (asyncio.CancelledError, GeneratorExit):
+        # How Starlette ends a stream whose client went away: it cancels the task, or closes us.
         status = 499
         raise
+    except Exception as e:
+        # A bug of ours, not the client's leaving: a 500, logged as one, and the stream still ends
+        # in an error event rather than looking complete.
+        status = 500
+        log.error("stream_relay_failed", provider=call.provider, error=repr(e), exc_info=True)
+        yield event(_INTERNAL_ERROR)
+        yield DONE_EVENT
     finally:
         state.active_connections -= 1
         with contextlib.suppress(Exception):
