@@ -125,8 +125,8 @@ def create_app(config: Config, nats_url: str | None = None, *, host: str = "127.
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        kind = "not_found" if exc.status_code == 404 else "invalid_request_error"
-        return _error_response(exc.status_code, ErrorBody(message=str(exc.detail), type=kind,
+        # An unknown path or method: OpenAI answers these, 404 included, as invalid_request_error.
+        return _error_response(exc.status_code, ErrorBody(message=str(exc.detail), type="invalid_request_error",
                                                           code=str(exc.status_code)))
 
     @app.exception_handler(RequestValidationError)

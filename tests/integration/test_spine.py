@@ -202,6 +202,7 @@ def test_unknown_route_is_404_in_openai_shape(stack: Stack) -> None:
     response = httpx.get(stack.gateway_url + "/v1/nothing", trust_env=False)
     assert response.status_code == 404
     assert "error" in response.json()
+    assert response.json()["error"]["type"] == "invalid_request_error"  # what OpenAI's own 404s carry
 
 
 def test_body_over_limit_is_413_with_content_length(stack: Stack) -> None:
