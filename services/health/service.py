@@ -204,7 +204,7 @@ class HealthService:
         after, effects = breaker.step(before, event, self.providers[name].health)
         self.breakers[name] = after
         for effect in effects:
-            self.history.append((time.time(), name, effect))
+            self.history.append((self._clock(), name, effect))
             match effect:
                 case breaker.Transitioned():
                     self._transitioned(name, effect, after)
