@@ -301,7 +301,7 @@ class Config(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    directory: Path
+    directory: Path  # the config directory, or the LiteLLM proxy YAML it was imported from
     providers: dict[str, ProviderSpec]
     mappings: ModelMappingsFile
     runtime: RuntimeFile
@@ -311,10 +311,14 @@ class Config(BaseModel):
     def _references_exist(self) -> Config:
         problems = list(unknown_provider_references(self.mappings, self.providers))
         if problems:
-            raise ConfigError(
-                "\n".join(f"{self.directory / 'model-mappings.yaml'}: {p}" for p in problems)
-            )
+            raise ConfigError("\n".join(f"{self.mappings_file}: {p}" for p in problems))
         return self
+
+    @property
+    def mappings_file(self) -> Path:
+        """Where the mappings were read: `directory` is a config directory or, as `load_config`
+        decides, a LiteLLM proxy YAML that holds all three documents."""
+        return self.directory if self.directory.is_file() else self.directory / "model-mappings.yaml"
 
     def public_models(self) -> list[str]:
         """Every model name a client may ask for by name, in a stable order."""

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import ConfigError, load_config
+from shared.config import Config, ConfigError, ModelMappingsFile, RuntimeFile, load_config
 
 SHIPPED = Path(__file__).resolve().parents[2] / "config"
 
@@ -94,3 +94,13 @@ def test_an_api_key_pasted_with_its_line_end_is_stripped(tmp_path: Path, monkeyp
     assert load_config(tmp_path).providers["o"].api_key() == "sk-test"
     monkeypatch.setenv("O_KEY", " \n")
     assert load_config(tmp_path).providers["o"].api_key() is None
+
+
+def test_a_reference_error_in_a_litellm_config_names_that_file(tmp_path: Path) -> None:
+    # The LiteLLM loader builds its Config on the file itself: there is no model-mappings.yaml beside it.
+    litellm = tmp_path / "litellm.yaml"
+    litellm.write_text("model_list: []\n")
+    with pytest.raises(ConfigError) as caught:
+        Config(directory=litellm, providers={}, mappings=ModelMappingsFile(default_provider="ghost"),
+               runtime=RuntimeFile())
+    assert str(caught.value) == f"{litellm}: default_provider: unknown provider 'ghost' (known: )"
