@@ -6,6 +6,8 @@ idle_s is 30 s, so an answer within a few seconds can only come from the probe.
 
 Frozen (SIGSTOP): NATS still hands it its share of the queue group. The router gives up on it
 after half the Accepted deadline and the caller retries, so the other replica serves.
+
+Killed with a short idle deadline (and no retries): the stream still ends in an error event.
 """
 
 from __future__ import annotations
@@ -22,9 +24,12 @@ import pytest
 
 from tests.support.processes import Process, Simulator, Stack, wait_until
 
+pytestmark = pytest.mark.chaos
+
 EXPECTED = "".join(f"tok{i} " for i in range(16))
 LIVENESS_S = 1.0
 IDLE_S = 30.0
+SHORT_IDLE_S = 1.5  # the victim stack's idle deadline (it was the spine's)
 
 
 @pytest.fixture(scope="module")
@@ -109,3 +114,41 @@ def test_a_frozen_worker_replica_costs_a_retry_not_a_failure(stack: Stack) -> No
     assert [a.status_code for a in answers] == [200] * 8, [a.text for a in answers if a.status_code != 200]
     assert all(a.json()["choices"][0]["message"]["content"] == EXPECTED for a in answers)
     assert alive.alive
+
+
+@pytest.fixture(scope="module")
+def victim_stack(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    s = Stack(Path(tmp_path_factory.mktemp("victim")), nats_url)
+    sim = s.simulator("openai", ["victim-model"])
+    s.write_config(
+        providers={"victim": {"type": "vllm", "base_url": sim.url, "max_concurrency": 8}},
+        mappings={"exact_matches": {"victim-model": {"provider": "victim"}}},
+        runtime={"deadlines": {"first_token_s": 3, "idle_s": SHORT_IDLE_S, "total_s": 30, "retry_budget": 0}},
+    )
+    s.service("router")
+    s.victim_worker = s.worker("victim")  # type: ignore[attr-defined]
+    s.gateway()
+    try:
+        s.wait_serving("victim-model")
+        yield s
+    finally:
+        s.stop()
+
+
+def test_worker_killed_mid_stream_ends_the_stream_with_an_error(victim_stack: Stack) -> None:
+    stack = victim_stack
+    victim = stack.victim_worker  # type: ignore[attr-defined]
+    with httpx.stream("POST", stack.gateway_url + "/v1/chat/completions", trust_env=False, timeout=30, json={
+            "model": "victim-model", "stream": True, "messages": [{"role": "user", "content": "x"}],
+            "simulator": {"tokens": 10_000, "itl_ms": 20}}) as response:
+        lines = response.iter_lines()
+        assert next(lines).startswith("data: ")
+        victim.kill()
+        killed_at = time.monotonic()
+        rest = list(lines)
+    ended_after = time.monotonic() - killed_at
+    assert ended_after <= SHORT_IDLE_S + 1.0
+    events = [line for line in rest if line.startswith("data: ")]
+    assert events[-1] == "data: [DONE]"
+    assert "error" in json.loads(events[-2][6:])
+    stack.victim_worker = stack.worker("victim")  # type: ignore[attr-defined]
