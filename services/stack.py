@@ -3,6 +3,8 @@
 A child that dies is restarted with a growing delay (a crash loop does not spin the CPU);
 SIGINT or SIGTERM stops all of them, gateway first so no new work arrives, NATS last. Each
 child also dies with this process (PR_SET_PDEATHSIG): a `kill -9` of `aiub up` leaves no orphan.
+The embedded NATS is a child too (`bus_keeper`): restarted on its port with its store, and if
+it cannot be brought back, `aiub up` stops everything and exits 1 for its own supervisor.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import httpx
 import nats
 import yaml
 
+from services.bus_keeper import BusKeeper, BusLost
 from services.scaling import ScaleError, parse_scale, replica_names
 from shared.config import Config
 from shared.embedded_nats import EmbeddedNats, free_port, wait_for_port
@@ -171,10 +174,19 @@ def run_stack(config: Config, args: argparse.Namespace) -> int:
             where = f"{'metrics' if child.metrics_url else 'backend'} {listens:<38}" if listens else ""
             print(f"  {child.name:<26} pid {child.process.pid if child.process else '-':<8} {where} "
                   f"log {child.log_path}")
+        if embedded is not None and embedded.process is not None:
+            print(f"  {'nats-server':<26} pid {embedded.process.pid:<8} {'nats':<7} {embedded.url:<38} "
+                  f"log {embedded.state_dir / 'nats-server.log'}")
         if not args.demo:
             _report_backends(config)
         print("Ctrl-C stops everything.", flush=True)
-        _supervise(children, stop)
+        _supervise(children, stop, BusKeeper(embedded) if embedded is not None else None)
+    except BusLost as e:
+        print(f"aiub up: the embedded NATS is gone and could not be brought back: {e}. Stopping every "
+              f"service and exiting 1, so that whatever runs aiub up (systemd, a container runtime) can "
+              f"start it afresh. See {embedded.state_dir / 'nats-server.log' if embedded else state_dir}",
+              file=sys.stderr, flush=True)
+        return 1
     except (RuntimeError, TimeoutError) as e:
         print(f"aiub up failed: {e}", file=sys.stderr)
         for child in children:  # the reason is usually the last thing a dead child said
@@ -237,8 +249,10 @@ def _wait_ready(url: str, deadline_s: float) -> None:
     raise TimeoutError(f"the gateway was not ready within {deadline_s:g}s")
 
 
-def _supervise(children: list[Child], stop: threading.Event) -> None:
+def _supervise(children: list[Child], stop: threading.Event, bus: BusKeeper | None) -> None:
     while not stop.wait(0.2):
+        if bus is not None:
+            bus.tick()  # BusLost ends the stack
         now = time.monotonic()
         for child in children:
             if child.alive():
