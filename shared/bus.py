@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -32,6 +33,8 @@ class BusHealth:
     reconnects: int = 0
     slow_consumer_errors: int = 0
     errors: list[str] = field(default_factory=list)
+    # Run (as tasks) after each reconnect: what a server restart may have lost, set up again.
+    on_reconnect: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
 
 def inbox_prefix_for(url: str) -> str:
@@ -64,6 +67,10 @@ async def connect(name: str, url: str | None = None, health: BusHealth | None = 
         state.connected = True
         state.reconnects += 1
         log.info("nats_reconnected")
+        for hook in state.on_reconnect:
+            task = asyncio.create_task(_run_hook(hook))
+            _hook_tasks.add(task)
+            task.add_done_callback(_hook_tasks.discard)
 
     async def on_closed() -> None:
         state.connected = False
@@ -85,6 +92,16 @@ async def connect(name: str, url: str | None = None, health: BusHealth | None = 
     )
     state.connected = True
     return nc, state
+
+
+_hook_tasks: set[asyncio.Task[None]] = set()  # held until done: the loop keeps only weak references
+
+
+async def _run_hook(hook: Callable[[], Awaitable[None]]) -> None:
+    try:
+        await hook()
+    except Exception as e:  # a hook's failure must not reach nats-py's callback machinery
+        log.warning("nats_reconnect_hook_failed", error=repr(e))
 
 
 async def _connect_retrying(url: str, initial_deadline_s: float = 30.0, **options: object) -> Client:

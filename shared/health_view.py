@@ -7,6 +7,10 @@ known states are kept, and reported as stale.
 
 `start` returns once the initial values have arrived (or after `snapshot_timeout_s`), so a
 router that starts taking requests after `start` already obeys every state in the bucket.
+
+After a NATS restart the watcher's consumer may be gone; nats-py notices only after two missed
+idle heartbeats (10-20 s). `rewatch`, called on reconnect, opens a fresh watcher at once (it
+delivers every current value again), so a transition made after the restart is not missed.
 """
 
 from __future__ import annotations
@@ -61,6 +65,8 @@ class HealthView:
         self.updates = 0
         self.received_at: dict[str, float] = {}  # wall clock when each key's latest value arrived
         self._task: asyncio.Task[None] | None = None
+        self._watcher: KeyValue.KeyWatcher | None = None
+        self._js: JetStreamContext | None = None
         self._snapshot = asyncio.Event()
         self.changed = asyncio.Event()
 
@@ -69,14 +75,33 @@ class HealthView:
         return self.heartbeat is None or time.time() - self.heartbeat.at > self.stale_after_s
 
     async def start(self, js: JetStreamContext, snapshot_timeout_s: float = 5.0) -> None:
-        kv = await open_bucket(js)
-        watcher = await kv.watchall()
-        self._task = asyncio.create_task(self._follow(watcher))
+        self._js = js
+        self._watcher = await (await open_bucket(js)).watchall()
+        self._task = asyncio.create_task(self._follow(self._watcher))
         try:
             async with asyncio.timeout(snapshot_timeout_s):
                 await self._snapshot.wait()
         except TimeoutError:
             log.warning("health_snapshot_late", waited_s=snapshot_timeout_s)
+
+    async def rewatch(self) -> None:
+        """Replace the watcher with a fresh one; if that fails, keep the old (it heals itself, later)."""
+        if self._js is None or self._task is None:
+            return
+        try:
+            watcher = await (await open_bucket(self._js)).watchall()
+        except Exception as e:  # the bus went away again: the next reconnect tries anew
+            log.warning("health_rewatch_failed", error=repr(e))
+            return
+        old_task, old_watcher = self._task, self._watcher
+        self._watcher, self._task = watcher, asyncio.create_task(self._follow(watcher))
+        old_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await old_task
+        if old_watcher is not None:
+            with contextlib.suppress(Exception):
+                await old_watcher.stop()  # type: ignore[no-untyped-call]
+        log.info("health_rewatched")
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -73,6 +73,7 @@ class Feed:
 
         async def reconnected() -> None:
             model.bus = f"connected to {self.nats_url}"
+            await model.health.rewatch()
 
         while True:
             try:
