@@ -18,6 +18,7 @@ COPY pyproject.toml uv.lock README.md ./
 RUN uv sync --locked --no-install-project --no-editable --python /usr/local/bin/python3
 COPY shared ./shared
 COPY services ./services
+COPY cli ./cli
 RUN uv sync --locked --no-editable --python /usr/local/bin/python3
 
 FROM ${PYTHON_IMAGE}

@@ -115,7 +115,7 @@ def body(seed: int, stream: bool = False) -> bytes:
 
 def spawn(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as f:
-        return subprocess.Popen([sys.executable, "-m", "services", *argv], env=env, cwd=HERE.parent, stdout=f,
+        return subprocess.Popen([sys.executable, "-m", "cli", *argv], env=env, cwd=HERE.parent, stdout=f,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
 
 

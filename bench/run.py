@@ -91,7 +91,7 @@ def idle_cpu(pids: dict[str, int], seconds: float) -> str:
 def start_simulator(workdir: Path, tokens: int) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     log = (workdir / "simulator.log").open("ab")
-    proc = subprocess.Popen([sys.executable, "-m", "services", "simulator", "--flavor", "openai", "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "cli", "simulator", "--flavor", "openai", "--port", str(port),
                              "--models", MODEL, "--tokens", str(tokens)],
                             cwd=HERE.parent, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     wait_for_port("127.0.0.1", port, 20, proc)

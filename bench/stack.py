@@ -69,11 +69,11 @@ def _cmdline(pid: int) -> list[str]:
 
 
 def service_name(argv: list[str]) -> str | None:
-    """`python -m services worker --provider bench ...` -> "worker"; nats-server -> "nats"."""
+    """`python -m cli worker --provider bench ...` -> "worker"; nats-server -> "nats"."""
     if argv and argv[0].endswith("nats-server"):
         return "nats"
-    if "services" in argv:
-        rest = argv[argv.index("services") + 1:]
+    if "cli" in argv:
+        rest = argv[argv.index("cli") + 1:]
         return rest[0] if rest else None
     return None
 
@@ -135,7 +135,7 @@ def start(backend_url: str, port: int, *, workdir: Path | None = None, provider_
     for name in ("NATS_URL", "AIUB_CONFIG", "REDIS_URL", "AIUB_MASTER_KEY"):
         child_env.pop(name, None)
     log = log_path.open("ab")
-    proc = subprocess.Popen([sys.executable, "-m", "services", "up", "--config", str(config_dir), "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "cli", "up", "--config", str(config_dir), "--port", str(port),
                              "--state-dir", str(state_dir), "--log-level", log_level],
                             cwd=REPO, env=child_env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             preexec_fn=die_with_parent)

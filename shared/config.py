@@ -330,7 +330,7 @@ class Config(BaseModel):
 
 def provider_references(mappings: ModelMappingsFile) -> Iterator[tuple[str, str]]:
     """(key path, provider) for every provider a mapping names. The one walk: the loader refuses
-    an unknown name, `aiub validate` reports it (services/validate.py)."""
+    an unknown name, `aiub validate` reports it (cli/validate/checks.py)."""
     for model, match in mappings.exact_matches.items():
         yield f"exact_matches.{model}.provider", match.provider
     for i, pattern in enumerate(mappings.patterns):

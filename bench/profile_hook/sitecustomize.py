@@ -1,6 +1,6 @@
 """cProfile for chosen aiub services, switched on by environment (bench/run.py --profile).
 
-With this directory on PYTHONPATH, a process started as `python -m services NAME ...` whose NAME
+With this directory on PYTHONPATH, a process started as `python -m cli NAME ...` whose NAME
 is in $AIUB_BENCH_PROFILE runs under cProfile and writes $AIUB_BENCH_PROFILE_DIR/NAME-PID.prof
 when it exits. Other processes are untouched.
 
@@ -14,8 +14,8 @@ import sys
 
 _wanted = {s for s in os.environ.get("AIUB_BENCH_PROFILE", "").split(",") if s}
 _argv = getattr(sys, "orig_argv", [])
-if _wanted and "services" in _argv:
-    _rest = _argv[_argv.index("services") + 1:]
+if _wanted and "cli" in _argv:
+    _rest = _argv[_argv.index("cli") + 1:]
     if _rest and _rest[0] in _wanted:
         import atexit
         import cProfile

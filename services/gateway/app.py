@@ -30,9 +30,11 @@ from services.gateway.auth import Principal
 from services.gateway.body import read_body
 from services.gateway.cache import CachedAnswer, replay
 from services.gateway.disconnect import ClientGone, first_or_gone
+from services.gateway.model_catalog import models_body
 from services.gateway.paths import StripTrailingSlash
 from services.gateway.policies import Admission, Policies
 from services.gateway.request_ids import client_request_id, client_timeout
+from services.gateway.served_models import ServedModels
 from services.gateway.telemetry import RequestTelemetry
 from services.gateway.unexpected_errors import ContainUnexpectedErrors
 from shared import bus, logs, scope, subjects, tracing
@@ -40,8 +42,6 @@ from shared.client import Call, ContentFrame, InferenceClient, new_id
 from shared.config import Config
 from shared.errors import AiubError, ModelNotFound, PayloadTooLarge, error_json, retry_after_header
 from shared.messages import AttemptRecord, Chunk, Done, Error, ErrorBody, RequestKind, RequestRecord, Result, encode
-from shared.model_catalog import models_body
-from shared.served_models import ServedModels
 from shared.sse import DONE_EVENT, event
 
 log = logs.get("gateway")

@@ -3,7 +3,7 @@
 import argparse
 import sys
 
-from services.simulator.cli import add_arguments, main
+from services.simulator.main import add_arguments, main
 
 parser = argparse.ArgumentParser(prog="python -m services.simulator",
                                  description="Fake Ollama / OpenAI LLM backend")

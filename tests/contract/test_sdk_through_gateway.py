@@ -19,8 +19,8 @@ import nats
 import openai
 import pytest
 
+from services.gateway.served_models import ServedModels, ask_workers
 from shared.config import load_config
-from shared.served_models import ServedModels, ask_workers
 from tests.support.processes import Simulator, Stack
 
 EXPECTED = "".join(f"tok{i} " for i in range(16))
@@ -176,7 +176,7 @@ def test_backend_errors_look_the_same_from_every_backend(stack: Stack, client: o
 
 
 async def test_served_models_adds_what_the_backends_serve_to_the_configured_names(stack: Stack) -> None:
-    """What the gateway's /v1/models should answer (shared/served_models.py), asked of the real workers."""
+    """What the gateway's /v1/models should answer (services/gateway/served_models.py), asked of the real workers."""
     nc = await nats.connect(stack.nats_url)
     try:
         started = time.monotonic()

@@ -52,7 +52,7 @@ def stack(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
 
 
 def _keys(stack: Stack, *args: str) -> str:
-    out = subprocess.run([sys.executable, "-m", "services", "keys", "--config", str(stack.config_dir),
+    out = subprocess.run([sys.executable, "-m", "cli", "keys", "--config", str(stack.config_dir),
                           "--state-dir", str(stack.state_dir), *args],  # type: ignore[attr-defined]
                          env=stack.env, capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
@@ -160,7 +160,7 @@ def test_keys_are_listed_without_secrets_and_never_logged(stack: Stack) -> None:
 
 
 def test_creating_a_key_says_where_it_is_stored(stack: Stack) -> None:
-    out = subprocess.run([sys.executable, "-m", "services", "keys", "--config", str(stack.config_dir),
+    out = subprocess.run([sys.executable, "-m", "cli", "keys", "--config", str(stack.config_dir),
                           "--state-dir", str(stack.state_dir), "create", "--name", "where"],  # type: ignore[attr-defined]
                          env=stack.env, capture_output=True, text=True, timeout=30)
     assert out.returncode == 0 and out.stdout.startswith("sk-aiub-")
@@ -170,7 +170,7 @@ def test_creating_a_key_says_where_it_is_stored(stack: Stack) -> None:
 
 def test_a_public_bind_needs_a_master_key_or_insecure_no_auth(stack: Stack) -> None:
     env = {k: v for k, v in stack.env.items() if k != "AIUB_MASTER_KEY"}
-    base = [sys.executable, "-m", "services", "gateway", "--config", str(stack.config_dir), "--host", "0.0.0.0"]
+    base = [sys.executable, "-m", "cli", "gateway", "--config", str(stack.config_dir), "--host", "0.0.0.0"]
     refused = subprocess.run([*base, "--port", str(free_port())], env=env, capture_output=True, text=True,
                              timeout=30)
     assert refused.returncode == 2

@@ -70,7 +70,7 @@ def _backend_calls(stack: Stack) -> int:
 
 
 def _new_key(stack: Stack) -> str:
-    out = subprocess.run([sys.executable, "-m", "services", "keys", "--config", str(stack.config_dir), "create",
+    out = subprocess.run([sys.executable, "-m", "cli", "keys", "--config", str(stack.config_dir), "create",
                           "--json"], env=stack.env, capture_output=True, text=True, timeout=30, check=True)
     return str(json.loads(out.stdout)["key"])
 

@@ -65,7 +65,7 @@ def gateways(nats_url: str, redis: RedisServer, tmp_path_factory: pytest.TempPat
 
 
 def _create_key(stack: Stack, *args: str) -> str:
-    out = subprocess.run([sys.executable, "-m", "services", "keys", "--config", str(stack.config_dir), "create",
+    out = subprocess.run([sys.executable, "-m", "cli", "keys", "--config", str(stack.config_dir), "create",
                           "--json", *args], env=stack.env, capture_output=True, text=True, timeout=30, check=True)
     return str(json.loads(out.stdout)["key"])
 

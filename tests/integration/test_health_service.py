@@ -25,9 +25,9 @@ from nats.aio.client import Client
 from nats.errors import NoRespondersError
 from prometheus_client import CollectorRegistry
 
+from cli.status import as_dict, read_snapshot, render_table
 from services.health import breaker
 from services.health.service import HealthService, ServiceSettings
-from services.health.status import as_dict, read_snapshot, render_table
 from shared import subjects
 from shared.client import new_id
 from shared.config import Config, load_config

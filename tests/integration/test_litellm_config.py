@@ -29,7 +29,7 @@ def litellm_stack(tmp_path_factory: pytest.TempPathFactory, nats_url: str) -> It
     log = root / "aiub-up.log"
     with log.open("ab") as out:
         up = subprocess.Popen(
-            [sys.executable, "-m", "services", "up", "--config", str(ROOT / "config" / "litellm-unified.yaml"),
+            [sys.executable, "-m", "cli", "up", "--config", str(ROOT / "config" / "litellm-unified.yaml"),
              "--demo", "--nats", nats_url, "--port", str(port), "--state-dir", str(root / "state")],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from services import logs_cli
+from cli import logs as logs_cli
 from shared.embedded_nats import free_port, wait_for_port
 from tests.support.processes import Process, Stack, wait_until
 

@@ -12,8 +12,8 @@ from nats.aio.client import Client
 from nats.js.kv import KeyValue
 from prometheus_client import CollectorRegistry, start_http_server
 
-from services.dashboard.app import DashboardApp
-from services.dashboard.feed import Feed, Model
+from cli.dashboard.app import DashboardApp
+from cli.dashboard.feed import Feed, Model
 from shared import subjects
 from shared.embedded_nats import free_port
 from shared.health_view import open_bucket

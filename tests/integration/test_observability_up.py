@@ -34,7 +34,7 @@ def up(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tupl
     port, state = free_port(), root / "state"
     out = root / "up.out"
     with out.open("wb") as sink:
-        process = subprocess.Popen([sys.executable, "-m", "services", "up", "--demo", "--config", str(config),
+        process = subprocess.Popen([sys.executable, "-m", "cli", "up", "--demo", "--config", str(config),
                                     "--port", str(port), "--state-dir", str(state), "--nats", nats_url],
                                    stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    preexec_fn=die_with_parent)
@@ -67,7 +67,7 @@ def test_a_request_shows_in_the_counters_and_the_logs(up: tuple[Path, int, list[
                        json={"model": "llama3.1:8b", "messages": [{"role": "user", "content": "count me once"}]})
     assert reply.status_code == 200, reply.text
     wait_until(lambda: _ok_count(_get(worker)) == 1, 10, "the worker to count the request")
-    logs = subprocess.run([sys.executable, "-m", "services", "logs", "--state-dir", str(state), "--request",
+    logs = subprocess.run([sys.executable, "-m", "cli", "logs", "--state-dir", str(state), "--request",
                            "req_up_1", "--json"], capture_output=True, text=True, timeout=30)
     events = [(line["service"], line["event"]) for line in map(json.loads, logs.stdout.splitlines())]
     assert ("worker", "attempt_finished") in events, logs.stdout + logs.stderr
@@ -94,7 +94,7 @@ def test_a_service_that_refuses_to_start_says_why_on_the_terminal(nats_url: str,
         "ollama": {"type": "ollama", "base_url": "http://127.0.0.1:9", "models": {"llama3.1:8b": {}}}}}))
     (config / "model-mappings.yaml").write_text("{}")
     env = {k: v for k, v in os.environ.items() if k != "AIUB_MASTER_KEY"}
-    done = subprocess.run([sys.executable, "-m", "services", "up", "--host", "0.0.0.0", "--config", str(config),
+    done = subprocess.run([sys.executable, "-m", "cli", "up", "--host", "0.0.0.0", "--config", str(config),
                            "--port", str(free_port()), "--state-dir", str(tmp_path / "state"), "--nats", nats_url],
                           capture_output=True, text=True, timeout=90, env=env, preexec_fn=die_with_parent)
     assert done.returncode != 0

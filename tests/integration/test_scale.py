@@ -79,7 +79,7 @@ def scaled_stack(tmp_path: Path, monitored_nats: Monitored) -> Iterator[Path]:
     log = tmp_path / "aiub-up.log"
     with log.open("ab") as out:
         up = subprocess.Popen(
-            [sys.executable, "-m", "services", "up", "--config", str(config), "--demo", "--nats", monitored_nats.url,
+            [sys.executable, "-m", "cli", "up", "--config", str(config), "--demo", "--nats", monitored_nats.url,
              "--port", str(free_port()), "--state-dir", str(state), "--scale", f"router=2,worker.{PROVIDER}=3"],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
 

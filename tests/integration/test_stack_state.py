@@ -10,8 +10,8 @@ from pathlib import Path
 import nats
 import pytest
 
-from services.health import status
-from services.stack import forget_provider_states
+from cli.up.stack import forget_provider_states
+from cli import status
 from shared.health_view import open_bucket
 from shared.messages import ProviderState, encode
 

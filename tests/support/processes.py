@@ -120,7 +120,7 @@ class Stack:
 
     def spawn(self, name: str, *args: str) -> Process:
         log_path = self.root / f"{name}-{len(self.processes)}.log"
-        proc = Process(name, [sys.executable, "-m", "services", *args], self.env, log_path)
+        proc = Process(name, [sys.executable, "-m", "cli", *args], self.env, log_path)
         self.processes.append(proc)
         return proc
 

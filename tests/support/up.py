@@ -26,7 +26,7 @@ class AiubUp:
         env.pop("AIUB_CONFIG", None)
         with self.out.open("wb") as sink:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "services", "up", "--config", str(config_dir), "--port", str(self.port),
+                [sys.executable, "-m", "cli", "up", "--config", str(config_dir), "--port", str(self.port),
                  "--state-dir", str(self.state_dir), *args],
                 stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, preexec_fn=die_with_parent)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.bus_restarts import (
+from cli.up.bus_restarts import (
     Effect,
     Event,
     Exited,

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from services.cli import build_parser
+from cli.main import build_parser
 from shared.embedded_nats import server_binary
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -213,7 +213,7 @@ def test_every_file_the_image_copies_exists_and_is_in_the_build_context() -> Non
     copies = [line.split()[1:-1] for line in DOCKERFILE.splitlines()
               if line.startswith("COPY ") and "--from=" not in line]
     sources = [s for sources in copies for s in sources]
-    assert {"uv.lock", "deploy/uv.txt", "pyproject.toml", "shared", "services", "config"} <= set(sources)
+    assert {"uv.lock", "deploy/uv.txt", "pyproject.toml", "shared", "services", "cli", "config"} <= set(sources)
     for source in sources:
         assert (ROOT / source).exists(), source
         assert not _ignored(source), f".dockerignore excludes {source}"

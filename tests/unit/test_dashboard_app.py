@@ -9,9 +9,9 @@ from typing import Any
 
 import yaml
 
-from services.dashboard.app import DashboardApp
-from services.dashboard.feed import Model
-from services.dashboard.scrape import summarize
+from cli.dashboard.app import DashboardApp
+from cli.dashboard.feed import Model
+from cli.dashboard.scrape import summarize
 from shared.messages import AttemptRecord, Outcome, ProviderState, RequestRecord
 from tests.support.screen import SIZE, row, screen_text, until
 

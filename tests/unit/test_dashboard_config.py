@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from services.dashboard import config_edit
-from services.dashboard.main import metrics_url, resolve
+from cli.dashboard import config_edit
+from cli.dashboard.main import metrics_url, resolve
 from shared.config import ConfigError
 
 PROVIDERS = yaml.safe_dump({"providers": {"ollama": {"type": "ollama", "base_url": "http://127.0.0.1:11434"}}})

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from services.dashboard.inspector import RequestLog, display_id, matches, parse_query
-from services.dashboard.scrape import summarize
+from cli.dashboard.inspector import RequestLog, display_id, matches, parse_query
+from cli.dashboard.scrape import summarize
 from shared.messages import AttemptRecord, Outcome, RequestRecord
 
 

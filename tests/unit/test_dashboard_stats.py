@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from services.dashboard.stats import RollingStats, percentile
+from cli.dashboard.stats import RollingStats, percentile
 from shared.messages import Outcome, OutcomeKind
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from services.health.status import Snapshot, as_dict, find_nats_url, render_table
+from cli.status import Snapshot, as_dict, find_nats_url, render_table
 from shared.health_view import Heartbeat
 from shared.messages import ProviderState
 

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from services import logs_cli
+from cli import logs as logs_cli
 
 
 def line(ts: str, event: str, level: str = "info", **fields: Any) -> str:

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import yaml
 
+from services.gateway.model_catalog import configured_models, merge_models, models_body
 from shared.config import load_config
-from shared.model_catalog import configured_models, merge_models, models_body
 
 
 def test_configured_names_first_then_served_names_not_already_listed() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.scaling import ScaleError, parse_scale, replica_names
+from cli.up.scaling import ScaleError, parse_scale, replica_names
 
 PROVIDERS = ["ollama", "vllm"]
 

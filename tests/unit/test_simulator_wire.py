@@ -331,7 +331,7 @@ def test_ollama_names_tags_and_errors() -> None:
 def test_cli_arguments_and_bad_knob_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
     import argparse
 
-    from services.simulator.cli import add_arguments, main
+    from services.simulator.main import add_arguments, main
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)

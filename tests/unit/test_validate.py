@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
-from services.config_commands import run_import, run_validate
-from services.validate import Problem, has_errors, validate_directory, validate_litellm
+from cli.import_litellm import run_import
+from cli.validate.checks import Problem, has_errors, validate_directory, validate_litellm
+from cli.validate.command import run_validate
 from shared.config import ConfigError, load_config
 
 ROOT = Path(__file__).resolve().parents[2]

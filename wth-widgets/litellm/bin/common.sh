@@ -34,7 +34,7 @@ fi
 
 aiub() {
   if [[ -n ${AIUB:-} ]]; then
-    # shellcheck disable=SC2086  # AIUB may be a command with arguments, e.g. "python -m services"
+    # shellcheck disable=SC2086  # AIUB may be a command with arguments, e.g. "python -m cli"
     $AIUB "$@"
   elif type -P aiub >/dev/null 2>&1; then  # `command -v` would find this function
     command aiub "$@"

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from services.bus_restarts import (
+from cli.up.bus_restarts import (
     Event,
     Exited,
     GiveUp,

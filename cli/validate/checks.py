@@ -1,7 +1,7 @@
 """`aiub validate`: every problem in a config at once, each with the file, the key path and the fix.
 
 Pure: file texts and the environment in, `Problem`s out; the CLI reads the files. The
-structural half (YAML, `${VAR}`, keys and types) is services/validate_structure.py; this half
+structural half (YAML, `${VAR}`, keys and types) is cli/validate/structure.py; this half
 checks the parts against each other:
 - every provider a mapping names exists (error) and is not disabled (warning);
 - every model a mapping names routes somewhere (exact match, load balancing, pattern, a
@@ -22,8 +22,8 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from cli.validate.structure import UNSET_VARIABLE, Parsed, Problem, expand_env, parse_documents, parse_yaml
 from services.router.decision import Refusal, match_model
-from services.validate_structure import UNSET_VARIABLE, Parsed, Problem, expand_env, parse_documents, parse_yaml
 from shared.config import ProviderSpec, provider_references
 from shared.litellm_import import LiteLLMImportError, import_litellm, is_litellm_config
 

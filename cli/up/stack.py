@@ -26,8 +26,8 @@ import httpx
 import nats
 import yaml
 
-from services.bus_keeper import BusKeeper, BusLost
-from services.scaling import ScaleError, parse_scale, replica_names
+from cli.up.bus_keeper import BusKeeper, BusLost
+from cli.up.scaling import ScaleError, parse_scale, replica_names
 from shared.config import Config
 from shared.embedded_nats import EmbeddedNats, free_port, wait_for_port
 from shared.health_view import forget_states
@@ -59,7 +59,7 @@ class Child:
 
 
 def _aiub(*args: str) -> list[str]:
-    return [sys.executable, "-m", "services", *args]
+    return [sys.executable, "-m", "cli", *args]
 
 
 def _demo_config(config: Config, state_dir: Path, children: list[Child], env: dict[str, str]) -> Path:

@@ -3,7 +3,7 @@
 Pure: texts and an environment in, partial typed config and `Problem`s out. `load_config`
 stops at the first bad file; this keeps going, so one run lists everything: a bad provider
 entry is reported and left out, the rest are still checked against each other
-(services/validate.py). Every problem names the file, the key path and a fix.
+(cli/validate/checks.py). Every problem names the file, the key path and a fix.
 """
 
 from __future__ import annotations

@@ -7,9 +7,9 @@ from collections.abc import Mapping
 
 from rich.text import Text
 
-from services.dashboard.inspector import Entry, display_id, providers_of
-from services.dashboard.scrape import MetricsSummary
-from services.dashboard.stats import ProviderStats
+from cli.dashboard.inspector import Entry, display_id, providers_of
+from cli.dashboard.scrape import MetricsSummary
+from cli.dashboard.stats import ProviderStats
 from shared.messages import ProviderState, RequestRecord
 
 STATE_STYLE = {"active": "green", "degraded": "yellow", "cooldown": "cyan", "unavailable": "red"}

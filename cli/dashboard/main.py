@@ -57,9 +57,9 @@ def resolve(nats: str | None, metrics: list[str] | None, state_dir: Path,
 
 
 def main(args: argparse.Namespace) -> int:
-    from services.dashboard.app import DashboardApp
-    from services.dashboard.feed import Feed, Model
-    from services.dashboard.stats import RollingStats
+    from cli.dashboard.app import DashboardApp
+    from cli.dashboard.feed import Feed, Model
+    from cli.dashboard.stats import RollingStats
     from shared import logs
     from shared.config import default_config_dir
 

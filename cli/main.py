@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="serve a non-loopback address without a master key (anyone can call)")
     gateway.add_argument("--state-dir", default=".aiub", help="where the virtual key file lives without Redis")
 
-    from services.gateway.keys_cli import add_arguments as keys_arguments
+    from cli.keys import add_arguments as keys_arguments
 
     keys_arguments(commands.add_parser("keys", help="create, list and revoke virtual API keys"))
 
@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--metrics-port", type=int, default=None,
                         help="serve Prometheus /metrics on this port (0: any free port; default: not served)")
 
-    from services.simulator.cli import add_arguments as simulator_arguments
+    from services.simulator.main import add_arguments as simulator_arguments
 
     simulator = commands.add_parser("simulator", help="a simulated Ollama or OpenAI-compatible backend")
     simulator_arguments(simulator)
@@ -70,8 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "else $NATS_URL, else nats://127.0.0.1:4222)")
     status.add_argument("--state-dir", default=".aiub", help="where `aiub up` keeps its state")
 
-    from services.dashboard.main import add_arguments as dashboard_arguments
-    from services.logs_cli import add_arguments as logs_arguments
+    from cli.dashboard.main import add_arguments as dashboard_arguments
+    from cli.logs import add_arguments as logs_arguments
 
     dashboard_arguments(commands.add_parser("dashboard", help="live Textual dashboard: providers, latency, requests"))
     logs_arguments(commands.add_parser("logs", help="read the services' log files that `aiub up` writes"))
@@ -92,26 +92,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "metrics_port", 0) is None and os.environ.get("AIUB_METRICS_PORT"):
         args.metrics_port = int(os.environ["AIUB_METRICS_PORT"])  # how `aiub up` and compose assign ports
     if args.command == "simulator":
-        from services.simulator.cli import main as simulator_main
+        from services.simulator.main import main as simulator_main
 
         return simulator_main(args)
     if args.command == "dashboard":
-        from services.dashboard.main import main as dashboard_main
+        from cli.dashboard.main import main as dashboard_main
 
         return dashboard_main(args)
     if args.command == "logs":
-        from services.logs_cli import main as logs_main
+        from cli.logs import main as logs_main
 
         return logs_main(args)
     if args.command == "status":
-        from services.health.status import main as status_main
+        from cli.status import main as status_main
 
         return status_main(args)
-    if args.command in ("validate", "import-litellm"):
-        from services.config_commands import run_import, run_validate
+    if args.command == "validate":
+        from cli.validate.command import run_validate
 
-        if args.command == "validate":
-            return run_validate(args.config, os.environ)
+        return run_validate(args.config, os.environ)
+    if args.command == "import-litellm":
+        from cli.import_litellm import run_import
+
         return run_import(args.file, args.out, args.force)
     logs.configure(args.command, getattr(args, "log_level", "INFO"))
     try:
@@ -127,11 +129,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return gateway(config, args.host, args.port, args.nats, insecure_no_auth=args.insecure_no_auth,
                        state_dir=args.state_dir)
     if args.command == "keys":
-        from services.gateway.keys_cli import main as keys_main
+        from cli.keys import main as keys_main
 
         return keys_main(args, config)
     if args.command == "up":
-        from services.stack import run_stack
+        from cli.up.stack import run_stack
 
         return run_stack(config, args)
 

@@ -20,10 +20,10 @@ from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
-from services.dashboard import view
-from services.dashboard.feed import Feed, Model
-from services.dashboard.inspector import parse_query
-from services.dashboard.screens import ConfigScreen, RequestScreen
+from cli.dashboard import view
+from cli.dashboard.feed import Feed, Model
+from cli.dashboard.inspector import parse_query
+from cli.dashboard.screens import ConfigScreen, RequestScreen
 
 
 class DashboardApp(App[None]):

@@ -11,8 +11,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane, TextArea
 
-from services.dashboard import config_edit, view
-from services.dashboard.inspector import Entry
+from cli.dashboard import config_edit, view
+from cli.dashboard.inspector import Entry
 from shared.config import ConfigError
 
 

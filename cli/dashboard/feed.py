@@ -21,9 +21,9 @@ import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from services.dashboard.inspector import RequestLog
-from services.dashboard.scrape import MetricsSummary, summarize
-from services.dashboard.stats import RollingStats
+from cli.dashboard.inspector import RequestLog
+from cli.dashboard.scrape import MetricsSummary, summarize
+from cli.dashboard.stats import RollingStats
 from shared import bus, subjects
 from shared.health_view import HealthView
 from shared.messages import outcome_decoder, record_decoder

@@ -18,10 +18,10 @@ from collections.abc import Callable
 import msgspec
 from nats.aio.client import Client
 
+from services.gateway.model_catalog import models_body
 from shared import subjects
 from shared.config import Config
 from shared.messages import model_list_decoder
-from shared.model_catalog import models_body
 
 
 async def ask_workers(nc: Client, providers: list[str], timeout_s: float) -> dict[str, tuple[str, ...]]:
