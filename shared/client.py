@@ -7,6 +7,10 @@ The gateway is its first user; any Python program can stream completions over NA
         async for frame in call:          # Chunk*, then Done; or one Result; or one Error
             ...
 
+This module is the shell: it waits on NATS and reads its clock (`clock`, default
+`time.monotonic`); which deadline applies, when it passes and what an error means (retry,
+exclude, give up) are decided in `shared.call_policy`, which does no I/O.
+
 What it guarantees (DESIGN.md, "A request's life", step 4):
 - One wildcard inbox subscription per process; frames are routed to calls by the last token.
 - Deadlines per attempt: `Accepted` within `accepted_s`, the first content frame of a stream
@@ -39,8 +43,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -50,13 +54,12 @@ from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.nuid import NUID
 
+from shared import call_policy as policy
 from shared import subjects, tracing
 from shared.config import Deadlines
 from shared.messages import (
     ATTEMPT_UNKNOWN,
     ATTEMPT_WANTED,
-    CONTEXT_LENGTH_EXCEEDED,
-    WORKER_GONE,
     WORKER_UNRESPONSIVE,
     Accepted,
     Busy,
@@ -78,10 +81,9 @@ from shared.messages import (
 
 ContentFrame = Chunk | Result | Done | Error
 
+Clock = Callable[[], float]
+
 _nuid = NUID()
-LIVENESS_PROBE_TIMEOUT_S = 1.0
-# The router's "nothing left to try": after a provider's own error, that error says more.
-_NOTHING_LEFT = ("no_provider_available", CONTEXT_LENGTH_EXCEEDED)
 
 
 def new_id() -> str:
@@ -91,20 +93,14 @@ def new_id() -> str:
 @dataclass
 class AttemptInfo:
     attempt: str
+    started: float  # on the client's clock
     provider: str | None = None
     worker_id: str | None = None
     control: str | None = None
     stalled: bool = False  # the provider missed a first-token or idle deadline (not the request's own)
     status: int = 0
     error: str | None = None
-    started: float = field(default_factory=time.monotonic)
     ended: float | None = None
-
-
-def _error(attempt: str, status: int, message: str, type_: str, code: str, *,
-           retryable: bool = False, provider: str | None = None) -> Error:
-    return Error(attempt=attempt, seq=-1, status=status, retryable=retryable, provider=provider,
-                 error=ErrorBody(message=message, type=type_, code=code))
 
 
 class _NoResponders(msgspec.Struct, frozen=True):
@@ -112,8 +108,11 @@ class _NoResponders(msgspec.Struct, frozen=True):
 
 
 class InferenceClient:
-    def __init__(self, nc: Client, deadlines: Deadlines, process_inbox: str, scope: str | None = None) -> None:
+    def __init__(self, nc: Client, deadlines: Deadlines, process_inbox: str, scope: str | None = None,
+                 clock: Clock = time.monotonic) -> None:
+        """`clock`: monotonic seconds; every deadline is measured on it (tests pass a fake one)."""
         self._nc = nc
+        self.clock = clock
         self.deadlines = deadlines
         self._process_inbox = process_inbox
         self._scope = scope
@@ -121,10 +120,11 @@ class InferenceClient:
         self.dropped_frames = 0
 
     @classmethod
-    async def start(cls, nc: Client, deadlines: Deadlines | None = None, scope: str | None = None) -> InferenceClient:
+    async def start(cls, nc: Client, deadlines: Deadlines | None = None, scope: str | None = None,
+                    clock: Clock = time.monotonic) -> InferenceClient:
         """`scope`: the signed key scope (`aiub keys bus-token`) a secured bus requires."""
         # Under the connection's own inbox prefix, which a secured server lets only this user read.
-        client = cls(nc, deadlines or Deadlines(), nc.new_inbox(), scope)
+        client = cls(nc, deadlines or Deadlines(), nc.new_inbox(), scope, clock)
         await nc.subscribe(client._process_inbox + ".*", cb=client._on_message)
         return client
 
@@ -158,7 +158,7 @@ class InferenceClient:
             deadline=time.time() + total, capability=capability, client_request_id=client_request_id,
             scope=scope or self._scope, chunk_batches=chunk_batches,
         )
-        return Call(self, request, time.monotonic() + total)
+        return Call(self, request, self.clock() + total)
 
     # The Call drives these; they are the only places that touch the connection.
     def _register(self, attempt: str) -> asyncio.Queue[Frame | _NoResponders]:
@@ -235,29 +235,26 @@ class Call:
         return self._frames()
 
     async def _frames(self) -> AsyncIterator[ContentFrame]:
-        excluded = list(self.request.excluded)
-        retries_left = self._client.deadlines.retry_budget
-        context_fallback = self.request.context_fallback
-        upstream: Error | None = None  # the last provider's own error, if we moved on from one
-        troubled: set[str] = set()  # providers one of whose workers died or hung on this request
+        clock = self._client.clock
+        fallback = policy.Fallback(excluded=tuple(self.request.excluded),
+                                   retries_left=self._client.deadlines.retry_budget,
+                                   context_fallback=self.request.context_fallback)
         try:
             while True:
-                info = AttemptInfo(attempt=new_id())
+                info = AttemptInfo(attempt=new_id(), started=clock())
                 self.attempts.append(info)
                 queue = self._client._register(info.attempt)
                 self._live = info
-                request = msgspec.structs.replace(
-                    self.request, attempt=info.attempt, excluded=tuple(excluded), attempt_number=len(self.attempts),
-                    context_fallback=context_fallback,
-                )
-                await self._client._publish(request)
+                await self._client._publish(msgspec.structs.replace(
+                    self.request, attempt=info.attempt, excluded=fallback.excluded,
+                    attempt_number=len(self.attempts), context_fallback=fallback.context_fallback))
                 final: Error | None = None
                 async for frame in self._attempt_frames(info, queue):
                     if isinstance(frame, Error):
                         final = frame
                         break
                     if self.first_content_at is None:
-                        self.first_content_at = time.monotonic()
+                        self.first_content_at = clock()
                     yield frame
                     if isinstance(frame, Done | Result):
                         info.status = 200
@@ -265,28 +262,14 @@ class Call:
                         return
                 assert final is not None
                 info.status, info.error = final.status, final.error.message
-                context_retry = final.error.code == CONTEXT_LENGTH_EXCEEDED and final.provider is not None
-                retry = ((final.retryable or context_retry) and self.first_content_at is None and retries_left > 0
-                         and final.provider is not None and time.monotonic() < self._deadline)
-                if info.control and final.seq == -1:
-                    # An error we made up (a deadline, lost frames): the worker may still be generating.
+                fallback, decision = policy.after_error(fallback, final, content=self.first_content_at is not None,
+                                                        now=clock(), request_by=self._deadline)
+                if info.control and policy.cancels_worker(final):
                     await self._client._cancel(info.control, info.attempt, "deadline", stalled=info.stalled)
                 self._finish(info)
-                if not retry:
-                    # The router's "nothing else to try" (no other provider, no larger model) says less
-                    # than the provider's own error did: a 429 keeps its Retry-After, a 504 stays a 504.
-                    nothing_left = final.provider is None and final.seq == 0 and final.error.code in _NOTHING_LEFT
-                    yield upstream if upstream is not None and nothing_left else final
+                if isinstance(decision, policy.GiveUp):
+                    yield decision.error
                     return
-                retries_left -= 1
-                upstream = final
-                provider: str = final.provider  # type: ignore[assignment]  # retry implies a provider
-                if context_retry:
-                    context_fallback += 1
-                elif final.error.code in (WORKER_GONE, WORKER_UNRESPONSIVE) and provider not in troubled:
-                    troubled.add(provider)  # its other workers may serve it; twice, and it is the request
-                else:
-                    excluded.append(provider)
         finally:
             if self._live is not None:
                 # Closed before its end outside `async with` (say, a response that was never
@@ -294,102 +277,85 @@ class Call:
                 await self.__aexit__(None, None, None)
 
     def _finish(self, info: AttemptInfo) -> None:
-        info.ended = time.monotonic()
+        info.ended = self._client.clock()
         self._client._unregister(info.attempt)
         self._live = None
 
     async def _attempt_frames(self, info: AttemptInfo,
                               queue: asyncio.Queue[Frame | _NoResponders]) -> AsyncIterator[ContentFrame]:
         """Frames of one attempt, in order, ending with Done, Result or Error (synthesised on a deadline)."""
-        deadlines = self._client.deadlines
-        now = time.monotonic()
-        accept_by = min(now + deadlines.accepted_s, self._deadline)
-        first_token_by = min(now + deadlines.first_token_s, self._deadline)
-        expected_seq = 0
-        parts: list[bytes] = []
-        last_frame_at = probe_at = now
+        clock = self._client.clock
+        timers = policy.start(self._client.deadlines, clock(), self._deadline)
+        reader = _Reader()
         while True:
-            now = time.monotonic()
-            if info.worker_id is None:
-                wait_until, stage = accept_by, "accepted"
-            elif self.first_content_at is None and self.request.stream:
-                wait_until, stage = min(first_token_by, last_frame_at + deadlines.idle_s), "first_token"
-            elif self.first_content_at is None:
-                # A whole answer may take longer than any first token: the worker's heartbeats say
-                # it is alive, the request's own deadline bounds it.
-                wait_until, stage = min(last_frame_at + deadlines.idle_s, self._deadline), "answer"
-            else:
-                wait_until, stage = min(last_frame_at + deadlines.idle_s, self._deadline), "idle"
-            next_wake = min(wait_until, probe_at) if info.control else wait_until
+            stage = policy.stage(accepted=info.worker_id is not None, content=self.first_content_at is not None,
+                                 stream=self.request.stream)
+            probing = bool(info.control)
             try:
-                async with asyncio.timeout(max(0.0, next_wake - now)):
+                async with asyncio.timeout(max(0.0, policy.wake_at(timers, stage, probing=probing) - clock())):
                     frame = await queue.get()
             except TimeoutError:
-                now = time.monotonic()
-                if now < wait_until:  # the probe's turn, or a timer that fired early (uvloop rounds to ms)
-                    if info.control is not None and now >= probe_at:
-                        probe_timeout = min(LIVENESS_PROBE_TIMEOUT_S, max(0.05, wait_until - now))
-                        if await self._client._worker_gone(info.control, probe_timeout):
-                            yield self._worker_gone_error(info)
+                match policy.on_wake(timers, stage, probing=probing, now=clock(), attempt=info.attempt,
+                                     provider=info.provider):
+                    case policy.Probe(timeout_s=timeout_s):
+                        assert info.control is not None
+                        if await self._client._worker_gone(info.control, timeout_s):
+                            yield policy.worker_gone_error(info.attempt, info.provider,
+                                                          content=self.first_content_at is not None)
                             return
-                        probe_at = time.monotonic() + deadlines.liveness_s
-                    continue
-                info.stalled = stage != "accepted" and time.monotonic() < self._deadline
-                yield self._deadline_error(info, stage)
+                        timers = policy.probed(timers, clock())
+                    case policy.Expired(stalled=stalled, error=error):
+                        info.stalled = stalled
+                        yield error
+                        return
+                continue
+            timers = policy.frame_arrived(timers, clock())
+            out, ended = reader.read(info, frame)
+            if out is not None:
+                yield out
+            if ended:
                 return
-            last_frame_at = time.monotonic()
-            probe_at = last_frame_at + deadlines.liveness_s
-            match frame:
-                case _NoResponders():
-                    yield _error(info.attempt, 503, "no router is running: nothing consumes aiub.requests",
-                                 "service_unavailable", "no_router")
-                    return
-                case Error(error=ErrorBody(code=code)) if code == WORKER_UNRESPONSIVE and info.worker_id:
-                    continue  # the router gave up on the worker just before its Accepted arrived
-                case Error():
-                    yield frame if frame.provider or not info.provider else msgspec.structs.replace(
-                        frame, provider=info.provider)
-                    return
-                case Accepted(provider=provider, worker_id=worker_id, control=control):
-                    info.provider, info.worker_id, info.control = provider, worker_id, control
-                    expected_seq = frame.seq + 1
-                    continue
-                case Busy():
-                    continue
-            if frame.seq != expected_seq:
-                yield _error(info.attempt, 502, f"frames lost between worker and gateway (expected "
-                             f"{expected_seq}, got {frame.seq})", "upstream_error", "frames_lost",
-                             provider=info.provider)
-                return
-            expected_seq += 1
-            match frame:
-                case Heartbeat():
-                    continue
-                case ResultPart(data=data):
-                    parts.append(data)
-                case Result() if parts:
-                    yield msgspec.structs.replace(frame, data=msgspec.Raw(b"".join(parts)))
-                    return
-                case Chunk() | Result() | Done():
-                    yield frame
 
-    def _worker_gone_error(self, info: AttemptInfo) -> Error:
-        return _error(info.attempt, 502, f"the worker serving provider {info.provider} stopped mid-request",
-                      "upstream_error", WORKER_GONE, retryable=self.first_content_at is None,
-                      provider=info.provider)
 
-    def _deadline_error(self, info: AttemptInfo, stage: str) -> Error:
-        if time.monotonic() >= self._deadline:
-            message = "the request did not finish within its deadline"
-        elif stage == "accepted":
-            message = "no worker accepted the request in time"
-        elif stage == "first_token":
-            message = f"provider {info.provider} sent no first token in time"
-        elif stage == "answer":
-            message = f"provider {info.provider} went silent before answering"
-        else:
-            message = f"provider {info.provider} went silent mid-response"
-        # Only a timeout before the first token is worth trying elsewhere.
-        retryable = stage in ("first_token", "answer") and info.provider is not None
-        return _error(info.attempt, 504, message, "timeout", "deadline_exceeded",
-                      retryable=retryable, provider=info.provider)
+class _Reader:
+    """One attempt's frames in sequence: `Accepted` names the worker, gaps are errors, parts join."""
+
+    def __init__(self) -> None:
+        self.expected_seq = 0
+        self.parts: list[bytes] = []
+
+    def read(self, info: AttemptInfo, frame: Frame | _NoResponders) -> tuple[ContentFrame | None, bool]:
+        """(the frame for the consumer, if any; whether the attempt ended)."""
+        match frame:
+            case _NoResponders():
+                return policy.error(info.attempt, 503, "no router is running: nothing consumes aiub.requests",
+                                    "service_unavailable", "no_router"), True
+            case Error(error=ErrorBody(code=code)) if code == WORKER_UNRESPONSIVE and info.worker_id:
+                return None, False  # the router gave up on the worker just before its Accepted arrived
+            case Error():
+                return (frame if frame.provider or not info.provider
+                        else msgspec.structs.replace(frame, provider=info.provider)), True
+            case Accepted(provider=provider, worker_id=worker_id, control=control):
+                info.provider, info.worker_id, info.control = provider, worker_id, control
+                self.expected_seq = frame.seq + 1
+                return None, False
+            case Busy():
+                return None, False
+        if frame.seq != self.expected_seq:
+            return policy.error(info.attempt, 502, f"frames lost between worker and gateway (expected "
+                                f"{self.expected_seq}, got {frame.seq})", "upstream_error", "frames_lost",
+                                provider=info.provider), True
+        self.expected_seq += 1
+        match frame:
+            case Heartbeat():
+                return None, False
+            case ResultPart(data=data):
+                self.parts.append(data)
+                return None, False
+            case Result() if self.parts:
+                return msgspec.structs.replace(frame, data=msgspec.Raw(b"".join(self.parts))), True
+            case Result() | Done():
+                return frame, True
+            case Chunk():
+                return frame, False
+        return None, False

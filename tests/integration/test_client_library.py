@@ -1,12 +1,14 @@
-"""The client library's deadlines, cancels and retries, against a real NATS server.
+"""The client library's wiring of deadlines, cancels and retries, against a real NATS server.
 
 A scripted router-and-worker on the bus plays each failure exactly; everything else is real.
+The decisions themselves (which deadline, at which instant, what an error means) are tested as
+plain function calls in tests/unit/test_call_policy.py. Here no test measures wall time: where
+the instant matters, the client runs on a `FakeClock` that only the test moves.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import msgspec
@@ -36,6 +38,35 @@ from shared.messages import (
 
 FAST = Deadlines(accepted_s=0.5, first_token_s=1.0, idle_s=0.5, total_s=5.0, retry_budget=2)
 Script = Callable[[Client, InferenceRequest, str], Awaitable[None]]
+T0 = 1_000.0
+
+
+class FakeClock:
+    """The client's clock; it moves only when the test moves it. Counts its reads: the client
+    reads it when it handles a frame or a timer wakes, so a test can tell the client has looked."""
+
+    def __init__(self) -> None:
+        self.now = T0
+        self.reads = 0
+        self._waiting: list[tuple[int, asyncio.Event]] = []
+
+    def __call__(self) -> float:
+        self.reads += 1
+        for target, event in self._waiting:
+            if self.reads >= target:
+                event.set()
+        return self.now
+
+    def read_again(self, times: int = 1) -> Awaitable[None]:
+        """Counting from now: until the client has read the clock `times` more times (a hang
+        fails the test after 10 s)."""
+        event = asyncio.Event()
+        self._waiting.append((self.reads + times, event))
+        return asyncio.wait_for(event.wait(), timeout=10)
+
+
+async def silent(nc: Client, request: InferenceRequest, reply: str) -> None:
+    return None
 
 
 @pytest.fixture
@@ -102,37 +133,34 @@ async def collect(client: InferenceClient, stream: bool = True) -> list[object]:
 
 
 async def test_no_router_running_is_503_at_once(nc: Client) -> None:
-    client = await InferenceClient.start(nc, FAST)
-    started = time.monotonic()
-    frames = await collect(client)
-    assert time.monotonic() - started < 0.45  # accepted_s is 0.5: it did not wait for it
+    """On a clock that never moves no deadline can pass: the answer came without waiting for one."""
+    client = await InferenceClient.start(nc, FAST, clock=FakeClock())
+    frames = await asyncio.wait_for(collect(client), timeout=10)
     assert isinstance(frames[-1], Error) and frames[-1].status == 503
+    assert frames[-1].error.code == "no_router"
 
 
-async def test_a_timer_that_fires_before_the_deadline_is_not_an_error(nc: Client,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    """uvloop rounds timers to milliseconds and may wake a little before `time.monotonic()` says
-    the deadline passed: here every timeout of the client library wakes 2 ms early."""
-    async def silent(nc: Client, request: InferenceRequest, reply: str) -> None:
-        return None
+async def test_nobody_accepting_in_time_is_504_at_the_accepted_deadline_of_the_clients_clock(nc: Client) -> None:
+    """A timer that wakes before the clock says the deadline passed (uvloop rounds timers to
+    milliseconds) decides nothing; the deadline on the client's clock ends the attempt."""
+    published = asyncio.Event()
 
-    await play(nc, silent)
-    on_time = asyncio.timeout
-    monkeypatch.setattr("shared.client.asyncio.timeout", lambda delay: on_time(max(0.0, delay - 0.002)))
-    frames = await collect(await InferenceClient.start(nc, FAST))
-    assert isinstance(frames[-1], Error) and frames[-1].status == 504, frames
+    async def silent_after_a_look(nc: Client, request: InferenceRequest, reply: str) -> None:
+        published.set()  # the client started its timers before it could let this run
 
-
-async def test_nobody_accepting_in_time_is_504(nc: Client) -> None:
-    async def silent(nc: Client, request: InferenceRequest, reply: str) -> None:
-        return None
-
-    await play(nc, silent)
-    client = await InferenceClient.start(nc, FAST)
-    started = time.monotonic()
-    frames = await collect(client)
+    seen = await play(nc, silent_after_a_look)
+    clock = FakeClock()
+    call = asyncio.create_task(collect(await InferenceClient.start(nc, FAST, clock=clock)))
+    await asyncio.wait_for(published.wait(), timeout=10)
+    clock.now = T0 + FAST.accepted_s - 0.002  # its timer wakes 2 ms early by the client's clock
+    await clock.read_again(2)  # woke, looked, and waited again
+    assert not call.done()
+    clock.now = T0 + FAST.accepted_s
+    frames = await asyncio.wait_for(call, timeout=10)
     assert isinstance(frames[-1], Error) and frames[-1].status == 504
-    assert 0.45 < time.monotonic() - started < 1.5
+    assert (frames[-1].error.code, frames[-1].error.message) == (
+        "deadline_exceeded", "no worker accepted the request in time")
+    assert not frames[-1].retryable and len(seen) == 1
 
 
 async def test_silence_mid_stream_is_504_and_cancels_the_worker(nc: Client) -> None:
@@ -147,22 +175,34 @@ async def test_silence_mid_stream_is_504_and_cancels_the_worker(nc: Client) -> N
     frames = await collect(client)
     assert isinstance(frames[0], Chunk)
     assert isinstance(frames[-1], Error) and frames[-1].status == 504 and not frames[-1].retryable
+    assert frames[-1].error.message == "provider p went silent mid-response"
     await cancels.arrived(timeout_s=1)  # delivered to our own subscription: not instant
     assert cancels.reasons == ["deadline"]
     assert cancels.received[0].stalled  # the provider's failure, unlike the request's own deadline
 
 
 async def test_heartbeats_keep_a_slow_first_token_alive(nc: Client) -> None:
+    """The worker moves the client's clock 30 s per heartbeat once the client has handled the last
+    frame: past idle_s since Accepted, short of first_token_s. Real timers here are tens of
+    seconds long, so only the frames wake the client."""
+    slow = Deadlines(accepted_s=20, first_token_s=100, idle_s=50, liveness_s=45, total_s=1000)
+    clock = FakeClock()
+
     async def thinks(nc: Client, request: InferenceRequest, reply: str) -> None:
+        handled = clock.read_again()
         await nc.publish(reply, accepted(request))
+        await handled
         for seq in range(1, 4):
-            await asyncio.sleep(0.3)
+            clock.now += 30
+            handled = clock.read_again()
             await nc.publish(reply, encode(Heartbeat(attempt=request.attempt, seq=seq)))
+            await handled
+        clock.now += 5  # 95 s after Accepted: 45 s since the last heartbeat
         await nc.publish(reply, chunk(request, 4, "late"))
         await nc.publish(reply, encode(Done(attempt=request.attempt, seq=5)))
 
     await play(nc, thinks)
-    frames = await collect(await InferenceClient.start(nc, FAST))
+    frames = await asyncio.wait_for(collect(await InferenceClient.start(nc, slow, clock=clock)), timeout=10)
     assert [type(f) for f in frames] == [Chunk, Done]
 
 
@@ -279,13 +319,16 @@ async def test_a_lost_frame_is_an_error_not_silent_corruption(nc: Client) -> Non
 
 async def test_a_worker_that_accepts_after_we_gave_up_is_cancelled(nc: Client) -> None:
     cancels = await CancelLog.on(nc, "ctl.late")
+    gave_up = asyncio.Event()
 
     async def slow_to_accept(nc: Client, request: InferenceRequest, reply: str) -> None:
-        await asyncio.sleep(FAST.accepted_s + 0.2)
+        await gave_up.wait()
         await nc.publish(reply, accepted(request, control="ctl.late"))
 
     await play(nc, slow_to_accept)
     frames = await collect(await InferenceClient.start(nc, FAST))
+    gave_up.set()
     assert isinstance(frames[-1], Error) and frames[-1].status == 504
+    assert frames[-1].error.message == "no worker accepted the request in time"
     await cancels.arrived(timeout_s=2)
     assert cancels.reasons == ["deadline"]
