@@ -58,7 +58,8 @@ def _summary(record: keys.KeyRecord, now: float) -> dict[str, Any]:
             "expires": _when(record.expires_at), "revoked": _when(record.revoked_at)}
 
 
-async def _run(args: argparse.Namespace, store: KeyStore) -> int:
+async def _run(args: argparse.Namespace, store: KeyStore, *, enforced: bool = True,
+               master_key_env: str = "AIUB_MASTER_KEY") -> int:
     now = time.time()
     if args.action == "create":
         models = tuple(m for part in args.models for m in part.split(",") if m)
@@ -79,6 +80,11 @@ async def _run(args: argparse.Namespace, store: KeyStore) -> int:
         else:
             print(key)
             print(f"id {record.id}, stored in {store.where}: keep the key now; it is not shown again",
+                  file=sys.stderr)
+        if not enforced:
+            print(f"aiub keys: auth is off, so this key is not enforced: with no master key a gateway on "
+                  f"loopback lets any client in, with or without a key. To enforce keys, set "
+                  f"{master_key_env} (at least 16 characters) where the gateway runs and restart it.",
                   file=sys.stderr)
         return 0
     if args.action == "list":
@@ -129,7 +135,9 @@ def main(args: argparse.Namespace, config: Config) -> int:
         link = RedisLink(url, settings.model_copy(update={"socket_timeout_s": 5.0, "connect_timeout_s": 5.0})) \
             if url else None
         try:
-            return await _run(args, key_store(config.runtime, link, Path(args.state_dir)))
+            auth = config.runtime.auth
+            return await _run(args, key_store(config.runtime, link, Path(args.state_dir)),
+                              enforced=auth.master_key() is not None, master_key_env=auth.master_key_env)
         except KeyStoreUnavailable as e:
             print(f"aiub keys: the key store is unavailable: {e}", file=sys.stderr)
             return 1

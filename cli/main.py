@@ -11,10 +11,11 @@ from shared import logs
 from shared.config import ConfigError, load_config
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def _common(parser: argparse.ArgumentParser,
+            nats_default: str = "$NATS_URL, else nats://127.0.0.1:4222") -> None:
     parser.add_argument("--config", default=None,
                         help="config directory or a LiteLLM proxy YAML (default: $AIUB_CONFIG, else config/)")
-    parser.add_argument("--nats", default=None, help="NATS URL (default: $NATS_URL, else nats://127.0.0.1:4222)")
+    parser.add_argument("--nats", default=None, help=f"NATS URL (default: {nats_default})")
     parser.add_argument("--log-level", default="INFO")
 
 
@@ -23,7 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     up = commands.add_parser("up", help="start NATS (unless $NATS_URL) and every service")
-    _common(up)
+    _common(up, nats_default="$NATS_URL, else its own nats-server on a free loopback port, supervised, "
+                             "its state in --state-dir")
     up.add_argument("--port", type=int, default=4000, help="gateway port")
     up.add_argument("--host", default="127.0.0.1", help="gateway bind address")
     up.add_argument("--demo", action="store_true", help="also start simulated backends and route to them")

@@ -120,6 +120,13 @@ def forget_provider_states(nats_url: str) -> None:
               f"will correct them after their open periods", file=sys.stderr)
 
 
+def auth_summary(has_master_key: bool, master_key_env: str) -> str:
+    """The line `aiub up` prints at start, so nobody believes keys are enforced when they are not."""
+    if has_master_key:
+        return f"auth: on (master key from ${master_key_env}); clients send it or a virtual key (aiub keys create)"
+    return f"auth: off, any client may call; set ${master_key_env} to require keys"
+
+
 def run_stack(config: Config, args: argparse.Namespace) -> int:
     active = [name for name, spec in config.providers.items() if spec.status == "active"]
     try:
@@ -169,6 +176,7 @@ def run_stack(config: Config, args: argparse.Namespace) -> int:
         wait_for_port(args.host if args.host != "0.0.0.0" else "127.0.0.1", args.port, 30.0, gateway.process)
         _wait_ready(f"http://127.0.0.1:{args.port}/ready", 30.0)
         print(f"aiub is up: http://{args.host}:{args.port}/v1   (NATS {nats_url}{', embedded' if embedded else ''})")
+        print(auth_summary(config.runtime.auth.master_key() is not None, config.runtime.auth.master_key_env))
         for child in children:
             listens = child.metrics_url or _simulator_url(child)
             where = f"{'metrics' if child.metrics_url else 'backend'} {listens:<38}" if listens else ""
