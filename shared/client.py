@@ -255,11 +255,15 @@ class Call:
                         break
                     if self.first_content_at is None:
                         self.first_content_at = clock()
-                    yield frame
                     if isinstance(frame, Done | Result):
+                        # Settled before it is handed over: a consumer stops at the last frame
+                        # (never resuming us), and its record must still say 200, and its worker,
+                        # done already, must not be told the client went away.
                         info.status = 200
                         self._finish(info)
+                        yield frame
                         return
+                    yield frame
                 assert final is not None
                 info.status, info.error = final.status, final.error.message
                 fallback, decision = policy.after_error(fallback, final, content=self.first_content_at is not None,

@@ -224,6 +224,32 @@ async def test_consumer_leaving_early_sends_client_gone(nc: Client) -> None:
     assert cancels.reasons == ["client_gone"]
 
 
+@pytest.mark.parametrize("stream", [True, False])
+async def test_a_consumer_stopping_at_the_last_frame_leaves_the_attempt_a_200_and_sends_no_cancel(
+        nc: Client, stream: bool) -> None:
+    """The gateway returns on `Done` (or a `Result`) without asking for another frame: the
+    attempt it records must say 200, and the finished worker must not hear `client_gone`."""
+    cancels = await CancelLog.on(nc, "ctl.test")
+
+    async def answers(nc: Client, request: InferenceRequest, reply: str) -> None:
+        await nc.publish(reply, accepted(request))
+        if stream:
+            await nc.publish(reply, chunk(request, 1, "hi"))
+            await nc.publish(reply, encode(Done(attempt=request.attempt, seq=2)))
+        else:
+            await nc.publish(reply, encode(Result(attempt=request.attempt, seq=1, data=msgspec.Raw(b"{}"))))
+
+    await play(nc, answers)
+    client = await InferenceClient.start(nc, FAST)
+    async with client.call(kind="chat", model="m", body={}, stream=stream) as call:
+        async for frame in call:
+            if isinstance(frame, Done | Result):
+                break
+    assert [(a.provider, a.status, a.ended is not None) for a in call.attempts] == [("p", 200, True)]
+    await nc.flush()
+    assert cancels.received == []
+
+
 async def test_retryable_error_before_content_retries_elsewhere_and_drops_stale_frames(nc: Client) -> None:
     async def first_fails_then_talks(nc: Client, request: InferenceRequest, reply: str) -> None:
         if request.attempt_number == 1:
