@@ -1,6 +1,6 @@
 """`aiub import-litellm`: our config files written from a LiteLLM proxy config.
 
-The conversion is shared/litellm_import.py; this writes its result and says what it approximated.
+The conversion is shared/config/litellm_import.py; this writes its result and says what it approximated.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any, TextIO
 import yaml
 
 from shared.config import ConfigError, load_config
-from shared.litellm_import import LiteLLMImportError, import_litellm
+from shared.config.litellm_import import LiteLLMImportError, import_litellm
 
 
 class _Dumper(yaml.SafeDumper):

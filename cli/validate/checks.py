@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 from cli.validate.structure import UNSET_VARIABLE, Parsed, Problem, expand_env, parse_documents, parse_yaml
 from services.router.decision import Refusal, match_model
 from shared.config import ProviderSpec, provider_references
-from shared.litellm_import import LiteLLMImportError, import_litellm, is_litellm_config
+from shared.config.litellm_import import LiteLLMImportError, import_litellm, is_litellm_config
 
 __all__ = ["Problem", "has_errors", "validate_directory", "validate_litellm"]
 

@@ -1,7 +1,7 @@
 """A LiteLLM proxy config (`model_list`, `router_settings`, …) as our three config documents.
 
 Pure: a parsed YAML mapping in; the `providers.yaml`, `model-mappings.yaml` and `aiub.yaml`
-documents out, validated afterwards by the same models as our own files (shared/config.py),
+documents out, validated afterwards by the same models as our own files (shared/config/),
 plus a `Note` for every setting that is approximated or not supported. A LiteLLM key is never
 dropped without a note: silently ignored config is how a gateway ends up misrouting.
 
@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from shared.litellm_settings import apply_settings, env_name
+from shared.config.litellm_settings import apply_settings, env_name
 
 _BAD_KEY = re.compile(r"[^A-Za-z0-9_-]")
 _SEE = "see docs/deployment.md, 'Migrating from LiteLLM'"

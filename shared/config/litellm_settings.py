@@ -1,6 +1,6 @@
 """LiteLLM's `router_settings`, `litellm_settings` and `general_settings`, mapped to ours.
 
-Pure, and the second half of shared/litellm_import.py: that module has turned `model_list`
+Pure, and the second half of shared/config/litellm_import.py: that module has turned `model_list`
 into providers and model groups; this one turns the groups into routes (exact match or load
 balancing), fallbacks, aliases and runtime settings, with a note for anything not imported.
 When `router_settings` and `litellm_settings` both set a value, `router_settings` wins (as in
@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from shared.litellm_import import _Importer
+    from shared.config.litellm_import import _Importer
 
 ENV_PREFIX = "os.environ/"
 _DOLLAR = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-[^}]*)?\}$")

@@ -1,23 +1,19 @@
-"""Typed configuration: `providers.yaml`, `model-mappings.yaml` and the optional `aiub.yaml`.
-
-Config is loaded once into frozen pydantic models and passed explicitly. Unknown keys are
-refused (a key in the wrong place silently ignored is how gateways end up misrouting), and
-every error names the file, the key path and what is wrong.
-"""
+"""`providers.yaml` and `model-mappings.yaml` as typed models, and the `Config` that joins them
+with `aiub.yaml` (shared/config/runtime.py), cross-checked."""
 
 from __future__ import annotations
 
 import fnmatch
 import os
-import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from shared.litellm_import import LiteLLMImportError, import_litellm, is_litellm_config
+from shared.config.base import ConfigError
+from shared.config.base import Strict as _Strict
+from shared.config.runtime import RuntimeFile
 from shared.subjects import InvalidSubjectToken, token
 
 ProviderType = Literal["ollama", "openai_compatible", "vllm", "llama_cpp", "openai", "anthropic", "ollama_cloud"]
@@ -32,17 +28,6 @@ DEFAULT_HEALTH_ENDPOINTS: dict[str, str | None] = {
     "anthropic": None,
     "ollama_cloud": None,
 }
-
-
-_M = TypeVar("_M", bound=BaseModel)
-
-
-class ConfigError(Exception):
-    """A config file is missing, unreadable or invalid; the message says where and why."""
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class ModelSpec(_Strict):
@@ -206,96 +191,6 @@ class ModelMappingsFile(_Strict):
     custom_strategies: dict[str, CustomStrategy] = {}
 
 
-class Deadlines(_Strict):
-    """How long a caller waits for each stage of an attempt (DESIGN.md, a request's life)."""
-
-    accepted_s: float = Field(default=2.0, gt=0)
-    first_token_s: float = Field(default=60.0, gt=0)
-    idle_s: float = Field(default=10.0, gt=0)
-    # Silence after which the caller asks NATS whether the worker still exists; above the
-    # workers' heartbeat_s (1 s) so a live worker is never asked.
-    liveness_s: float = Field(default=3.0, gt=0)
-    total_s: float = Field(default=600.0, gt=0)
-    retry_budget: int = Field(default=2, ge=0)  # extra attempts after the first
-
-
-class RedisSettings(_Strict):
-    """Redis for the cache, virtual keys and rate limits; the URL comes from the environment only."""
-
-    url_env: str = "REDIS_URL"  # unset or empty: in-process cache and limits, keys in a file
-    socket_timeout_s: float = Field(default=0.1, gt=0)  # redis-py has no timeout by default: a slow Redis is down
-    connect_timeout_s: float = Field(default=0.2, gt=0)
-    retry_after_s: float = Field(default=1.0, gt=0)  # after a failure, bypass Redis this long, then try again
-    prefix: str = "aiub:"
-
-    def url(self) -> str | None:
-        return os.environ.get(self.url_env) or None
-
-
-class CacheSettings(_Strict):
-    enabled: bool = True
-    ttl_s: float = Field(default=3600.0, gt=0)
-    model_ttl_s: dict[str, NonNegativeFloat] = {}  # per public model name; 0 = never cache that model
-    max_entries: int = Field(default=10_000, gt=0)  # the in-process LRU's bound
-    max_entry_bytes: int = Field(default=1024 * 1024, gt=0)  # larger answers are not stored
-
-
-class AuthSettings(_Strict):
-    master_key_env: str = "AIUB_MASTER_KEY"  # the env var holding the master key; never the key itself
-    keys_file: str | None = None  # virtual keys without Redis; default <state dir>/keys.json
-    min_master_key_chars: int = Field(default=16, ge=8)
-    # The secret the gateway signs each request's key scope with and workers check it against
-    # (shared/scope.py): set it wherever the bus is reachable by more than aiub's own services.
-    bus_secret_env: str = "AIUB_BUS_SECRET"
-
-    def master_key(self) -> str | None:
-        return os.environ.get(self.master_key_env) or None
-
-    def bus_secret(self) -> bytes | None:
-        value = os.environ.get(self.bus_secret_env)
-        return value.encode() if value else None
-
-
-class ModelLimits(_Strict):
-    rpm: int | None = Field(default=None, gt=0)  # per key and model
-    tpm: int | None = Field(default=None, gt=0)
-    max_tokens: int | None = Field(default=None, gt=0)  # cap; also the default when a request names none
-
-
-class LimitSettings(_Strict):
-    models: dict[str, ModelLimits] = {}
-    max_header_bytes: int = Field(default=32 * 1024, gt=0)  # request line plus headers; beyond: 431
-    max_headers: int = Field(default=100, gt=0)
-    # From a request's first byte to the end of its headers; beyond: 408 and the connection closes.
-    header_timeout_s: float = Field(default=10.0, gt=0)
-
-
-class GatewaySettings(_Strict):
-    max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
-    # A body that stops arriving for this long is a 408: a stalled upload holds a connection.
-    body_timeout_s: float = Field(default=30.0, gt=0)
-    max_messages: int = Field(default=2048, gt=0)
-    cors_origins: tuple[str, ...] = ()  # CORS is off unless origins are listed
-
-
-class WorkerSettings(_Strict):
-    heartbeat_s: float = Field(default=1.0, gt=0)
-    # How often a running attempt asks its caller whether it still waits: a killed gateway sends
-    # no Cancel, and its generations would hold the backend's slots until their deadlines.
-    caller_check_s: float = Field(default=5.0, gt=0)
-    load_report_s: float = Field(default=0.5, gt=0)
-
-
-class RuntimeFile(_Strict):
-    deadlines: Deadlines = Deadlines()
-    gateway: GatewaySettings = GatewaySettings()
-    worker: WorkerSettings = WorkerSettings()
-    redis: RedisSettings = RedisSettings()
-    cache: CacheSettings = CacheSettings()
-    auth: AuthSettings = AuthSettings()
-    limits: LimitSettings = LimitSettings()
-
-
 class Config(BaseModel):
     """Everything loaded from one config directory, cross-checked."""
 
@@ -357,99 +252,3 @@ def unknown_provider_references(mappings: ModelMappingsFile, providers: Mapping[
             for path, name in provider_references(mappings) if name not in providers]
 
 
-_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-def expand_env(value: Any, environ: Mapping[str, str], unset: Callable[[str, str], str], where: str = "") -> Any:
-    """`${NAME}` and `${NAME:-default}` in string values, so compose and hosts can differ by env.
-    `unset(key path, NAME)` decides what a variable that is unset and has no default becomes,
-    or raises."""
-    if isinstance(value, dict):
-        return {k: expand_env(v, environ, unset, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [expand_env(v, environ, unset, f"{where}[{i}]") for i, v in enumerate(value)]
-    if not isinstance(value, str) or "${" not in value:
-        return value
-
-    def substitute(match: re.Match[str]) -> str:
-        name, default = match.group(1), match.group(2)
-        if name in environ:
-            return environ[name]
-        return unset(where, name) if default is None else default
-
-    return _ENV_REFERENCE.sub(substitute, value)
-
-
-def _expand_env(value: Any, path: Path) -> Any:
-    def refuse(where: str, name: str) -> str:
-        raise ConfigError(f"{path}: {where}: environment variable {name} is not set (or write ${{{name}:-default}})")
-
-    return expand_env(value, os.environ, refuse)
-
-
-def _read_yaml(path: Path) -> Any:
-    try:
-        with path.open("rb") as f:
-            return _expand_env(yaml.safe_load(f) or {}, path)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
-
-
-def _describe(path: Path, error: ValidationError) -> str:
-    lines = []
-    for item in error.errors():
-        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        message = "unknown key (not allowed here)" if item["type"] == "extra_forbidden" else item["msg"]
-        lines.append(f"{path}: {where}: {message}")
-    return "\n".join(lines)
-
-
-def _parse(model: type[_M], path: Path, data: Any) -> _M:
-    try:
-        return model.model_validate(data)
-    except ValidationError as e:
-        raise ConfigError(_describe(path, e)) from None
-
-
-def _load_litellm(path: Path) -> Config:
-    try:
-        with path.open("rb") as f:
-            data = yaml.safe_load(f)  # no ${VAR} expansion yet: `api_key: ${VAR}` names a variable
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
-    if not is_litellm_config(data):
-        raise ConfigError(f"{path}: neither a config directory nor a LiteLLM proxy config (no model_list)")
-    try:
-        imported = import_litellm(data)
-    except LiteLLMImportError as e:
-        raise ConfigError(f"{path}: {e}") from None
-    providers = _parse(ProvidersFile, path, _expand_env(imported.providers, path))
-    mappings = _parse(ModelMappingsFile, path, _expand_env(imported.mappings, path))
-    runtime = _parse(RuntimeFile, path, _expand_env(imported.runtime, path))
-    try:
-        return Config(directory=path, providers=providers.providers, mappings=mappings, runtime=runtime,
-                      notes=tuple(str(note) for note in imported.notes))
-    except ValidationError as e:
-        raise ConfigError(_describe(path, e)) from None
-
-
-def default_config_dir() -> Path:
-    configured = os.environ.get("AIUB_CONFIG")
-    return Path(configured) if configured else Path(__file__).resolve().parent.parent / "config"
-
-
-def load_config(directory: str | Path | None = None) -> Config:
-    """Our config directory, or a single LiteLLM proxy YAML (recognised by its `model_list`)."""
-    root = Path(directory) if directory is not None else default_config_dir()
-    if root.is_file():
-        return _load_litellm(root)
-    providers = _parse(ProvidersFile, root / "providers.yaml", _read_yaml(root / "providers.yaml"))
-    mappings = _parse(ModelMappingsFile, root / "model-mappings.yaml", _read_yaml(root / "model-mappings.yaml"))
-    runtime_path = root / "aiub.yaml"
-    runtime = _parse(RuntimeFile, runtime_path, _read_yaml(runtime_path)) if runtime_path.exists() else RuntimeFile()
-    try:
-        return Config(directory=root, providers=providers.providers, mappings=mappings, runtime=runtime)
-    except ValidationError as e:
-        raise ConfigError(_describe(root, e)) from None

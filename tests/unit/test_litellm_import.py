@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from shared.config import ConfigError, ModelMappingsFile, ProvidersFile, RuntimeFile, load_config
-from shared.litellm_import import Imported, LiteLLMImportError, import_litellm, is_litellm_config
+from shared.config.litellm_import import Imported, LiteLLMImportError, import_litellm, is_litellm_config
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,0 +1,49 @@
+"""One config document read, its `${VAR}` references expanded and validated by its model; every
+error names the file and the key path."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from shared.config.base import ConfigError
+from shared.config.env import expand_env
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def expand(value: Any, path: Path) -> Any:
+    def refuse(where: str, name: str) -> str:
+        raise ConfigError(f"{path}: {where}: environment variable {name} is not set (or write ${{{name}:-default}})")
+
+    return expand_env(value, os.environ, refuse)
+
+
+def read_yaml(path: Path) -> Any:
+    try:
+        with path.open("rb") as f:
+            return expand(yaml.safe_load(f) or {}, path)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+
+
+def describe(path: Path, error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = "unknown key (not allowed here)" if item["type"] == "extra_forbidden" else item["msg"]
+        lines.append(f"{path}: {where}: {message}")
+    return "\n".join(lines)
+
+
+def parse(model: type[_M], path: Path, data: Any) -> _M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(describe(path, e)) from None
