@@ -9,7 +9,7 @@ import uvicorn
 
 from services.gateway.app import create_app
 from services.gateway.auth import StartupRefused
-from services.gateway.http_limits import limited_protocol
+from services.gateway.header_limits import limited_protocol
 from shared.config import Config
 
 

@@ -13,13 +13,13 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from services.gateway import limits, ratelimit
+from services.gateway import gcra, usage_limits
 from services.gateway.auth import Authenticator, Principal, auth_mode
 from services.gateway.cache import CachedAnswer, CacheMode, cache_key, cache_mode, ttl_for
 from services.gateway.cache_store import Lookup, MemoryStore, RedisStore, ResponseCache
+from services.gateway.gcra import Limit
 from services.gateway.key_store import FileKeyStore, KeyStore, RedisKeyStore
-from services.gateway.limiter import Limiter, LocalLimiter, RedisLimiter
-from services.gateway.ratelimit import Limit
+from services.gateway.rate_limit_store import Limiter, LocalLimiter, RedisLimiter
 from services.gateway.redis_link import RedisLink, connect
 from services.gateway.validation import ParsedRequest
 from shared.config import Config, RuntimeFile
@@ -89,16 +89,16 @@ class Policies:
                     cache_control: str | None) -> tuple[Admission, CachedAnswer | None]:
         """Apply limits and look the request up; raises on a refusal. A hit comes back as the answer."""
         principal.check_model(parsed.model)
-        limits.apply_max_tokens(parsed.kind, parsed.model, parsed.body, self.runtime.limits)
-        admission = Admission(principal, estimated_prompt=limits.estimate_prompt_tokens(raw))
-        admission.limits = limits.rate_limits(principal, parsed.model, self.runtime.limits,
-                                              admission.estimated_prompt)
+        usage_limits.apply_max_tokens(parsed.kind, parsed.model, parsed.body, self.runtime.limits)
+        admission = Admission(principal, estimated_prompt=usage_limits.estimate_prompt_tokens(raw))
+        admission.limits = usage_limits.rate_limits(principal, parsed.model, self.runtime.limits,
+                                                    admission.estimated_prompt)
         if admission.limits:
             allowed, decisions = await self.limiter.check(admission.limits)
-            admission.headers.update(ratelimit.headers(admission.limits, decisions))
+            admission.headers.update(gcra.headers(admission.limits, decisions))
             if not allowed:
                 raise OverLimit("rate limit exceeded for this API key; see the x-ratelimit-* headers",
-                                admission.headers, ratelimit.retry_after_s(decisions))
+                                admission.headers, gcra.retry_after_s(decisions))
         if self.cache is None:
             return admission, None
         admission.mode = cache_mode(self.runtime.cache, parsed.model, cache_control, parsed.cache)
@@ -117,8 +117,8 @@ class Policies:
     async def settle(self, admission: Admission, answer: CachedAnswer | None, prompt_tokens: int,
                      completion_tokens: int) -> None:
         """A complete, successful answer: store it and charge the tokens the estimate did not cover."""
-        charges = limits.completion_charges(admission.limits, admission.estimated_prompt, prompt_tokens,
-                                            completion_tokens)
+        charges = usage_limits.completion_charges(admission.limits, admission.estimated_prompt, prompt_tokens,
+                                                  completion_tokens)
         if charges:
             await self.limiter.charge(charges)
         if (answer is not None and self.cache is not None and admission.key is not None

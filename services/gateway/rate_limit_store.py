@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from redis.exceptions import NoScriptError
 
-from services.gateway.ratelimit import LUA, Decision, Limit, decide
+from services.gateway.gcra import LUA, Decision, Limit, decide
 from services.gateway.redis_link import RedisLink, RedisUnavailable
 
 

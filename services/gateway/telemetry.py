@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from services.gateway.token_rate import TokenRate
+from services.gateway.token_throughput import TokenRate
 from shared.metrics import GatewayMetrics
 
 

@@ -1,4 +1,7 @@
-"""Tokens per second over a sliding window, in one-second buckets. Pure: the caller gives the time."""
+"""Tokens per second over a sliding window, in one-second buckets: the `throughput` gauge, not a limit.
+
+Pure: the caller gives the time.
+"""
 
 from __future__ import annotations
 

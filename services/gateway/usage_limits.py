@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from services.gateway.auth import Principal
-from services.gateway.ratelimit import Limit
+from services.gateway.gcra import Limit
 from shared.config import LimitSettings
 from shared.errors import BadRequest
 

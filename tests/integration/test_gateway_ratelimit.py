@@ -17,8 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.gateway.limiter import RedisLimiter
-from services.gateway.ratelimit import Limit, decide
+from services.gateway.gcra import Limit, decide
+from services.gateway.rate_limit_store import RedisLimiter
 from services.gateway.redis_link import RedisLink
 from shared.config import RedisSettings
 from tests.support.processes import Stack, wait_served

@@ -1,10 +1,10 @@
 import pytest
 
 from services.gateway.auth import ANONYMOUS, Principal
+from services.gateway.gcra import PERIOD_MS, Limit, decide, format_reset, gcra, headers
 from services.gateway.keys import KeyRecord
-from services.gateway.limiter import LocalLimiter
-from services.gateway.limits import apply_max_tokens, completion_charges, estimate_prompt_tokens, rate_limits
-from services.gateway.ratelimit import PERIOD_MS, Limit, decide, format_reset, gcra, headers
+from services.gateway.rate_limit_store import LocalLimiter
+from services.gateway.usage_limits import apply_max_tokens, completion_charges, estimate_prompt_tokens, rate_limits
 from shared.config import LimitSettings, ModelLimits
 from shared.errors import BadRequest
 

@@ -1,4 +1,4 @@
-from services.gateway.token_rate import TokenRate
+from services.gateway.token_throughput import TokenRate
 
 
 def test_rate_is_tokens_in_the_window_over_its_length() -> None:
