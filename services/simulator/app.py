@@ -6,37 +6,12 @@ import itertools
 import random
 import secrets
 import time
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from services.simulator import anthropic_wire, ollama_wire, openai_wire
-from services.simulator.knobs import Knobs
 from services.simulator.openai_wire import WireError
 from services.simulator.routes import Dialect, routes
-
-Flavor = Literal["openai", "ollama", "anthropic"]
-DEFAULT_MODELS: dict[str, tuple[str, ...]] = {
-    "openai": ("Qwen/Qwen2.5-Coder-7B-Instruct-AWQ",),
-    "ollama": ("llama3.1:8b", "qwen2.5-coder:7b"),
-    "anthropic": ("claude-sonnet-4-20250514", "claude-3-5-haiku-20241022"),
-}
-
-
-@dataclass(frozen=True, slots=True)
-class SimulatorSettings:
-    flavor: Flavor
-    models: tuple[str, ...] = ()  # empty: DEFAULT_MODELS[flavor]
-    knobs: Knobs = field(default_factory=Knobs)
-    seed: int | None = None  # seeds error injection, so a failure pattern can be replayed
-    # When set, model requests must carry it: `authorization: Bearer <key>` (openai, ollama),
-    # `x-api-key` (anthropic, which requires some key even when this is None).
-    api_key: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.flavor not in DEFAULT_MODELS:
-            raise ValueError(f"flavor must be one of {', '.join(DEFAULT_MODELS)}, got {self.flavor!r}")
-        if not self.models:
-            object.__setattr__(self, "models", DEFAULT_MODELS[self.flavor])
+from services.simulator.settings import SimulatorSettings
 
 
 class Stats:

@@ -9,21 +9,36 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 import orjson
 
 from services.simulator import anthropic_wire, ollama_wire, openai_wire
 from services.simulator.knobs import Knobs, merge
-
-if TYPE_CHECKING:
-    from services.simulator.app import App, Flavor
-    from services.simulator.server import Reply
+from services.simulator.reply import Reply
+from services.simulator.settings import Flavor, SimulatorSettings
 
 Dialect = Literal["vllm", "ollama", "ollama_v1", "anthropic"]
-Build = Callable[[dict[str, Any], Knobs, str, str, int], "Reply"]
+Build = Callable[[dict[str, Any], Knobs, str, str, int], Reply]
 Response = tuple[int, bytes, bytes]  # status, content type, body
-Simple = Callable[["App", bytes], Response]
+
+
+class Stats(Protocol):
+    def reset(self) -> None: ...
+    def as_dict(self) -> dict[str, Any]: ...
+
+
+class App(Protocol):
+    """What the control routes and the auth check read of the simulator (app.App, the module above)."""
+
+    settings: SimulatorSettings
+    knobs: Knobs
+
+    @property
+    def stats(self) -> Stats: ...
+
+
+Simple = Callable[[App, bytes], Response]
 TEXT = b"text/plain; charset=utf-8"
 
 

@@ -25,33 +25,19 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 import httptools
 import orjson
 
-from services.simulator.app import DEFAULT_MODELS, App, Flavor, SimulatorSettings
+from services.simulator.app import App
 from services.simulator.knobs import Knobs, merge, parse_overrides
 from services.simulator.openai_wire import WireError
+from services.simulator.reply import Reply, StreamReply
 from services.simulator.routes import TEXT, ModelRoute, Simple, auth_failure, error_response, unrouted
+from services.simulator.settings import DEFAULT_MODELS, Flavor, SimulatorSettings
 
 __all__ = ["DEFAULT_MODELS", "Flavor", "Simulator", "SimulatorSettings", "run", "start_simulator"]
-
-
-class Reply(Protocol):
-    """What openai_wire / ollama_wire / anthropic_wire reply objects offer; see openai_wire."""
-
-    stream: bool
-    content_type: bytes
-    n: int
-
-    def full(self, elapsed_ns: int) -> bytes: ...
-
-
-class StreamReply(Reply, Protocol):
-    def prelude(self) -> bytes: ...
-    def event(self, i: int) -> bytes: ...
-    def tail(self, elapsed_ns: int) -> bytes: ...
 
 
 # ----------------------------------------------------------------------------- HTTP framing

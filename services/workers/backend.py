@@ -9,18 +9,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import msgspec
 
 from services.workers import failures
 from services.workers.adapters.base import Adapter, InvalidRequest, StreamBroken, Usage
+from services.workers.frames import FrameSender
 from services.workers.http import BackendBroken, BackendHttp, BackendTimeout, BackendUnreachable
 from shared.config import ProviderSpec
 from shared.messages import Chunk, Done, Error, OutcomeKind, Result, ResultPart, WorkOrder
-
-if TYPE_CHECKING:
-    from services.workers.service import FrameSender
 
 MAX_ERROR_BODY = 64 * 1024
 # A result frame must fit one NATS message: room for the envelope, and base64 grows by 4/3.

@@ -25,30 +25,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from shared.config.litellm_settings import apply_settings, env_name
+from shared.config.litellm_state import Deployment, ImportState, Kind, Note, Provider
 
 _BAD_KEY = re.compile(r"[^A-Za-z0-9_-]")
-_SEE = "see docs/deployment.md, 'Migrating from LiteLLM'"
+
 
 
 class LiteLLMImportError(ValueError):
     """The file cannot be read as a LiteLLM proxy config at all; the message names the key path."""
-
-
-@dataclass(frozen=True)
-class Note:
-    """A LiteLLM setting that was approximated or not imported, and what to do about it."""
-
-    path: str
-    message: str
-    fix: str = ""
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.message}" + (f" — {self.fix}" if self.fix else "")
 
 
 @dataclass(frozen=True)
@@ -63,89 +52,26 @@ def is_litellm_config(data: object) -> bool:
     return isinstance(data, Mapping) and "model_list" in data
 
 
-@dataclass(frozen=True)
-class _Kind:
-    type: str
-    key: str  # the provider key when only one backend has this type
-    base_url: str | None  # LiteLLM's default api_base; None: api_base is required
-    env_var: str | None  # the variable LiteLLM reads when no api_key is given
-
-
-_OLLAMA = _Kind("ollama", "ollama", "http://localhost:11434", None)
-_OPENAI = _Kind("openai", "openai", "https://api.openai.com/v1", "OPENAI_API_KEY")
-_ANTHROPIC = _Kind("anthropic", "anthropic", "https://api.anthropic.com/v1", "ANTHROPIC_API_KEY")
+_OLLAMA = Kind("ollama", "ollama", "http://localhost:11434", None)
+_OPENAI = Kind("openai", "openai", "https://api.openai.com/v1", "OPENAI_API_KEY")
+_ANTHROPIC = Kind("anthropic", "anthropic", "https://api.anthropic.com/v1", "ANTHROPIC_API_KEY")
 _PREFIXES = {
     "ollama": _OLLAMA,
     "ollama_chat": _OLLAMA,
-    "hosted_vllm": _Kind("vllm", "vllm", None, None),
+    "hosted_vllm": Kind("vllm", "vllm", None, None),
     "openai": _OPENAI,
     "anthropic": _ANTHROPIC,
 }
-_OPENAI_COMPATIBLE = _Kind("openai_compatible", "openai_compatible", None, None)
-_OLLAMA_CLOUD = _Kind("ollama_cloud", "ollama_cloud", None, "OLLAMA_API_KEY")
+_OPENAI_COMPATIBLE = Kind("openai_compatible", "openai_compatible", None, None)
+_OLLAMA_CLOUD = Kind("ollama_cloud", "ollama_cloud", None, "OLLAMA_API_KEY")
 _UNPREFIXED = (("gpt-", _OPENAI), ("chatgpt-", _OPENAI), ("o1", _OPENAI), ("o3", _OPENAI), ("o4", _OPENAI),
                ("text-embedding-", _OPENAI), ("claude-", _ANTHROPIC))
 
 _PARAMS_USED = {"model", "api_base", "api_key", "timeout", "max_parallel_requests", "weight"}
 _INFO_USED = {"aiub_provider", "max_input_tokens", "max_tokens", "input_cost_per_token", "output_cost_per_token",
               "mode", "description"}
-# Settings whose absence here is deliberate: what aiub does instead.
-_INSTEAD = {
-    "drop_params": "aiub passes request parameters through untouched; a backend that rejects one answers 400",
-    "set_verbose": "logging is set with --log-level", "json_logs": "aiub always logs JSON lines",
-    "success_callback": "aiub serves Prometheus metrics and JSON logs instead of callbacks",
-    "failure_callback": "aiub serves Prometheus metrics and JSON logs instead of callbacks",
-    "callbacks": "aiub serves Prometheus metrics and JSON logs instead of callbacks",
-    "redis_host": "aiub's routers share state over NATS, not Redis", "redis_port": "aiub's routers share state "
-    "over NATS, not Redis", "redis_password": "aiub's routers share state over NATS, not Redis",
-    "redis_url": "aiub's routers share state over NATS, not Redis",
-    "database_url": "aiub keeps no database: virtual keys live in Redis (or a file)",
-    "store_model_in_db": "aiub reads models from config only",
-    "rpm": "per-deployment rate limits are not supported; limit per key with `aiub keys create --rpm`",
-    "tpm": "per-deployment rate limits are not supported; limit per key with `aiub keys create --tpm`",
-    "stream_timeout": "aiub's caller deadlines apply (aiub.yaml deadlines.first_token_s and idle_s)",
-    "order": "deployment order is not supported; use fallback_chains in model-mappings.yaml",
-    "include": "included files are not read: merge them into this file",
-    "environment_variables": "not applied: set these variables in the environment aiub runs in",
-}
-
-
-@dataclass
-class _Provider:
-    kind: _Kind
-    base_url: str
-    env_var: str | None
-    path: str
-    name: str | None = None  # model_info.aiub_provider
-    models: dict[str, dict[str, Any]] = field(default_factory=dict)
-    timeout_s: float | None = None
-    max_concurrency: int | None = None
-
-
-@dataclass
-class _Deployment:
-    model: str
-    provider: _Provider
-    weight: float | None
-
-
-class _Importer:
-    def __init__(self) -> None:
-        self.notes: list[Note] = []
-        self.providers: dict[tuple[str, str, str | None], _Provider] = {}
-        self.groups: dict[str, list[_Deployment]] = {}
-        self.patterns: list[dict[str, Any]] = []
-        self.names: dict[int, str] = {}  # id(_Provider) → key
-
-    def note(self, path: str, message: str, fix: str = "") -> None:
-        self.notes.append(Note(path, message, fix))
-
-    def unsupported(self, path: str, key: str) -> None:
-        reason = _INSTEAD.get(key)
-        if reason is not None:
-            self.note(path, f"not imported: {reason}", "remove it once you have moved to aiub")
-        else:
-            self.note(path, "not supported by aiub; ignored", f"remove it, or {_SEE}")
+class _Importer(ImportState):
+    """`model_list` read into the state; the settings are shared/config/litellm_settings.py's."""
 
     # model_list
 
@@ -177,7 +103,7 @@ class _Importer:
             return
         env_var = self.api_key(where, kind, params.get("api_key"))
         group = (kind.type, base_url.rstrip("/").removesuffix("/v1"), env_var)
-        provider = self.providers.setdefault(group, _Provider(kind, base_url, env_var, where))
+        provider = self.providers.setdefault(group, Provider(kind, base_url, env_var, where))
         if info.get("aiub_provider"):
             provider.name = str(info["aiub_provider"])
         self.limits(where, provider, params)
@@ -205,9 +131,9 @@ class _Importer:
             self.note(where, f"a second deployment of {name!r} on the same backend adds nothing: merged")
             return
         weight = params.get("weight")
-        deployments.append(_Deployment(name, provider, float(weight) if isinstance(weight, int | float) else None))
+        deployments.append(Deployment(name, provider, float(weight) if isinstance(weight, int | float) else None))
 
-    def kind(self, where: str, model: str, api_base: Any) -> tuple[_Kind | None, str]:
+    def kind(self, where: str, model: str, api_base: Any) -> tuple[Kind | None, str]:
         prefix, _, rest = model.partition("/")
         kind = _PREFIXES.get(prefix) if rest else None
         if kind is None and not rest:
@@ -226,7 +152,7 @@ class _Importer:
             kind = _OPENAI_COMPATIBLE
         return kind, rest
 
-    def base_url(self, where: str, kind: _Kind, api_base: Any) -> str | None:
+    def base_url(self, where: str, kind: Kind, api_base: Any) -> str | None:
         env = env_name(api_base)
         if env is not None:
             return f"${{{env}}}"
@@ -237,7 +163,7 @@ class _Importer:
                       "the deployment is not imported", "set api_base, e.g. http://localhost:8001/v1")
         return kind.base_url
 
-    def api_key(self, where: str, kind: _Kind, value: Any) -> str | None:
+    def api_key(self, where: str, kind: Kind, value: Any) -> str | None:
         if value is None:
             return kind.env_var
         env = env_name(value)
@@ -247,7 +173,7 @@ class _Importer:
             return kind.env_var
         return env
 
-    def limits(self, where: str, provider: _Provider, params: Mapping[str, Any]) -> None:
+    def limits(self, where: str, provider: Provider, params: Mapping[str, Any]) -> None:
         timeout, parallel = params.get("timeout"), params.get("max_parallel_requests")
         if isinstance(timeout, int | float) and timeout > 0:
             provider.timeout_s = max(provider.timeout_s or 0.0, float(timeout))
@@ -297,8 +223,6 @@ class _Importer:
             used.add(unique)
             self.names[id(p)] = unique
 
-    def key(self, provider: _Provider) -> str:
-        return self.names[id(provider)]
 
 
 def _section(data: Mapping[str, Any], name: str) -> Mapping[str, Any]:

@@ -13,10 +13,9 @@ import copy
 import dataclasses
 import re
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from shared.config.litellm_import import _Importer
+from shared.config.litellm_state import ImportState
 
 ENV_PREFIX = "os.environ/"
 _DOLLAR = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-[^}]*)?\}$")
@@ -39,7 +38,7 @@ _SETTINGS_KEYS = {"num_retries", "request_timeout", "fallbacks", "context_window
 _GENERAL_KEYS = {"master_key"}
 
 
-def apply_settings(imp: _Importer, router: Mapping[str, Any], settings: Mapping[str, Any],
+def apply_settings(imp: ImportState, router: Mapping[str, Any], settings: Mapping[str, Any],
                    general: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """(model-mappings document, aiub.yaml document, health settings for every provider)."""
     for section, values, known in (("router_settings", router, _ROUTER_KEYS),
@@ -102,7 +101,7 @@ def apply_settings(imp: _Importer, router: Mapping[str, Any], settings: Mapping[
     return mappings, runtime, _health(imp, router)
 
 
-def _strategy(imp: _Importer, value: Any) -> str:
+def _strategy(imp: ImportState, value: Any) -> str:
     if value is None:
         return "round_robin"
     mapped = STRATEGIES.get(str(value))
@@ -115,7 +114,7 @@ def _strategy(imp: _Importer, value: Any) -> str:
     return mapped[0]
 
 
-def _aliases(imp: _Importer, value: Any) -> None:
+def _aliases(imp: ImportState, value: Any) -> None:
     if value is None:
         return
     if not isinstance(value, Mapping):
@@ -138,7 +137,7 @@ def _aliases(imp: _Importer, value: Any) -> None:
         imp.groups[alias] = [dataclasses.replace(d, model=alias) for d in imp.groups[group]]
 
 
-def _pairs(imp: _Importer, where: str, value: Any) -> Iterator[tuple[str, str, list[str]]]:
+def _pairs(imp: ImportState, where: str, value: Any) -> Iterator[tuple[str, str, list[str]]]:
     """(path, model, fallback models) from LiteLLM's `[{model: [fallback, ...]}, ...]`."""
     if value is None:
         return
@@ -157,7 +156,7 @@ def _pairs(imp: _Importer, where: str, value: Any) -> Iterator[tuple[str, str, l
             yield f"{where}[{i}].{model}", str(model), targets
 
 
-def _fallbacks(imp: _Importer, where: str, value: Any, default_where: str, defaults: Any) -> dict[str, list[str]]:
+def _fallbacks(imp: ImportState, where: str, value: Any, default_where: str, defaults: Any) -> dict[str, list[str]]:
     """Model → models fallbacks become per-model provider chains: each fallback model's providers
     join the chain and serve the original name with the fallback's backend model."""
     pairs = list(_pairs(imp, where, value))
@@ -194,7 +193,7 @@ def _fallbacks(imp: _Importer, where: str, value: Any, default_where: str, defau
     return {model: chain for model, chain in chains.items() if len(chain) > primaries[model]}
 
 
-def _context_fallbacks(imp: _Importer, where: str, value: Any) -> dict[str, list[str]]:
+def _context_fallbacks(imp: ImportState, where: str, value: Any) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     for path, model, targets in _pairs(imp, where, value):
         if model not in imp.groups:
@@ -209,7 +208,7 @@ def _context_fallbacks(imp: _Importer, where: str, value: Any) -> dict[str, list
     return found
 
 
-def _health(imp: _Importer, router: Mapping[str, Any]) -> dict[str, Any]:
+def _health(imp: ImportState, router: Mapping[str, Any]) -> dict[str, Any]:
     health: dict[str, Any] = {}
     fails, cooldown = router.get("allowed_fails"), router.get("cooldown_time")
     if isinstance(fails, int) and fails >= 0:
@@ -228,7 +227,7 @@ def _health(imp: _Importer, router: Mapping[str, Any]) -> dict[str, Any]:
     return health
 
 
-def _cache(imp: _Importer, settings: Mapping[str, Any]) -> None:
+def _cache(imp: ImportState, settings: Mapping[str, Any]) -> None:
     enabled, params = settings.get("cache"), settings.get("cache_params") or {}
     if not isinstance(params, Mapping):
         imp.note("litellm_settings.cache_params", "must be a mapping; ignored")
@@ -257,7 +256,7 @@ def _cache(imp: _Importer, settings: Mapping[str, Any]) -> None:
                      "not imported: the cache TTL and size are gateway settings (3600 s by default)")
 
 
-def _master_key(imp: _Importer, value: Any) -> None:
+def _master_key(imp: ImportState, value: Any) -> None:
     if value is None:
         return
     env = env_name(value)
