@@ -10,8 +10,8 @@ from pathlib import Path
 import nats
 import pytest
 
-from cli.up.stack import forget_provider_states
 from cli import status
+from cli.up.stack import forget_provider_states
 from shared.health_view import open_bucket
 from shared.messages import ProviderState, encode
 
