@@ -260,6 +260,9 @@ class RequestRecord(msgspec.Struct, frozen=True, kw_only=True):
     ttft_s: float | None
     attempts: tuple[AttemptRecord, ...] = ()
     at: float = 0.0
+    # What the client was told in `x-aiub-cache`: "hit", "miss" or "bypass" (it asked for a
+    # fresh answer, or its model is not cached); "" when the gateway has no cache.
+    cache: str = ""
 
 
 class ModelList(msgspec.Struct, frozen=True, kw_only=True):
