@@ -34,7 +34,8 @@ from services.router.load import LoadView
 from services.router.stats import UsageStats
 from services.router.strategies import Balancer, Candidate, rank
 from shared.config import CapabilityRoute, Config, ModelMappingsFile, ProviderSpec, Strategy
-from shared.messages import CONTEXT_LENGTH_EXCEEDED, InferenceRequest, ProviderState
+from shared.errors import ContextLengthExceeded, ModelNotFound, ServiceUnavailable
+from shared.messages import InferenceRequest, ProviderState
 
 RoutedBy = Literal["exact", "pattern", "capability", "load_balancing", "default"]
 CAPABILITY_ALIAS = "capability:"
@@ -48,12 +49,9 @@ class Target:
     fallback: bool = False  # from the fallback chain rather than the matched pool
 
 
-@dataclass(frozen=True)
-class Refusal:
-    status: int  # 404 no route, 503 nothing available, 400 no larger context window
-    code: str
-    message: str
-    retry_after: float | None = None  # for a 503: when the first skipped provider may serve again
+# What a plan refuses with: a class of the error tree (404 no route, 503 nothing available with
+# the earliest reopening as Retry-After, 400 no larger context window), returned, not raised.
+Refusal = ModelNotFound | ContextLengthExceeded | ServiceUnavailable
 
 
 @dataclass(frozen=True)
@@ -86,7 +84,7 @@ class Match:
 
 
 def match_model(mappings: ModelMappingsFile, providers: Mapping[str, ProviderSpec], model: str,
-                capability: str | None) -> Match | Refusal | None:
+                capability: str | None) -> Match | ModelNotFound | None:
     """The rule that routes `model` (steps 1-6 above), a refusal for an unknown capability alias,
     or None. `aiub validate` previews routes with this same function."""
     balanced = mappings.load_balancing.get(model)
@@ -101,7 +99,7 @@ def match_model(mappings: ModelMappingsFile, providers: Mapping[str, ProviderSpe
         route = mappings.capabilities.get(name)
         if route is None:
             known = ", ".join(CAPABILITY_ALIAS + c for c in mappings.capabilities) or "none configured"
-            return Refusal(404, "model_not_found", f"unknown capability {name!r} (known: {known})")
+            return ModelNotFound(f"unknown capability {name!r} (known: {known})")
         return Match(route.providers, "capability", f"capability:{name}", f"capabilities.{name}", route.strategy,
                      capability=route, capability_name=name)
     patterns = sorted((p for p in mappings.patterns if p.matches(model)), key=lambda p: p.specificity, reverse=True)
@@ -184,17 +182,17 @@ def decide(config: Config, request: InferenceRequest, *, states: Mapping[str, Pr
     chain = context_chain(config, request.model)
     if request.context_fallback >= len(chain):
         tried = ", ".join(repr(m) for m in chain)
-        return Plan((), None, refusal=Refusal(400, CONTEXT_LENGTH_EXCEEDED,
-                                              f"the request does not fit the context window of {tried}, and "
-                                              f"context_window_fallbacks names no larger model"))
+        return Plan((), None, refusal=ContextLengthExceeded(
+            f"the request does not fit the context window of {tried}, and context_window_fallbacks names no "
+            "larger model"))
     model = chain[request.context_fallback]
     matched = match_model(config.mappings, config.providers, model, request.capability)
-    if isinstance(matched, Refusal):
+    if isinstance(matched, ModelNotFound):
         return Plan((), None, refusal=matched)
     if matched is None:
-        return Plan((), None, refusal=Refusal(404, "model_not_found", f"no route for model {model!r} (no exact "
-                                              "match, pattern, capability or provider serves it) and no "
-                                              "default_provider is set"))
+        return Plan((), None, refusal=ModelNotFound(
+            f"no route for model {model!r} (no exact match, pattern, capability or provider serves it) and no "
+            "default_provider is set"))
     rule: Match = matched
     alias = model.startswith(CAPABILITY_ALIAS)
     skipped: list[str] = []
@@ -236,8 +234,8 @@ def decide(config: Config, request: InferenceRequest, *, states: Mapping[str, Pr
         # no alternative, refusing would turn 90 % of requests into 503s for nothing.
         targets = [_target(config, name, served, False) for name, served in not_admitted]
     if not targets:
-        return Plan((), rule.routed_by, rule.strategy, skipped=tuple(skipped), refusal=Refusal(
-            503, "no_provider_available", f"no provider available for {model!r}: " + ", ".join(skipped),
+        return Plan((), rule.routed_by, rule.strategy, skipped=tuple(skipped), refusal=ServiceUnavailable(
+            f"no provider available for {model!r}: " + ", ".join(skipped),
             retry_after=_retry_after(states, seen, wall_now)))
     return Plan(tuple(targets), rule.routed_by, rule.strategy, skipped=tuple(skipped))
 

@@ -32,13 +32,12 @@ from services.router.stats import UsageStats
 from services.router.strategies import Balancer
 from shared import logs, subjects, tracing
 from shared.config import Config
+from shared.errors import AiubError, BadRequest, RouterFailed, ServiceUnavailable
 from shared.health_view import HealthView
 from shared.messages import (
     WORKER_UNRESPONSIVE,
     Accepted,
     Busy,
-    Error,
-    ErrorBody,
     InferenceRequest,
     WorkOrder,
     encode,
@@ -121,7 +120,7 @@ class Router:
         except Exception as e:  # a request must get an answer even when placing it failed
             log.error("routing_failed", error=repr(e))
             with contextlib.suppress(Exception):
-                await self._refuse(reply, "", 500, "the router failed to place the request", "router_error")
+                await self._refuse(reply, "", RouterFailed("the router failed to place the request"))
 
     async def _place(self, data: bytes, reply: str) -> None:
         if not reply:
@@ -130,15 +129,14 @@ class Router:
         try:
             request = request_decoder.decode(data)
         except (msgspec.ValidationError, msgspec.DecodeError) as e:
-            await self._refuse(reply, "", 400, f"malformed InferenceRequest: {e}", "bad_request")
+            await self._refuse(reply, "", BadRequest(f"malformed InferenceRequest: {e}", code="bad_request"))
             return
         tracing.bind(tracing.request_id(request))  # this task's log lines carry the client-visible id
         decided = self.plan(request)
         if decided.refusal is not None:
             refusal = decided.refusal
             log.info("request_refused", model=request.model, reason=refusal.message)
-            await self._refuse(reply, request.attempt, refusal.status, refusal.message, refusal.code,
-                               refusal.retry_after)
+            await self._refuse(reply, request.attempt, refusal)
             return
         label = DECISION_LABELS[decided.routed_by or "default"]
         self.metrics.decisions.labels(strategy=label).inc()
@@ -165,11 +163,10 @@ class Router:
                 log.warning("dispatch_timed_out", model=request.model, provider=target.provider, timeout_s=timeout)
                 # seq -1, like an error a caller makes up itself: a caller whose Accepted came first
                 # cancels that worker (older callers do not know this code).
-                await self._nc.publish(reply, encode(Error(
-                    attempt=request.attempt, seq=-1, status=503, retryable=True, provider=target.provider,
-                    error=ErrorBody(message=f"a {target.provider} worker took the request and did not answer "
-                                            f"within {timeout:g} s", type="service_unavailable",
-                                    code=WORKER_UNRESPONSIVE))))
+                unresponsive = ServiceUnavailable(f"a {target.provider} worker took the request and did not "
+                                                  f"answer within {timeout:g} s", code=WORKER_UNRESPONSIVE)
+                await self._nc.publish(reply, encode(unresponsive.frame(request.attempt, -1, retryable=True,
+                                                                        provider=target.provider)))
                 return
             try:
                 reply_frame = frame_decoder.decode(answer.data)
@@ -187,7 +184,7 @@ class Router:
                     tried.append(f"{target.provider} (unexpected {type(reply_frame).__name__})")
         message = f"no provider could take the request for {request.model!r}: tried " + ", ".join(tried)
         log.warning("request_unplaced", model=request.model, tried=tried)
-        await self._refuse(reply, request.attempt, 503, message, "no_provider_available")
+        await self._refuse(reply, request.attempt, ServiceUnavailable(message))
 
     def _placed(self, request: InferenceRequest, decided: Plan, provider: str, worker_id: str) -> None:
         self.load.placed(provider, worker_id, request.attempt, self._clock())
@@ -202,10 +199,6 @@ class Router:
         log.debug("request_routed", model=request.model, provider=provider,
                   routed_by=decided.routed_by, strategy=decided.strategy, attempt=request.attempt)
 
-    async def _refuse(self, reply: str, attempt: str, status: int, message: str, code: str,
-                      retry_after: float | None = None) -> None:
-        self.metrics.refusals.labels(reason=code).inc()
-        type_ = "service_unavailable" if status >= 500 else "invalid_request_error"
-        frame = Error(attempt=attempt, seq=0, status=status, retry_after=retry_after,
-                      error=ErrorBody(message=message, type=type_, code=code))
-        await self._nc.publish(reply, encode(frame))
+    async def _refuse(self, reply: str, attempt: str, refusal: AiubError) -> None:
+        self.metrics.refusals.labels(reason=refusal.code or refusal.type).inc()
+        await self._nc.publish(reply, encode(refusal.frame(attempt, 0)))

@@ -13,7 +13,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from shared.messages import CONTEXT_LENGTH_EXCEEDED, ErrorBody, OutcomeKind
+from shared.errors import (
+    AiubError,
+    BadRequest,
+    ClientError,
+    ContextLengthExceeded,
+    DeadlineExceeded,
+    ModelNotFound,
+    RateLimited,
+    UnsupportedCapability,
+    UpstreamError,
+)
+from shared.messages import ErrorBody, OutcomeKind
 
 _SECRETS = re.compile(
     r"(https?://\S+|\b(?:sk|pk|rk)-[A-Za-z0-9_\-]{8,}|Bearer\s+\S+|\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b"
@@ -30,11 +41,23 @@ _CONTEXT_EXCEEDED = re.compile(r"context[ _-]?(?:length|window|size)|maximum mod
 
 @dataclass(frozen=True)
 class Failure:
-    status: int
-    error: ErrorBody
+    """What the client is told (one class of the error tree) and what it means for the provider."""
+
+    exc: AiubError
     retryable: bool
     outcome: OutcomeKind
-    retry_after: float | None = None
+
+    @property
+    def status(self) -> int:
+        return self.exc.status
+
+    @property
+    def error(self) -> ErrorBody:
+        return self.exc.body()
+
+    @property
+    def retry_after(self) -> float | None:
+        return self.exc.retry_after
 
 
 def scrub(message: str) -> str:
@@ -53,56 +76,53 @@ def parse_retry_after(value: str | None) -> float | None:
 def from_status(provider: str, status: int, backend_message: str | None, retry_after: str | None = None) -> Failure:
     detail = scrub(backend_message) if backend_message else f"HTTP {status}"
     if status in (401, 403):
-        return Failure(502, ErrorBody(message=f"provider {provider} rejected aiub's credentials: {detail}",
-                                      type="upstream_error", code="provider_auth_failed"), False, "client_error")
+        return Failure(UpstreamError(f"provider {provider} rejected aiub's credentials: {detail}",
+                                     code="provider_auth_failed"), False, "client_error")
     if status == 429:
-        return Failure(429, ErrorBody(message=f"provider {provider} is rate limiting: {detail}",
-                                      type="rate_limit_error", code="rate_limit_exceeded"),
-                       True, "rate_limited", parse_retry_after(retry_after))
+        return Failure(RateLimited(f"provider {provider} is rate limiting: {detail}",
+                                   retry_after=parse_retry_after(retry_after)), True, "rate_limited")
     if status in (408, 409):
-        return Failure(status, ErrorBody(message=detail, type="upstream_error", code="upstream_transient"),
-                       True, "server_error")
+        return Failure(UpstreamError(detail, status=status, code="upstream_transient"), True, "server_error")
     if status in (400, 413, 422) and backend_message and _CONTEXT_EXCEEDED.search(backend_message):
-        return Failure(400, ErrorBody(message=detail, type="invalid_request_error", code=CONTEXT_LENGTH_EXCEEDED),
-                       False, "client_error")
+        return Failure(ContextLengthExceeded(detail), False, "client_error")
+    if status == 404:
+        return Failure(ModelNotFound(detail), False, "client_error")
     if 400 <= status < 500:
-        error_type = "invalid_request_error"
-        code = "model_not_found" if status == 404 else None
-        return Failure(status, ErrorBody(message=detail, type=error_type, code=code), False, "client_error")
+        return Failure(ClientError(status, detail), False, "client_error")
     public = status if status in (500, 502, 503, 504) else 502
-    return Failure(public, ErrorBody(message=f"provider {provider} failed: {detail}", type="upstream_error",
-                                     code="upstream_error"), True, "server_error",
-                   parse_retry_after(retry_after) if status == 503 else None)
+    return Failure(UpstreamError(f"provider {provider} failed: {detail}", status=public, code="upstream_error",
+                                 retry_after=parse_retry_after(retry_after) if status == 503 else None),
+                   True, "server_error")
 
 
 def connection_failed(provider: str, what: str) -> Failure:
-    return Failure(502, ErrorBody(message=f"provider {provider} is unreachable ({what})", type="upstream_error",
-                                  code="connection_error"), True, "connection")
+    return Failure(UpstreamError(f"provider {provider} is unreachable ({what})", code="connection_error"),
+                   True, "connection")
 
 
 def timed_out(provider: str, before_first_token: bool) -> Failure:
-    return Failure(504, ErrorBody(message=f"provider {provider} timed out", type="timeout", code="upstream_timeout"),
+    return Failure(DeadlineExceeded(f"provider {provider} timed out", code="upstream_timeout"),
                    before_first_token, "timeout")
 
 
 def truncated(provider: str, detail: str, before_first_token: bool) -> Failure:
-    return Failure(502, ErrorBody(message=f"provider {provider} stream broke off: {scrub(detail)}",
-                                  type="upstream_error", code="stream_truncated"), before_first_token, "truncated")
+    return Failure(UpstreamError(f"provider {provider} stream broke off: {scrub(detail)}", code="stream_truncated"),
+                   before_first_token, "truncated")
 
 
 def unsupported(provider: str, kind: str) -> Failure:
-    return Failure(400, ErrorBody(message=f"provider {provider} does not support {kind} requests",
-                                  type="invalid_request_error", code="unsupported_capability"), False, "client_error")
+    return Failure(UnsupportedCapability(f"provider {provider} does not support {kind} requests"),
+                   False, "client_error")
 
 
 def invalid_request(message: str, param: str | None) -> Failure:
     """A valid OpenAI request this provider's API cannot express (an adapter's `InvalidRequest`)."""
-    return Failure(400, ErrorBody(message=message, type="invalid_request_error", param=param), False, "client_error")
+    return Failure(BadRequest(message, param=param), False, "client_error")
 
 
 def missing_api_key(provider: str, env_var: str | None) -> Failure:
     # Nothing was sent, and another provider may well serve the request: retryable, and not
     # the provider's fault, so it never opens its circuit.
     where = f" (set {env_var})" if env_var else ""
-    return Failure(502, ErrorBody(message=f"provider {provider} has no API key configured{where}",
-                                  type="upstream_error", code="provider_auth_missing"), True, "client_error")
+    return Failure(UpstreamError(f"provider {provider} has no API key configured{where}",
+                                 code="provider_auth_missing"), True, "client_error")

@@ -33,13 +33,20 @@ from services.workers.telemetry import WorkerTelemetry
 from shared import logs, scope, subjects, tracing
 from shared.client import new_id
 from shared.config import Config
+from shared.errors import (
+    AiubError,
+    BadRequest,
+    DeadlineExceeded,
+    Forbidden,
+    ServiceUnavailable,
+    Unauthorized,
+    UpstreamError,
+)
 from shared.messages import (
     ATTEMPT_UNKNOWN,
     Accepted,
     Busy,
     Chunk,
-    Error,
-    ErrorBody,
     Heartbeat,
     LoadReport,
     Outcome,
@@ -188,9 +195,9 @@ class Worker:
             # another's slots, or find no slots at all.
             log.warning("work_order_misaddressed", subject_provider=provider, order_provider=order.provider,
                         attempt=order.request.attempt)
-            await self._refuse(msg, order, provider, 400, "invalid_request_error", "provider_mismatch",
-                               f"a work order for provider {order.provider!r} arrived on {subjects.work(provider)}: "
-                               f"the subject decides the provider, so it was not served")
+            await self._refuse(msg, order, provider, BadRequest(
+                f"a work order for provider {order.provider!r} arrived on {subjects.work(provider)}: the subject "
+                "decides the provider, so it was not served", code="provider_mismatch"))
             return
         slots = self.slots[provider]
         attempt = order.request.attempt
@@ -221,21 +228,18 @@ class Worker:
                          time.time())
         except scope.ScopeRejected as e:
             log.warning("request_out_of_scope", model=order.request.model, status=e.status, reason=e.message)
-            kind = "authentication_error" if e.status == 401 else "permission_error"
-            await self._refuse(msg, order, order.provider, e.status, kind, "invalid_scope", e.message)
+            refusal = (Unauthorized if e.status == 401 else Forbidden)(e.message, code="invalid_scope")
+            await self._refuse(msg, order, order.provider, refusal)
             return False
         return True
 
-    async def _refuse(self, msg: Msg, order: WorkOrder, provider: str, status: int, type_: str, code: str,
-                      message: str) -> None:
+    async def _refuse(self, msg: Msg, order: WorkOrder, provider: str, refusal: AiubError) -> None:
         """Take the order (so the router stops looking: every worker would say the same) and
         answer its caller with an error instead of serving it."""
         attempt = order.request.attempt
         await msg.respond(encode(Accepted(attempt=attempt, seq=0, provider=provider, worker_id=self.worker_id,
                                           control=self.control_subject)))
-        await self._nc.publish(order.reply_inbox, encode(Error(
-            attempt=attempt, seq=0, status=status, provider=provider,
-            error=ErrorBody(message=message, type=type_, code=code))))
+        await self._nc.publish(order.reply_inbox, encode(refusal.frame(attempt, 0, provider=provider)))
 
     async def _on_cancel(self, msg: Msg) -> None:
         if not msg.data:  # a caller's liveness probe: being here is the answer
@@ -274,13 +278,12 @@ class Worker:
         except TimeoutError:
             # The caller's whole-request deadline passed: it has already given up; stop the backend.
             report = BackendReport(kind=self._deadline_kind(sender, calling_since), status=504)
-            await self._fail(sender, order, 504, "timeout", "deadline_exceeded",
-                             "the request did not finish within its deadline")
+            await self._fail(sender, order, DeadlineExceeded("the request did not finish within its deadline"))
         except Exception as e:  # a bug or an input nobody foresaw must still end the stream
             log.error("attempt_crashed", error=repr(e))
             report = BackendReport(kind="server_error", status=502)
-            await self._fail(sender, order, 502, "upstream_error", "worker_error",
-                             f"the {order.provider} worker failed on this request ({type(e).__name__})")
+            await self._fail(sender, order, UpstreamError(
+                f"the {order.provider} worker failed on this request ({type(e).__name__})", code="worker_error"))
         except asyncio.CancelledError as e:
             # The caller's reason travels as the cancel message: a stall counts against the provider,
             # a client that went away does not, and the request's own deadline only after a silence.
@@ -292,8 +295,8 @@ class Worker:
             if e.args == (SHUTDOWN,):
                 # The caller is still listening: tell it now (retryable before any content) rather
                 # than let it wait out its idle deadline.
-                await self._fail(sender, order, 503, "service_unavailable", "worker_shutdown",
-                                 f"the {order.provider} worker shut down")
+                await self._fail(sender, order, ServiceUnavailable(f"the {order.provider} worker shut down",
+                                                                   code="worker_shutdown"))
             raise
         finally:
             if waiting:
@@ -312,13 +315,11 @@ class Worker:
         silent_s = 0.0 if calling_since is None or sender.content_sent else time.monotonic() - calling_since
         return "timeout" if silent_s >= self._config.runtime.deadlines.first_token_s else "deadline"
 
-    async def _fail(self, sender: FrameSender, order: WorkOrder, status: int, type_: str, code: str,
-                    message: str) -> None:
+    async def _fail(self, sender: FrameSender, order: WorkOrder, failure: AiubError) -> None:
         """An error frame from the worker itself; retryable elsewhere only before any content."""
         with contextlib.suppress(Exception):
-            await sender.send(Error(attempt=sender.attempt, seq=sender.next_seq(), status=status,
-                                    retryable=not sender.content_sent, provider=order.provider,
-                                    error=ErrorBody(message=message, type=type_, code=code)))
+            await sender.send(failure.frame(sender.attempt, sender.next_seq(), retryable=not sender.content_sent,
+                                            provider=order.provider))
 
     async def _heartbeat(self, sender: FrameSender) -> None:
         interval = self._config.runtime.worker.heartbeat_s

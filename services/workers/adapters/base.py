@@ -4,10 +4,12 @@ An adapter never does I/O. The worker asks it for the HTTP request to send, feed
 response bytes as they arrive, and asks it to turn a failed response into an OpenAI error.
 One contract suite runs against every adapter.
 
-    Exceptions an adapter raises (the worker maps each to one OpenAI error):
-    ├── UnsupportedKind   the backend has no such endpoint          → 400, not retryable
-    ├── InvalidRequest    the body cannot be said in the backend's API → 400, not retryable
-    └── StreamBroken      the backend's reply is unreadable or cut off → 502 (truncated)
+Exceptions an adapter raises (services/workers/failures.py maps each to one class of the error
+tree in shared/errors.py). A kind the backend has no endpoint for is not raised: the adapter
+lists its `kinds`, and the worker answers `UnsupportedCapability` (400) before building anything.
+
+    InvalidRequest    the body cannot be said in the backend's API → BadRequest (400), not retryable
+    StreamBroken      the backend's reply is unreadable or cut off → UpstreamError (502 stream_truncated)
 """
 
 from __future__ import annotations
@@ -17,10 +19,6 @@ from typing import Any, Protocol
 
 from shared.config import ProviderSpec
 from shared.messages import RequestKind, WorkOrder
-
-
-class UnsupportedKind(Exception):
-    """The backend has no such endpoint (embeddings on Anthropic): a 400, not a 500."""
 
 
 class InvalidRequest(Exception):
