@@ -41,7 +41,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from shared.config import Deadlines
-from shared.messages import CONTEXT_LENGTH_EXCEEDED, WORKER_GONE, WORKER_UNRESPONSIVE, Error, ErrorBody
+from shared.errors import AiubError, DeadlineExceeded, UpstreamError
+from shared.messages import CONTEXT_LENGTH_EXCEEDED, WORKER_GONE, WORKER_UNRESPONSIVE, Error
 
 Stage = Literal["accepted", "first_token", "answer", "idle"]
 
@@ -51,11 +52,9 @@ MIN_PROBE_TIMEOUT_S = 0.05
 NOTHING_LEFT = ("no_provider_available", CONTEXT_LENGTH_EXCEEDED)
 
 
-def error(attempt: str, status: int, message: str, type_: str, code: str, *,
-          retryable: bool = False, provider: str | None = None) -> Error:
+def own_error(error: AiubError, attempt: str, *, retryable: bool = False, provider: str | None = None) -> Error:
     """An `Error` the client makes up itself (`seq == -1`), not one a worker or router sent."""
-    return Error(attempt=attempt, seq=-1, status=status, retryable=retryable, provider=provider,
-                 error=ErrorBody(message=message, type=type_, code=code))
+    return error.frame(attempt, -1, retryable=retryable, provider=provider)
 
 
 # -- deadlines of one attempt -------------------------------------------------------------------
@@ -158,13 +157,13 @@ def deadline_error(attempt: str, stage: Stage, provider: str | None, *, passed_r
         message = f"provider {provider} went silent mid-response"
     # Only a timeout before the first token is worth trying elsewhere.
     retryable = stage in ("first_token", "answer") and provider is not None
-    return error(attempt, 504, message, "timeout", "deadline_exceeded", retryable=retryable, provider=provider)
+    return own_error(DeadlineExceeded(message), attempt, retryable=retryable, provider=provider)
 
 
 def worker_gone_error(attempt: str, provider: str | None, *, content: bool) -> Error:
     """The liveness probe found no subscriber: the worker process is gone."""
-    return error(attempt, 502, f"the worker serving provider {provider} stopped mid-request",
-                 "upstream_error", WORKER_GONE, retryable=not content, provider=provider)
+    return own_error(UpstreamError(f"the worker serving provider {provider} stopped mid-request", code=WORKER_GONE),
+                     attempt, retryable=not content, provider=provider)
 
 
 # -- what a failed attempt means -----------------------------------------------------------------

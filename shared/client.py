@@ -57,6 +57,7 @@ from nats.nuid import NUID
 from shared import call_policy as policy
 from shared import subjects, tracing
 from shared.config import Deadlines
+from shared.errors import ServiceUnavailable, UpstreamError
 from shared.messages import (
     ATTEMPT_UNKNOWN,
     ATTEMPT_WANTED,
@@ -332,8 +333,8 @@ class _Reader:
         """(the frame for the consumer, if any; whether the attempt ended)."""
         match frame:
             case _NoResponders():
-                return policy.error(info.attempt, 503, "no router is running: nothing consumes aiub.requests",
-                                    "service_unavailable", "no_router"), True
+                return policy.own_error(ServiceUnavailable("no router is running: nothing consumes aiub.requests",
+                                                           code="no_router"), info.attempt), True
             case Error(error=ErrorBody(code=code)) if code == WORKER_UNRESPONSIVE and info.worker_id:
                 return None, False  # the router gave up on the worker just before its Accepted arrived
             case Error():
@@ -346,9 +347,9 @@ class _Reader:
             case Busy():
                 return None, False
         if frame.seq != self.expected_seq:
-            return policy.error(info.attempt, 502, f"frames lost between worker and gateway (expected "
-                                f"{self.expected_seq}, got {frame.seq})", "upstream_error", "frames_lost",
-                                provider=info.provider), True
+            lost = UpstreamError(f"frames lost between worker and gateway (expected {self.expected_seq}, got "
+                                 f"{frame.seq})", code="frames_lost")
+            return policy.own_error(lost, info.attempt, provider=info.provider), True
         self.expected_seq += 1
         match frame:
             case Heartbeat():
