@@ -91,6 +91,11 @@ class Chunk(msgspec.Struct, frozen=True, kw_only=True, tag="chunk"):
     def payloads(self) -> tuple[msgspec.Raw, ...]:
         return (self.data, *self.more)
 
+    def text(self) -> str:
+        """The text this frame adds (chat deltas' content, or completions' text), for a reader:
+        `data` itself is the raw OpenAI object, left undecoded on the hot path."""
+        return "".join(_choice_text(msgspec.json.decode(payload)) for payload in self.payloads)
+
 
 class Result(msgspec.Struct, frozen=True, kw_only=True, tag="result"):
     attempt: str
@@ -98,6 +103,24 @@ class Result(msgspec.Struct, frozen=True, kw_only=True, tag="result"):
     data: msgspec.Raw  # the whole OpenAI response object, or `null` after `ResultPart`s
     prompt_tokens: int = 0
     completion_tokens: int = 0
+
+    def text(self) -> str:
+        """The answer's text (a chat message's content, or a completion's text); "" for
+        embeddings, and for a result sent in `ResultPart`s (the parts hold it)."""
+        return _choice_text(msgspec.json.decode(self.data))
+
+
+def _choice_text(obj: Any) -> str:
+    """The first choice's text in an OpenAI chat or completion object, chunk or whole."""
+    choices = obj.get("choices") if isinstance(obj, dict) else None
+    if not choices or not isinstance(choices[0], dict):
+        return ""
+    choice = choices[0]
+    message = choice.get("delta") or choice.get("message") or {}
+    text = message.get("content") if isinstance(message, dict) else None
+    if text is None:
+        text = choice.get("text")
+    return text if isinstance(text, str) else ""
 
 
 class ResultPart(msgspec.Struct, frozen=True, kw_only=True, tag="result_part"):
