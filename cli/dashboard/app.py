@@ -18,11 +18,12 @@ from pathlib import Path
 
 from rich.text import Text
 from textual.app import App, ComposeResult
+from textual.driver import Driver
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from cli.dashboard import view
 from cli.dashboard.feed import Feed, Model
-from cli.dashboard.inspector import parse_query
+from cli.dashboard.inspector import Query, parse_query
 from cli.dashboard.screens import ConfigScreen, RequestScreen
 
 
@@ -43,15 +44,16 @@ class DashboardApp(App[None]):
     ]
 
     def __init__(self, model: Model, feed: Feed | None = None, config_dir: Path | None = None,
-                 refresh_s: float = 1.0, clock: Callable[[], float] = time.time) -> None:
-        super().__init__()
+                 refresh_s: float = 1.0, clock: Callable[[], float] = time.time,
+                 driver_class: type[Driver] | None = None) -> None:
+        super().__init__(driver_class=driver_class)
         self.model = model
         self.feed = feed
         self.config_dir = config_dir
         self.refresh_s = refresh_s
         self._clock = clock
         self._query = parse_query("")
-        self._shown_requests: tuple[int, str] | None = None  # (records received, filter) last drawn
+        self._shown_requests: tuple[int, Query] | None = None  # (records received, query) last drawn
         self.refreshes = 0
 
     def compose(self) -> ComposeResult:
@@ -115,7 +117,10 @@ class DashboardApp(App[None]):
             table.add_row(*cells, key=key)
 
     def _refresh_requests(self, force: bool = False) -> None:
-        shown = (self.model.requests.received, self._filter.value)
+        # Keyed on the query drawn, not on the input's text: keys read in one go (a paste in a
+        # terminal without bracketed paste) change the text several times before the first
+        # Changed is handled, and a key on the text would skip every later, longer query.
+        shown = (self.model.requests.received, self._query)
         if shown == self._shown_requests and not force:
             return
         self._shown_requests = shown

@@ -42,7 +42,7 @@ class RequestScreen(ModalScreen[None]):
         for key, cells in view.attempt_rows(self.entry):
             table.add_row(*cells, key=key)
         if not self.entry.record.attempts:
-            table.add_row("–", "cache" if self.entry.record.cache_hit else "–", *["–"] * 7)
+            table.add_row("–", "cache" if view.cache_state(self.entry.record) == "hit" else "–", *["–"] * 7)
 
 
 _PANES = {"providers.yaml": "providers", "model-mappings.yaml": "mappings", "aiub.yaml": "runtime"}

@@ -68,14 +68,31 @@ def latency_rows(summary: Mapping[str, ProviderStats]) -> list[Row]:
 
 
 def status_text(status: int) -> Text:
+    if status <= 0:  # no status was recorded (the attempt was cut short, or an older gateway)
+        return Text("–", "dim")
     return Text(str(status), "green" if status < 400 else "yellow" if status < 500 else "bold red")
+
+
+def cache_state(record: RequestRecord) -> str:
+    """What the client was told in `x-aiub-cache`: hit, miss or bypass; "" when the gateway has no
+    cache (or predates `RequestRecord.cache`: then only a hit is known)."""
+    return record.cache or ("hit" if record.cache_hit else "")
+
+
+CACHE_DETAIL = {
+    "hit": "cache hit (answered from the cache)",
+    "miss": "cache miss (looked up, not found)",
+    "bypass": "cache bypass (not looked up: the request asked for a fresh answer, or its model is not cached)",
+    "": "cache – (no cache, or the gateway did not say)",
+}
 
 
 def request_cells(record: RequestRecord) -> list[Text | str]:
     providers = providers_of(record)
-    served_by = "cache" if record.cache_hit else " → ".join(providers) or "–"
+    cache = cache_state(record)
+    served_by = "cache" if cache == "hit" else " → ".join(providers) or "–"
     return [time.strftime("%H:%M:%S", time.localtime(record.at)) if record.at else "–", display_id(record),
-            record.model, served_by, status_text(record.status), "hit" if record.cache_hit else "–",
+            record.model, served_by, status_text(record.status), cache or "–",
             str(len(record.attempts)), duration(record.ttft_s), duration(record.latency_s)]
 
 
@@ -83,8 +100,8 @@ def request_summary(entry: Entry) -> str:
     r = entry.record
     lines = [
         f"request {display_id(r)}" + (f"   (bus id {r.request_id})" if r.client_request_id else ""),
-        f"model {r.model}   kind {r.kind}{' (stream)' if r.stream else ''}   status {r.status}   "
-        f"cache {'hit' if r.cache_hit else 'miss'}",
+        f"model {r.model}   kind {r.kind}{' (stream)' if r.stream else ''}   status {r.status}",
+        CACHE_DETAIL.get(cache_state(r), f"cache {cache_state(r)}"),
         f"latency {duration(r.latency_s)}   TTFT {duration(r.ttft_s)}   attempts {len(r.attempts)}   "
         f"at {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(r.at)) if r.at else '–'}",
     ]

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from textual import events
 
 from cli.dashboard.app import DashboardApp
 from cli.dashboard.feed import Model
@@ -144,3 +145,55 @@ async def test_config_view_refuses_an_invalid_config_and_saves_a_valid_one(tmp_p
         assert "llama3.2:3b" in (directory / "model-mappings.yaml").read_text()
         await pilot.press("escape")
         await until(pilot, lambda: "Providers" in screen_text(app), 5, "the main screen")
+
+
+async def test_a_filter_pasted_as_one_burst_of_keys_is_applied_without_another_key() -> None:
+    """A terminal without bracketed paste sends the text as keys read in one go: the input's text
+    changes many times before the first Changed is handled, and the last one must be drawn."""
+    app = DashboardApp(filled_model(), refresh_s=60)  # no redraw from the timer: the filter must do it
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: row(app, "bus2", "qwen-coder"), 5, "the requests")
+        await pilot.press("slash")
+        for key in "model:llama*":
+            app._filter.insert_text_at_cursor(key)  # no await: all of them before any Changed is handled
+        await until(pilot, lambda: not row(app, "bus2", "qwen-coder"), 5, "the pasted filter to apply")
+        assert row(app, "req_abc123", "llama3.1:8b") and "1 shown of 2" in screen_text(app)
+
+
+async def test_a_bracketed_paste_into_the_filter_applies_at_once() -> None:
+    app = DashboardApp(filled_model(), refresh_s=60)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: row(app, "bus2", "qwen-coder"), 5, "the requests")
+        await pilot.press("slash")
+        app._filter.post_message(events.Paste("provider:vllm"))
+        await until(pilot, lambda: not row(app, "req_abc123"), 5, "the pasted filter to apply")
+        assert row(app, "bus2", "qwen-coder")
+
+
+async def test_a_cache_bypass_is_shown_as_bypass_in_the_list_and_the_detail() -> None:
+    """`Cache-Control: no-cache` is answered `x-aiub-cache: bypass`: the dashboard says the same,
+    not "miss" (a lookup that found nothing) nor "–"."""
+    model = Model()
+    model.requests.add_record(record("bypassed", "llama3.1:8b", ("ollama",), cache="bypass"))
+    model.requests.add_record(record("missed", "qwen-coder", ("vllm",), cache="miss"))
+    app = DashboardApp(model, refresh_s=0.1)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: row(app, "bypassed", "llama3.1:8b", "ollama", "200", "bypass"), 5, "the list")
+        assert row(app, "missed", "qwen-coder", "vllm", "200", "miss")
+        await pilot.press("down", "enter")  # newest first: the second row is the bypassed request
+        await until(pilot, lambda: row(app, "request bypassed"), 5, "the request's details")
+        assert row(app, "cache bypass (not looked up")
+        assert "cache miss" not in screen_text(app)
+        assert row(app, "1", "ollama", "w-ollama", "200")  # the attempt's own status
+
+
+async def test_an_attempt_with_no_recorded_status_shows_a_dash_not_zero() -> None:
+    model = Model()
+    model.requests.add_record(record("old-gw", "llama3.1:8b", ("ollama",), status=0))
+    app = DashboardApp(model, refresh_s=0.1)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: row(app, "old-gw", "llama3.1:8b"), 5, "the list")
+        await pilot.press("enter")
+        await until(pilot, lambda: row(app, "request old-gw"), 5, "the request's details")
+        cells = next(line.split() for line in screen_text(app).splitlines() if "w-ollama" in line)
+        assert cells[cells.index("w-ollama") + 1] == "–"  # the status column
