@@ -15,9 +15,10 @@ from typing import cast
 import msgspec
 import pytest
 
-from services.gateway.app import GatewayState, _relay
 from services.gateway.auth import Principal
 from services.gateway.policies import Admission, Policies
+from services.gateway.relay import relay
+from services.gateway.state import GatewayState
 from services.gateway.telemetry import RequestTelemetry
 from shared import logs
 from shared.client import Call, ContentFrame, InferenceClient
@@ -41,7 +42,6 @@ def _call() -> Call:
 
 
 def _finished(state: GatewayState, status_class: str) -> float:
-    assert state.policies is not None
     value = state.policies.registry.get_sample_value("gateway_requests_total",
                                                      {"endpoint": "chat", "status": status_class})
     return value or 0.0
@@ -61,8 +61,8 @@ async def _endless_frames() -> AsyncIterator[ContentFrame]:
 
 async def test_a_bug_mid_stream_is_a_500_with_an_error_event_not_a_client_gone(tmp_path: Path) -> None:
     state = _state(tmp_path)
-    relay = _relay(state, _call(), _broken_frames(), FIRST, time.monotonic(), Admission(Principal("t")))
-    sent = [part async for part in relay]
+    stream = relay(state, _call(), _broken_frames(), FIRST, time.monotonic(), Admission(Principal("t")))
+    sent = [part async for part in stream]
     assert sent[0].startswith(b'data: {"choices"')
     assert b'"type":"internal_error"' in sent[-2] and sent[-1] == DONE_EVENT  # never a clean-looking end
     assert (_finished(state, "5xx"), _finished(state, "4xx")) == (1, 0)
@@ -71,10 +71,10 @@ async def test_a_bug_mid_stream_is_a_500_with_an_error_event_not_a_client_gone(t
 @pytest.mark.parametrize("chunks_read", [1, 3])
 async def test_a_client_that_goes_away_mid_stream_is_a_499(tmp_path: Path, chunks_read: int) -> None:
     state = _state(tmp_path)
-    relay = _relay(state, _call(), _endless_frames(), FIRST, time.monotonic(), Admission(Principal("t")))
+    stream = relay(state, _call(), _endless_frames(), FIRST, time.monotonic(), Admission(Principal("t")))
     for _ in range(chunks_read):
-        await anext(relay)
-    await relay.aclose()  # what Starlette does when the client has gone
+        await anext(stream)
+    await stream.aclose()  # what Starlette does when the client has gone
     assert (_finished(state, "4xx"), _finished(state, "5xx")) == (1, 0)
 
 
@@ -87,10 +87,10 @@ async def test_a_stream_cancelled_while_it_waits_for_a_frame_is_a_499(tmp_path: 
         await asyncio.Event().wait()
         yield FIRST
 
-    relay = _relay(state, _call(), silent_frames(), FIRST, time.monotonic(), Admission(Principal("t")))
-    consumer = asyncio.create_task(anext(relay))
+    stream = relay(state, _call(), silent_frames(), FIRST, time.monotonic(), Admission(Principal("t")))
+    consumer = asyncio.create_task(anext(stream))
     await consumer  # the first chunk
-    consumer = asyncio.create_task(anext(relay))
+    consumer = asyncio.create_task(anext(stream))
     await waiting.wait()
     consumer.cancel()  # the other way Starlette stops a stream whose client went away
     with pytest.raises(asyncio.CancelledError):

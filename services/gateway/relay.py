@@ -1,0 +1,116 @@
+"""A streamed answer, relayed as SSE from its second frame on (the first decided the status).
+
+A stream always ends in `[DONE]`, after either its final frame or an error event: a failure
+after content is never a clean-looking finish. Its record's status: 200, the error frame's, 502
+when frames stop without a final one, 499 when the client went away (Starlette cancels the task
+or closes the generator), 500 for a bug of ours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from services.gateway.cache import CachedAnswer
+from services.gateway.policies import Admission, Policies
+from services.gateway.records import record
+from services.gateway.state import GatewayState
+from shared import logs
+from shared.client import Call, ContentFrame
+from shared.errors import error_json
+from shared.messages import Chunk, Done, Error, ErrorBody, Result
+from shared.sse import DONE_EVENT, event
+
+log = logs.get("gateway")
+
+_INTERNAL_ERROR = error_json(ErrorBody(message="internal error", type="internal_error"))
+
+
+async def settle(policies: Policies, admission: Admission, answer: CachedAnswer | None, prompt_tokens: int,
+                 completion_tokens: int) -> None:
+    """Store the answer and charge its tokens; a failure here costs the cache entry, never the response."""
+    try:
+        await policies.settle(admission, answer, prompt_tokens, completion_tokens)
+    except Exception as e:
+        log.warning("settle_failed", error=repr(e))
+
+
+class _Kept:
+    """The chunks kept for the cache, only while they fit in one entry."""
+
+    __slots__ = ("chunks", "limit", "size", "storing")
+
+    def __init__(self, storing: bool, limit: int) -> None:
+        self.storing = storing
+        self.limit = limit
+        self.chunks: list[bytes] = []
+        self.size = 0
+
+    def add(self, payloads: list[bytes]) -> None:
+        self.chunks.extend(payloads)
+        self.size += sum(map(len, payloads))
+        self.storing = self.size <= self.limit
+        if not self.storing:
+            self.chunks.clear()
+
+    def answer(self, call: Call, chunks: tuple[bytes, ...] | None = None) -> CachedAnswer | None:
+        if not self.storing:
+            return None
+        return CachedAnswer(kind="stream", chunks=tuple(self.chunks) if chunks is None else chunks,
+                            provider=call.provider or "")
+
+
+async def relay(state: GatewayState, call: Call, frames: AsyncIterator[ContentFrame], first: ContentFrame,
+                started: float, admission: Admission) -> AsyncIterator[bytes]:
+    status = 200
+    completion_tokens = 0  # bound by the Done pattern below
+    kept = _Kept(admission.mode is not None and admission.mode.write, state.config.runtime.cache.max_entry_bytes)
+    state.active_connections += 1
+    try:
+        async with call:
+            frame: ContentFrame | None = first
+            while frame is not None:
+                match frame:
+                    case Chunk():
+                        payloads = [bytes(raw) for raw in frame.payloads]
+                        if kept.storing:
+                            kept.add(payloads)
+                        yield b"".join(map(event, payloads))
+                    case Done(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens):
+                        # Settled before [DONE] reaches the client: its next request already sees the entry.
+                        await settle(state.policies, admission, kept.answer(call), prompt_tokens, completion_tokens)
+                        yield DONE_EVENT
+                        return
+                    case Error(error=error, status=status):
+                        log.warning("stream_failed", provider=call.provider, status=status, message=error.message)
+                        yield event(error_json(error))
+                        yield DONE_EVENT
+                        return
+                    case Result(data=data):  # a backend that ignored stream=true
+                        payload = bytes(data)
+                        completion_tokens = frame.completion_tokens
+                        await settle(state.policies, admission, kept.answer(call, (payload,)), frame.prompt_tokens,
+                                     completion_tokens)
+                        yield event(payload)
+                        yield DONE_EVENT
+                        return
+                frame = await anext(frames, None)
+            status = 502
+            yield event(error_json(ErrorBody(message="the response ended without a final frame",
+                                             type="upstream_error")))
+            yield DONE_EVENT
+    except (asyncio.CancelledError, GeneratorExit):
+        status = 499  # how Starlette ends a stream whose client went away: it cancels the task, or closes us
+        raise
+    except Exception as e:
+        # A bug of ours, not the client's leaving: a 500, logged as one, and the stream still ends
+        # in an error event rather than looking complete.
+        status = 500
+        log.error("stream_relay_failed", provider=call.provider, error=repr(e), exc_info=True)
+        yield event(_INTERNAL_ERROR)
+        yield DONE_EVENT
+    finally:
+        state.active_connections -= 1
+        with contextlib.suppress(Exception):
+            await record(state, call, started, status, completion_tokens)
