@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from shared import logs
-from shared.config import ConfigError, load_config
+from shared.config import ConfigError, load_config, read_environment
 
 
 def _common(parser: argparse.ArgumentParser,
@@ -89,10 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.environ) -> int:
+    """`environ` is read here and by load_config, once; what they find is passed on."""
     args = build_parser().parse_args(argv)
-    if getattr(args, "metrics_port", 0) is None and os.environ.get("AIUB_METRICS_PORT"):
-        args.metrics_port = int(os.environ["AIUB_METRICS_PORT"])  # how `aiub up` and compose assign ports
+    environment = read_environment(environ)
+    if getattr(args, "metrics_port", 0) is None:
+        args.metrics_port = environment.metrics_port
+    nats = getattr(args, "nats", None) or environment.nats_url
     if args.command == "simulator":
         from services.simulator.main import main as simulator_main
 
@@ -100,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "dashboard":
         from cli.dashboard.main import main as dashboard_main
 
-        return dashboard_main(args)
+        return dashboard_main(args, environ)
     if args.command == "logs":
         from cli.logs import main as logs_main
 
@@ -108,18 +111,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "status":
         from cli.status import main as status_main
 
-        return status_main(args)
+        return status_main(args, environment)
     if args.command == "validate":
         from cli.validate.command import run_validate
 
-        return run_validate(args.config, os.environ)
+        return run_validate(args.config, environ)
     if args.command == "import-litellm":
         from cli.import_litellm import run_import
 
         return run_import(args.file, args.out, args.force)
     logs.configure(args.command, getattr(args, "log_level", "INFO"))
     try:
-        config = load_config(args.config)
+        config = load_config(args.config, environ)
     except ConfigError as e:
         print(f"aiub: invalid config\n{e}", file=sys.stderr)
         return 2
@@ -128,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "gateway":
         from services.gateway.main import serve as gateway
 
-        return gateway(config, args.host, args.port, args.nats, insecure_no_auth=args.insecure_no_auth,
+        return gateway(config, args.host, args.port, nats, insecure_no_auth=args.insecure_no_auth,
                        state_dir=args.state_dir)
     if args.command == "keys":
         from cli.keys import main as keys_main
@@ -137,21 +140,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "up":
         from cli.up.stack import run_stack
 
-        return run_stack(config, args)
+        return run_stack(config, args, environment)
 
     from shared.lifecycle import run_until_signalled
 
     if args.command == "router":
         from services.router.main import serve as router
 
-        return run_until_signalled(lambda stop: router(config, args.nats, stop, args.metrics_port))
+        return run_until_signalled(lambda stop: router(config, nats, stop, args.metrics_port))
     if args.command == "health":
         from services.health.main import serve as health
 
-        return run_until_signalled(lambda stop: health(config, args.nats, stop, args.metrics_port))
+        return run_until_signalled(lambda stop: health(config, nats, stop, args.metrics_port))
     from services.workers.main import serve as worker
 
-    return run_until_signalled(lambda stop: worker(config, args.provider, args.nats, stop, args.metrics_port))
+    return run_until_signalled(lambda stop: worker(config, args.provider, nats, stop, args.metrics_port))
 
 
 if __name__ == "__main__":

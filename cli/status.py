@@ -22,6 +22,7 @@ from nats.js.errors import BucketNotFoundError, KeyDeletedError, KeyNotFoundErro
 
 from services.health.leader import Lease, lease_decoder
 from shared import bus, subjects
+from shared.config import Environment
 from shared.health_view import Heartbeat, heartbeat_decoder
 from shared.messages import ProviderState, state_decoder
 
@@ -37,7 +38,8 @@ class Snapshot:
     bucket_found: bool = True
 
 
-def find_nats_url(explicit: str | None, state_dir: Path) -> str:
+def find_nats_url(explicit: str | None, state_dir: Path, environment: str | None) -> str:
+    """--nats, else the stack `aiub up` started, else $NATS_URL (`environment`), else the default."""
     if explicit:
         return explicit
     try:
@@ -46,7 +48,7 @@ def find_nats_url(explicit: str | None, state_dir: Path) -> str:
             return found
     except (OSError, ValueError):
         pass
-    return bus.nats_url(None)
+    return bus.nats_url(environment)
 
 
 async def read_snapshot(url: str, timeout_s: float = 3.0) -> Snapshot:
@@ -143,8 +145,8 @@ def render_table(snapshot: Snapshot, now: float) -> str:
     return "\n".join(lines)
 
 
-def main(args: argparse.Namespace) -> int:
-    url = find_nats_url(args.nats, Path(args.state_dir))
+def main(args: argparse.Namespace, environment: Environment | None = None) -> int:
+    url = find_nats_url(args.nats, Path(args.state_dir), environment.nats_url if environment else None)
     try:
         snapshot = asyncio.run(read_snapshot(url))
     except (OSError, TimeoutError, nats.errors.Error) as e:

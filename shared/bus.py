@@ -8,7 +8,6 @@ connection state drives the service's readiness.
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -43,7 +42,8 @@ def inbox_prefix_for(url: str) -> str:
 
 
 def nats_url(explicit: str | None = None) -> str:
-    return explicit or os.environ.get("NATS_URL") or DEFAULT_URL
+    """`explicit` (--nats, else $NATS_URL as the entry point read it), else the default."""
+    return explicit or DEFAULT_URL
 
 
 async def connect(name: str, url: str | None = None, health: BusHealth | None = None) -> tuple[Client, BusHealth]:

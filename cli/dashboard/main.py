@@ -56,7 +56,7 @@ def resolve(nats: str | None, metrics: list[str] | None, state_dir: Path,
     return str(url), [metrics_url(m) for m in metrics]
 
 
-def main(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from cli.dashboard.app import DashboardApp
     from cli.dashboard.feed import Feed, Model
     from cli.dashboard.stats import RollingStats
@@ -68,9 +68,9 @@ def main(args: argparse.Namespace) -> int:
     # Log lines on stderr would scribble over the screen.
     log_stream = (state_dir / "dashboard.log").open("a") if state_dir.is_dir() else open(os.devnull, "w")
     logs.configure("dashboard", "WARNING", stream=log_stream)
-    nats_url, metrics_urls = resolve(args.nats, args.metrics, state_dir, os.environ)
+    nats_url, metrics_urls = resolve(args.nats, args.metrics, state_dir, environ)
     model = Model(stats=RollingStats(window_s=args.window), metrics_urls=metrics_urls)
-    config_dir = Path(args.config) if args.config else default_config_dir()
+    config_dir = Path(args.config) if args.config else default_config_dir(environ)
     # Drawn on the terminal even when stderr is redirected (Textual's own driver draws on stderr).
     app = DashboardApp(model, Feed(model, nats_url), config_dir=config_dir, refresh_s=args.refresh,
                        driver_class=driver_for())

@@ -28,7 +28,7 @@ import yaml
 
 from cli.up.bus_keeper import BusKeeper, BusLost
 from cli.up.scaling import ScaleError, parse_scale, replica_names
-from shared.config import Config
+from shared.config import Config, Environment
 from shared.embedded_nats import EmbeddedNats, free_port, wait_for_port
 from shared.health_view import forget_states
 from shared.processes import die_with_parent
@@ -127,7 +127,7 @@ def auth_summary(has_master_key: bool, master_key_env: str) -> str:
     return f"auth: off, any client may call; set ${master_key_env} to require keys"
 
 
-def run_stack(config: Config, args: argparse.Namespace) -> int:
+def run_stack(config: Config, args: argparse.Namespace, environment: Environment) -> int:
     active = [name for name, spec in config.providers.items() if spec.status == "active"]
     try:
         scale = parse_scale(getattr(args, "scale", None) or "", active)
@@ -145,7 +145,7 @@ def run_stack(config: Config, args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: stop.set())
 
     embedded: EmbeddedNats | None = None
-    nats_url = args.nats or os.environ.get("NATS_URL")
+    nats_url = args.nats or environment.nats_url
     if not nats_url:
         embedded = EmbeddedNats(state_dir / "nats").start()
         nats_url = embedded.url

@@ -22,7 +22,7 @@ def _read(path: Path) -> str | None:
 
 def run_validate(config: str | None, environ: Mapping[str, str], out: TextIO = sys.stdout) -> int:
     """Print every problem; 1 if any is an error, 2 if there is nothing to read."""
-    root = Path(config) if config else default_config_dir()
+    root = Path(config) if config else default_config_dir(environ)
     try:
         if root.is_file():
             problems = validate_litellm(root.read_text(encoding="utf-8"), str(root), environ)
@@ -41,7 +41,7 @@ def run_validate(config: str | None, environ: Mapping[str, str], out: TextIO = s
     failed = len(errors)
     if not errors:
         try:
-            loaded = load_config(root)
+            loaded = load_config(root, environ)
         except ConfigError as e:  # the loader has the final word: a check validate lacks must not pass
             print(f"error: {e}", file=out)
             failed = 1

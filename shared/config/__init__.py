@@ -8,14 +8,17 @@ every error names the file, the key path and what is wrong.
     schema.py    providers.yaml, model-mappings.yaml and the Config joining them
     runtime.py   aiub.yaml
     env.py       ${VAR} expansion
+    environment.py what the process environment says besides config (NATS_URL, ...)
     documents.py one file read, expanded and validated
-    loading.py   load_config: a directory, or the LiteLLM switch (litellm.py)
+    loading.py   load_config: a directory, or the LiteLLM switch (litellm.py); the secrets
+                 the files name by variable, read once
     litellm_*.py a LiteLLM proxy config as our three documents
 """
 
 from shared.config.base import ConfigError
 from shared.config.env import expand_env
-from shared.config.loading import default_config_dir, load_config
+from shared.config.environment import Environment, read_environment
+from shared.config.loading import default_config_dir, load_config, with_secrets
 from shared.config.runtime import (
     AuthSettings,
     CacheSettings,
@@ -48,8 +51,9 @@ from shared.config.schema import (
 
 __all__ = [
     "DEFAULT_HEALTH_ENDPOINTS", "AuthSettings", "CacheSettings", "CapabilityRoute", "Config", "ConfigError",
-    "CustomStrategy", "Deadlines", "ExactMatch", "GatewaySettings", "HealthCheckSpec", "LimitSettings",
+    "CustomStrategy", "Deadlines", "Environment", "ExactMatch", "GatewaySettings", "HealthCheckSpec", "LimitSettings",
     "LoadBalancing", "ModelLimits", "ModelMappingsFile", "ModelSpec", "PatternRoute", "ProviderSpec",
     "ProviderType", "ProvidersFile", "RedisSettings", "RuntimeFile", "Strategy", "WorkerSettings",
-    "default_config_dir", "expand_env", "load_config", "provider_references", "unknown_provider_references",
+    "default_config_dir", "expand_env", "load_config", "provider_references", "read_environment",
+    "unknown_provider_references", "with_secrets",
 ]

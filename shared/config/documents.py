@@ -3,7 +3,7 @@ error names the file and the key path."""
 
 from __future__ import annotations
 
-import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -16,17 +16,17 @@ from shared.config.env import expand_env
 _M = TypeVar("_M", bound=BaseModel)
 
 
-def expand(value: Any, path: Path) -> Any:
+def expand(value: Any, path: Path, environ: Mapping[str, str]) -> Any:
     def refuse(where: str, name: str) -> str:
         raise ConfigError(f"{path}: {where}: environment variable {name} is not set (or write ${{{name}:-default}})")
 
-    return expand_env(value, os.environ, refuse)
+    return expand_env(value, environ, refuse)
 
 
-def read_yaml(path: Path) -> Any:
+def read_yaml(path: Path, environ: Mapping[str, str]) -> Any:
     try:
         with path.open("rb") as f:
-            return expand(yaml.safe_load(f) or {}, path)
+            return expand(yaml.safe_load(f) or {}, path, environ)
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
     except yaml.YAMLError as e:

@@ -3,6 +3,7 @@ through the same models as our own files (shared/config/litellm_import.py does t
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
@@ -15,7 +16,7 @@ from shared.config.runtime import RuntimeFile
 from shared.config.schema import Config, ModelMappingsFile, ProvidersFile
 
 
-def load_litellm(path: Path) -> Config:
+def load_litellm(path: Path, environ: Mapping[str, str]) -> Config:
     try:
         with path.open("rb") as f:
             data = yaml.safe_load(f)  # no ${VAR} expansion yet: `api_key: ${VAR}` names a variable
@@ -27,9 +28,9 @@ def load_litellm(path: Path) -> Config:
         imported = import_litellm(data)
     except LiteLLMImportError as e:
         raise ConfigError(f"{path}: {e}") from None
-    providers = parse(ProvidersFile, path, expand(imported.providers, path))
-    mappings = parse(ModelMappingsFile, path, expand(imported.mappings, path))
-    runtime = parse(RuntimeFile, path, expand(imported.runtime, path))
+    providers = parse(ProvidersFile, path, expand(imported.providers, path, environ))
+    mappings = parse(ModelMappingsFile, path, expand(imported.mappings, path, environ))
+    runtime = parse(RuntimeFile, path, expand(imported.runtime, path, environ))
     try:
         return Config(directory=path, providers=providers.providers, mappings=mappings, runtime=runtime,
                       notes=tuple(str(note) for note in imported.notes))

@@ -5,9 +5,7 @@ Every section has defaults: the file is optional and each key in it too.
 
 from __future__ import annotations
 
-import os
-
-from pydantic import Field, NonNegativeFloat
+from pydantic import Field, NonNegativeFloat, PrivateAttr
 
 from shared.config.base import Strict as _Strict
 
@@ -26,7 +24,8 @@ class Deadlines(_Strict):
 
 
 class RedisSettings(_Strict):
-    """Redis for the cache, virtual keys and rate limits; the URL comes from the environment only."""
+    """Redis for the cache, virtual keys and rate limits; the URL comes from the environment only
+    (read once by load_config: `url()`)."""
 
     url_env: str = "REDIS_URL"  # unset or empty: in-process cache and limits, keys in a file
     socket_timeout_s: float = Field(default=0.1, gt=0)  # redis-py has no timeout by default: a slow Redis is down
@@ -34,8 +33,16 @@ class RedisSettings(_Strict):
     retry_after_s: float = Field(default=1.0, gt=0)  # after a failure, bypass Redis this long, then try again
     prefix: str = "aiub:"
 
+    _url: str | None = PrivateAttr(default=None)
+
     def url(self) -> str | None:
-        return os.environ.get(self.url_env) or None
+        return self._url
+
+    def with_url(self, value: str | None) -> RedisSettings:
+        """These settings holding the content of `url_env`, as load_config read it."""
+        settings = self.model_copy()
+        settings._url = value or None
+        return settings
 
 
 class CacheSettings(_Strict):
@@ -54,12 +61,22 @@ class AuthSettings(_Strict):
     # (shared/scope.py): set it wherever the bus is reachable by more than aiub's own services.
     bus_secret_env: str = "AIUB_BUS_SECRET"
 
+    _master_key: str | None = PrivateAttr(default=None)
+    _bus_secret: bytes | None = PrivateAttr(default=None)
+
     def master_key(self) -> str | None:
-        return os.environ.get(self.master_key_env) or None
+        return self._master_key
 
     def bus_secret(self) -> bytes | None:
-        value = os.environ.get(self.bus_secret_env)
-        return value.encode() if value else None
+        return self._bus_secret
+
+    def with_secrets(self, master_key: str | None, bus_secret: str | None) -> AuthSettings:
+        """These settings holding the contents of `master_key_env` and `bus_secret_env`, as
+        load_config read them."""
+        settings = self.model_copy()
+        settings._master_key = master_key or None
+        settings._bus_secret = bus_secret.encode() if bus_secret else None
+        return settings
 
 
 class ModelLimits(_Strict):

@@ -4,12 +4,11 @@ with `aiub.yaml` (shared/config/runtime.py), cross-checked."""
 from __future__ import annotations
 
 import fnmatch
-import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from shared.config.base import ConfigError
 from shared.config.base import Strict as _Strict
@@ -92,6 +91,7 @@ class ProviderSpec(_Strict):
     queue_size: int = Field(default=64, ge=0)
     timeout_s: float = Field(default=600.0, gt=0)
     models: dict[str, ModelSpec] = {}
+    _api_key: str | None = PrivateAttr(default=None)  # never from the file: with_api_key; not in repr
 
     @field_validator("models", mode="before")
     @classmethod
@@ -112,9 +112,16 @@ class ProviderSpec(_Strict):
         return self.health_endpoint or DEFAULT_HEALTH_ENDPOINTS[self.type]
 
     def api_key(self) -> str | None:
-        """The key from the environment variable this provider names, if any."""
+        """The key from the environment variable this provider names, as the loader read it."""
+        return self._api_key
+
+    def with_api_key(self, value: str | None) -> ProviderSpec:
+        """This spec holding `value` (the content of `env_var`) as its key: what load_config does
+        once at start, so a backend call never reads the environment."""
+        spec = self.model_copy()
         # Stripped: a key pasted with its line end (a CRLF .env) would be an illegal header value.
-        return (os.environ.get(self.env_var) or "").strip() or None if self.env_var else None
+        spec._api_key = (value or "").strip() or None if self.env_var else None
+        return spec
 
     def backend_model(self, public_name: str) -> str:
         spec = self.models.get(public_name)

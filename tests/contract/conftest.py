@@ -26,11 +26,10 @@ def backend(request: pytest.FixtureRequest) -> Backend:
 
 
 @pytest_asyncio.fixture
-async def make_harness(nats_url: str, backend: Backend, monkeypatch: pytest.MonkeyPatch
-                       ) -> AsyncIterator[MakeHarness]:
+async def make_harness(nats_url: str, backend: Backend) -> AsyncIterator[MakeHarness]:
     """Start a simulator and a worker for `backend`; keyword arguments override the provider's spec.
 
-    `key` replaces the key the worker is given (None: the env var is unset)."""
+    `key` replaces the key the worker is given (None: the env var is unset, no key)."""
     nc = await nats.connect(nats_url)
     http = BackendHttp()
     started: list[Any] = []
@@ -40,13 +39,10 @@ async def make_harness(nats_url: str, backend: Backend, monkeypatch: pytest.Monk
         sim = await start_simulator(SimulatorSettings(backend.flavor, (backend.backend_model,),  # type: ignore[arg-type]
                                                       Knobs(tokens=TOKENS), api_key=backend.api_key))
         started.append(sim)
-        if backend.env_var:
-            if key is None:
-                monkeypatch.delenv(backend.env_var, raising=False)
-            else:
-                monkeypatch.setenv(backend.env_var, backend.api_key if key == "default" else key)
-        harness = Harness(nc, backend, sim, f"p{new_id()}", backend.spec(base_url or sim.url, **overrides), http,
-                          runtime)
+        # The key as load_config would have read it from the provider's env_var.
+        spec = backend.spec(base_url or sim.url, **overrides).with_api_key(
+            None if key is None else backend.api_key if key == "default" else key)
+        harness = Harness(nc, backend, sim, f"p{new_id()}", spec, http, runtime)
         await harness.start()
         started.append(harness)
         return harness

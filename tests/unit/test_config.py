@@ -104,3 +104,18 @@ def test_a_reference_error_in_a_litellm_config_names_that_file(tmp_path: Path) -
         Config(directory=litellm, providers={}, mappings=ModelMappingsFile(default_provider="ghost"),
                runtime=RuntimeFile())
     assert str(caught.value) == f"{litellm}: default_provider: unknown provider 'ghost' (known: )"
+
+
+def test_the_secrets_a_config_names_are_read_once_by_the_loader(tmp_path: Path) -> None:
+    write(tmp_path, "providers:\n  o: {type: openai, base_url: 'https://x/v1', env_var: O_KEY}\n"
+          "  v: {type: vllm, base_url: 'http://v:1'}\n")
+    environ = {"O_KEY": "sk-o", "REDIS_URL": "redis://r:6379/0", "AIUB_MASTER_KEY": "m" * 16, "AIUB_BUS_SECRET": "s"}
+    config = load_config(tmp_path, environ)
+    environ.clear()  # read at load, never again
+    assert (config.providers["o"].api_key(), config.providers["v"].api_key()) == ("sk-o", None)
+    assert config.runtime.redis.url() == "redis://r:6379/0"
+    assert (config.runtime.auth.master_key(), config.runtime.auth.bus_secret()) == ("m" * 16, b"s")
+    assert "sk-o" not in repr(config)  # held, not shown
+    unset = load_config(tmp_path, {})
+    assert (unset.providers["o"].api_key(), unset.runtime.redis.url(), unset.runtime.auth.master_key(),
+            unset.runtime.auth.bus_secret()) == (None, None, None, None)

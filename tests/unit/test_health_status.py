@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from cli.status import Snapshot, as_dict, find_nats_url, render_table
+from shared.config import read_environment
 from shared.health_view import Heartbeat
 from shared.messages import ProviderState
 
@@ -28,20 +27,20 @@ def snapshot(heartbeat_age_s: float | None = 1.0) -> Snapshot:
 
 def test_an_explicit_url_wins(tmp_path: Path) -> None:
     (tmp_path / "stack.json").write_text(json.dumps({"nats_url": "nats://127.0.0.1:5000"}))
-    assert find_nats_url("nats://elsewhere:4222", tmp_path) == "nats://elsewhere:4222"
+    assert find_nats_url("nats://elsewhere:4222", tmp_path, "nats://from-env:4222") == "nats://elsewhere:4222"
 
 
 def test_the_stack_file_of_aiub_up_is_found(tmp_path: Path) -> None:
     (tmp_path / "stack.json").write_text(json.dumps({"nats_url": "nats://127.0.0.1:5000", "gateway": "x"}))
-    assert find_nats_url(None, tmp_path) == "nats://127.0.0.1:5000"
+    assert find_nats_url(None, tmp_path, "nats://from-env:4222") == "nats://127.0.0.1:5000"
 
 
-def test_without_a_stack_file_the_environment_or_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("NATS_URL", "nats://from-env:4222")
-    assert find_nats_url(None, tmp_path) == "nats://from-env:4222"
+def test_without_a_stack_file_the_environment_or_default(tmp_path: Path) -> None:
+    # $NATS_URL as cli/main.py read it (shared/config/environment.py)
+    assert find_nats_url(None, tmp_path, read_environment({"NATS_URL": "nats://from-env:4222"}).nats_url) \
+        == "nats://from-env:4222"
     (tmp_path / "stack.json").write_text("not json")
-    monkeypatch.delenv("NATS_URL")
-    assert find_nats_url(None, tmp_path) == "nats://127.0.0.1:4222"
+    assert find_nats_url(None, tmp_path, read_environment({}).nats_url) == "nats://127.0.0.1:4222"
 
 
 def test_the_table_shows_state_since_reason_and_probe_latency() -> None:

@@ -1,0 +1,18 @@
+"""What aiub takes from its process environment besides config: read once, by the command's
+entry point (cli/main.py), into a typed object that is passed on."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Environment:
+    nats_url: str | None = None  # NATS_URL: the bus when --nats names none
+    metrics_port: int | None = None  # AIUB_METRICS_PORT: how `aiub up` and compose assign /metrics ports
+
+
+def read_environment(environ: Mapping[str, str]) -> Environment:
+    port = environ.get("AIUB_METRICS_PORT")
+    return Environment(nats_url=environ.get("NATS_URL") or None, metrics_port=int(port) if port else None)
