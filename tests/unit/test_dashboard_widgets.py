@@ -189,3 +189,37 @@ def test_without_AIUB_set_the_repos_own_aiub_runs(env: dict[str, str], tmp_path:
     done = subprocess.run(["bash", str(BIN / "litellm-logs.sh")], env=plain, capture_output=True, text=True,
                           timeout=60)
     assert "aiub logs: no log directory" in done.stderr  # the real `aiub logs` answered
+
+
+def test_run_from_elsewhere_a_widget_finds_the_stack_aiub_up_recorded(env: dict[str, str], tmp_path: Path) -> None:
+    """No AIUB_STATE_DIR, no .aiub here: the pointer `aiub up` writes names the state dir."""
+    from cli import stack_dir
+
+    recorded = {**env, "HOME": str(tmp_path / "home")}
+    del recorded["AIUB_STATE_DIR"]
+    stack_dir.record(Path(env["AIUB_STATE_DIR"]), stack_dir.pointer_from(recorded))
+    done = subprocess.run(["bash", str(BIN / "litellm-status.sh")], env=recorded, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"state {env['AIUB_STATE_DIR']}" in " ".join(done.stdout.split())
+
+
+def test_with_no_stack_found_every_widget_says_so_in_grey_never_green(env: dict[str, str], tmp_path: Path) -> None:
+    nowhere = {"PATH": env["PATH"], "AIUB": env["AIUB"], "HOME": str(tmp_path / "home"), "FORCE_COLOR": "1"}
+    for script in ("health-status.sh", "providers-overview.sh", "litellm-status.sh", "litellm-metrics.sh",
+                   "cache-performance.sh", "provider-score.sh", "litellm-logs.sh"):
+        done = subprocess.run(["bash", str(BIN / script)], env=nowhere, cwd=tmp_path, capture_output=True,
+                              text=True, timeout=30)
+        assert done.returncode == 1, script
+        assert "\x1b[2m⚪ no stack found: start one with aiub up" in done.stdout, script  # dim
+        assert "🟢" not in done.stdout and "\x1b[32m" not in done.stdout, script
+
+
+def test_no_providers_reported_is_grey_not_green(env: dict[str, str], tmp_path: Path) -> None:
+    empty = tmp_path / "aiub"
+    empty.write_text('#!/usr/bin/env bash\necho \'{"stale": false, "leader": "vm-1", "heartbeat_age_s": 0.2, '
+                     '"providers": []}\'\n')
+    empty.chmod(0o755)
+    lines = run({**env, "AIUB": str(empty)}, "health-status.sh")
+    assert "⚪ providers none reported yet" in lines
+    assert not any("providers 0/0" in line for line in lines)

@@ -5,6 +5,7 @@
 
 now=$(scrape)
 header "aiub cache"
+require_stack
 hits=$(metric_sum cache_hits_total <<<"$now")
 misses=$(metric_sum cache_misses_total <<<"$now")
 errors=$(metric_sum cache_errors_total <<<"$now")

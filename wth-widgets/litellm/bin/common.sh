@@ -2,9 +2,10 @@
 # Shared helpers for the aiub shell widgets. Each widget sources this file, prints one small
 # screenful and exits, so it can run under `watch -n 5`, in a tmux pane, or as a WTH widget.
 #
-# Where the stack is (all optional; the defaults find a stack started with `aiub up` here):
+# Where the stack is (all optional; the defaults find the stack `aiub up` started, from anywhere):
 #   AIUB            the aiub command (default: `aiub` on PATH, else the repo's .venv/bin/aiub)
-#   AIUB_STATE_DIR  where `aiub up` keeps stack.json and the logs (default: .aiub)
+#   AIUB_STATE_DIR  where `aiub up` keeps stack.json and the logs (default: ./.aiub when it holds a
+#                   stack.json, else the dir `aiub up` recorded in ${XDG_STATE_HOME:-~/.local/state}/aiub/current)
 #   AIUB_NATS       NATS URL for `aiub status` (default: what stack.json says)
 #   AIUB_METRICS    space-separated /metrics URLs (default: every service in stack.json)
 #   AIUB_GATEWAY    gateway base URL (default: stack.json's, else http://127.0.0.1:4000)
@@ -15,8 +16,22 @@ set -uo pipefail
 
 AIUB_WIDGETS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 AIUB_REPO=$(cd "$AIUB_WIDGETS_DIR/../../.." && pwd)
-AIUB_STATE_DIR=${AIUB_STATE_DIR:-.aiub}
-STACK_JSON="$AIUB_STATE_DIR/stack.json"
+
+# The rule of cli/stack_dir.py, which `aiub status` and `aiub dashboard` follow too (a test runs
+# both): $AIUB_STATE_DIR as given; else ./.aiub when it holds a stack.json; else the dir named in
+# the pointer file `aiub up` writes, when it holds a stack.json; else no stack is found.
+locate_state_dir() {
+  local pointer='' recorded=''
+  if [[ -n ${AIUB_STATE_DIR:-} ]]; then echo "$AIUB_STATE_DIR"; return 0; fi
+  if [[ -f .aiub/stack.json ]]; then echo "$PWD/.aiub"; return 0; fi
+  if [[ -n ${XDG_STATE_HOME:-} ]]; then pointer=$XDG_STATE_HOME/aiub/current
+  elif [[ -n ${HOME:-} ]]; then pointer=$HOME/.local/state/aiub/current; fi
+  [[ -n $pointer && -f $pointer ]] && recorded=$(head -n 1 "$pointer")
+  if [[ $recorded == /* && -f $recorded/stack.json ]]; then echo "$recorded"; return 0; fi
+  return 1
+}
+AIUB_STATE_DIR=$(locate_state_dir) || AIUB_STATE_DIR=''
+STACK_JSON=${AIUB_STATE_DIR:+$AIUB_STATE_DIR/stack.json}
 
 need() {
   local tool
@@ -32,6 +47,21 @@ else
   C_RED='' C_GREEN='' C_YELLOW='' C_CYAN='' C_DIM='' C_BOLD='' C_OFF=''
 fi
 
+# With no stack.json found and nothing named by hand (AIUB_NATS, AIUB_METRICS, AIUB_GATEWAY), a
+# widget says so in grey and stops: a default URL might be answered by something else, and
+# "0/0 routable" in green would claim a healthy stack that is not there.
+require_stack() {
+  [[ -n $STACK_JSON && -f $STACK_JSON ]] && return 0
+  [[ -n ${AIUB_NATS:-}${AIUB_METRICS:-}${AIUB_GATEWAY:-} ]] && return 0
+  no_stack
+}
+
+no_stack() {
+  local where=${AIUB_STATE_DIR:+ in $AIUB_STATE_DIR}
+  echo "${C_DIM}⚪ no stack found${where}: start one with aiub up, or set AIUB_STATE_DIR${C_OFF}"
+  exit 1
+}
+
 aiub() {
   if [[ -n ${AIUB:-} ]]; then
     # shellcheck disable=SC2086  # AIUB may be a command with arguments, e.g. "python -m cli"
@@ -44,7 +74,7 @@ aiub() {
 }
 
 stack_value() {  # a top-level string from stack.json, or nothing
-  [[ -f $STACK_JSON ]] && jq -r --arg k "$1" '.[$k] // empty | strings' "$STACK_JSON" 2>/dev/null
+  [[ -n $STACK_JSON && -f $STACK_JSON ]] && jq -r --arg k "$1" '.[$k] // empty | strings' "$STACK_JSON" 2>/dev/null
 }
 
 gateway_url() {
@@ -54,7 +84,8 @@ gateway_url() {
 }
 
 status_json() {  # `aiub status --json`: {"stale", "leader", "heartbeat_age_s", "providers": [...]}
-  local args=(status --json --state-dir "$AIUB_STATE_DIR")
+  local args=(status --json)
+  [[ -n $AIUB_STATE_DIR ]] && args+=(--state-dir "$AIUB_STATE_DIR")
   [[ -n ${AIUB_NATS:-} ]] && args+=(--nats "$AIUB_NATS")
   aiub "${args[@]}"
 }
@@ -62,7 +93,7 @@ status_json() {  # `aiub status --json`: {"stale", "leader", "heartbeat_age_s", 
 metrics_urls() {
   if [[ -n ${AIUB_METRICS:-} ]]; then
     tr ' ' '\n' <<<"$AIUB_METRICS" | grep -v '^$'
-  elif [[ -f $STACK_JSON ]]; then
+  elif [[ -n $STACK_JSON && -f $STACK_JSON ]]; then
     jq -r '(.metrics // {}) | .[] | strings' "$STACK_JSON"
   fi
 }

@@ -3,6 +3,7 @@
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 header "aiub health"
+require_stack
 gateway=$(gateway_url)
 if ready=$(curl -fsS --max-time 2 "$gateway/ready" 2>/dev/null) && [[ $(jq -r '.ready' <<<"$ready") == true ]]; then
   echo "$(state_icon active) gateway    ready ($gateway)"
@@ -20,8 +21,12 @@ if status=$(status_json 2>/dev/null); then
   total=$(jq '.providers | length' <<<"$status")
   routable=$(jq '[.providers[] | select(.routable // (.state != "unavailable"))] | length' <<<"$status")
   down=$(jq -r '[.providers[] | select(.state == "unavailable") | .provider] | join(", ")' <<<"$status")
-  icon=$([[ $routable == "$total" ]] && state_icon active || state_icon degraded)
-  echo "$icon providers  $routable/$total routable${down:+  (down: $down)}"
+  if ((total == 0)); then  # none is not "all": grey, not green
+    echo "${C_DIM}⚪ providers  none reported yet${C_OFF}"
+  else
+    icon=$([[ $routable == "$total" ]] && state_icon active || state_icon degraded)
+    echo "$icon providers  $routable/$total routable${down:+  (down: $down)}"
+  fi
 else
   echo "$(state_icon unavailable) health     cannot read provider states (aiub status failed)"
 fi

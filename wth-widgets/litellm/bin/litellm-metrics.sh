@@ -17,6 +17,7 @@ fi
 all=$(metrics_urls | wc -l)
 down=$(grep -c '^# DOWN' <<<"$now")
 header "aiub metrics"
+require_stack
 echo "endpoints $((all - down))/$all up$( ((down > 0)) && printf '  %s(down: %s)%s' "$C_RED" "$(grep '^# DOWN' <<<"$now" | cut -d' ' -f3 | paste -sd' ')" "$C_OFF")"
 printf 'active_connections %s   request_queue_size %s   total_throughput_tokens_per_second %s\n' \
   "$(metric_sum active_connections <<<"$now" || true)" "$(metric_sum request_queue_size <<<"$now")" \

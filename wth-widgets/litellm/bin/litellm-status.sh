@@ -3,6 +3,7 @@
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 header "aiub status"
+require_stack
 gateway=$(gateway_url)
 echo "stack     NATS $(stack_value nats_url || echo "${AIUB_NATS:-?}")   gateway $gateway   state $AIUB_STATE_DIR"
 if ready=$(curl -fsS --max-time 2 "$gateway/ready" 2>/dev/null); then

@@ -6,6 +6,7 @@
 
 now=$(scrape)
 header "aiub provider score"
+require_stack
 rows=$(metric_by provider provider_requests_total <<<"$now" | while read -r provider requests; do
   ok=$(metric_sum provider_requests_total "provider=$provider" outcome=ok <<<"$now")
   excused=0

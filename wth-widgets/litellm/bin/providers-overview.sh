@@ -4,6 +4,7 @@
 
 status=$(status_json) || { echo "${C_RED}cannot read provider states (is the stack up? see aiub status)${C_OFF}"; exit 1; }
 header "aiub providers"
+require_stack
 if [[ $(jq -r '.stale' <<<"$status") == true ]]; then
   echo "${C_YELLOW}states may be STALE: no recent heartbeat from the health service${C_OFF}"
 fi
