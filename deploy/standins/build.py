@@ -113,10 +113,11 @@ def ensure_base() -> None:
     with tempfile.TemporaryDirectory(prefix="aiub-debootstrap-") as rootfs:
         subprocess.run(["debootstrap", "--variant=minbase", "bookworm", rootfs, "http://deb.debian.org/debian"],
                        check=True, stdout=subprocess.DEVNULL)
-        tar = subprocess.Popen(["tar", "-C", rootfs, "-c", "."], stdout=subprocess.PIPE)
-        subprocess.run(["podman", "import", "--change", f"LABEL {LABEL}=debootstrap-minbase-bookworm",
-                        "-", BASE], stdin=tar.stdout, env=podman_env(), check=True, stdout=subprocess.DEVNULL)
-        if tar.wait() != 0:
+        with subprocess.Popen(["tar", "-C", rootfs, "-c", "."], stdout=subprocess.PIPE) as tar:
+            subprocess.run(["podman", "import", "--change", f"LABEL {LABEL}=debootstrap-minbase-bookworm",
+                            "-", BASE], stdin=tar.stdout, env=podman_env(), check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if tar.returncode != 0:
             raise RuntimeError("tar of the debootstrap root failed")
 
 
