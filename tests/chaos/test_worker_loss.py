@@ -35,9 +35,9 @@ SHORT_IDLE_S = 1.5  # the victim stack's idle deadline (it was the spine's)
 @pytest.fixture(scope="module")
 def stack(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     s = Stack(Path(tmp_path_factory.mktemp("worker-loss")), nats_url)
-    s.sim = s.simulator("openai", ["loss-model"])  # type: ignore[attr-defined]
+    s.sim = s.simulator("openai", ["loss-model"])
     s.write_config(
-        providers={"solo": {"type": "vllm", "base_url": s.sim.url, "max_concurrency": 8}},  # type: ignore[attr-defined]
+        providers={"solo": {"type": "vllm", "base_url": s.sim.url, "max_concurrency": 8}},
         mappings={"exact_matches": {"loss-model": {"provider": "solo"}}},
         runtime={"deadlines": {"first_token_s": IDLE_S, "idle_s": IDLE_S, "liveness_s": LIVENESS_S,
                                "total_s": 60, "retry_budget": 2}},
@@ -51,7 +51,7 @@ def stack(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
 
 
 def _sim(stack: Stack) -> Simulator:
-    return stack.sim  # type: ignore[attr-defined, no-any-return]
+    return stack.sim
 
 
 def _serving_worker(stack: Stack) -> Process:
@@ -126,7 +126,7 @@ def victim_stack(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         runtime={"deadlines": {"first_token_s": 3, "idle_s": SHORT_IDLE_S, "total_s": 30, "retry_budget": 0}},
     )
     s.service("router")
-    s.victim_worker = s.worker("victim")  # type: ignore[attr-defined]
+    s.victim_worker = s.worker("victim")
     s.gateway()
     try:
         s.wait_serving("victim-model")
@@ -137,7 +137,7 @@ def victim_stack(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 def test_worker_killed_mid_stream_ends_the_stream_with_an_error(victim_stack: Stack) -> None:
     stack = victim_stack
-    victim = stack.victim_worker  # type: ignore[attr-defined]
+    victim = stack.victim_worker
     with httpx.stream("POST", stack.gateway_url + "/v1/chat/completions", trust_env=False, timeout=30, json={
             "model": "victim-model", "stream": True, "messages": [{"role": "user", "content": "x"}],
             "simulator": {"tokens": 10_000, "itl_ms": 20}}) as response:
@@ -151,4 +151,4 @@ def test_worker_killed_mid_stream_ends_the_stream_with_an_error(victim_stack: St
     events = [line for line in rest if line.startswith("data: ")]
     assert events[-1] == "data: [DONE]"
     assert "error" in json.loads(events[-2][6:])
-    stack.victim_worker = stack.worker("victim")  # type: ignore[attr-defined]
+    stack.victim_worker = stack.worker("victim")

@@ -52,7 +52,7 @@ def stack(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
                                     "claude-sonnet": {"provider": "anthropic"}}},
         runtime={"deadlines": {"first_token_s": 5, "idle_s": 5, "total_s": 30, "retry_budget": 0}},
     )
-    s.sims = sims  # type: ignore[attr-defined]
+    s.sims = sims
     s.service("router")
     s.worker("ollama", "vllm", "anthropic")
     s.gateway()
@@ -75,7 +75,7 @@ def fresh() -> list[Any]:
 
 
 def sim(stack: Stack, provider: str) -> Simulator:
-    return stack.sims[provider]  # type: ignore[attr-defined,no-any-return]
+    return stack.sims[provider]
 
 
 def shape(chunks: list[Any]) -> list[tuple[Any, ...]]:

@@ -31,7 +31,7 @@ def stack(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
                                                "closed-model": {"provider": "sim"}},
                              "capabilities": {"fast": {"providers": ["sim"]}}},
                    runtime={"cache": {"enabled": False}})
-    s.sim = sim  # type: ignore[attr-defined]
+    s.sim = sim
     s.service("router")
     s.worker("sim")
     s.gateway()
@@ -73,7 +73,7 @@ def test_the_gateway_signs_so_its_requests_are_served(stack: Stack) -> None:
 ])
 def test_a_bus_request_outside_a_signed_scope_never_reaches_the_backend(stack: Stack, token: str | None,
                                                                          status: int) -> None:
-    sim: Simulator = stack.sim  # type: ignore[attr-defined]
+    sim: Simulator = stack.sim
     before = backend_requests(sim)
     answer = asyncio.run(ask(stack.nats_url, "closed-model", token))
     assert isinstance(answer, Error) and answer.status == status and answer.error.code == "invalid_scope"

@@ -64,7 +64,7 @@ def secured_stack(tmp_path_factory: pytest.TempPathFactory, secured_nats: dict[s
     stack.env.pop("NATS_URL", None)
     try:
         sim = stack.simulator("ollama", ["tiny"])
-        stack.sim = sim  # type: ignore[attr-defined]
+        stack.sim = sim
         stack.write_config({"ollama": {"type": "ollama", "base_url": sim.url, "models": ["tiny"],
                                        "health": {"interval_s": 1}}},
                            {"exact_matches": {"tiny": {"provider": "ollama"}}},
@@ -196,7 +196,7 @@ def test_a_worker_may_ask_a_caller_about_an_attempt_and_hear_the_answer(secured_
 
 def test_a_worker_asking_whether_its_caller_still_waits_is_answered_within_permissions(
         secured_stack: Stack) -> None:
-    sim: Simulator = secured_stack.sim  # type: ignore[attr-defined]
+    sim: Simulator = secured_stack.sim
     wait_until(lambda: _stream(secured_stack, "warm").status_code == 200, 30, "the secured stack to serve")
     sim.knobs(tokens=40, itl_ms=40)  # 1.6 s: several caller checks
     try:
@@ -211,7 +211,7 @@ def test_a_worker_asking_whether_its_caller_still_waits_is_answered_within_permi
 def test_a_killed_gateway_frees_the_backend_within_a_caller_check(secured_stack: Stack,
                                                                    secured_nats: dict[str, str]) -> None:
     """Last in the module: it kills the gateway (and starts another for whatever follows)."""
-    sim: Simulator = secured_stack.sim  # type: ignore[attr-defined]
+    sim: Simulator = secured_stack.sim
     gateway = next(p for p in secured_stack.processes if p.name == "gateway" and p.alive)
     aborted = sim.stats()["aborted"]
     sim.knobs(tokens=10_000, itl_ms=20)  # 200 s, far past any check

@@ -39,11 +39,11 @@ def stack(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         runtime={"deadlines": {"first_token_s": 5, "idle_s": 3, "total_s": 20, "retry_budget": 0},
                  "cache": {"enabled": False}},
     )
-    s.sim = sim  # type: ignore[attr-defined]
-    s.state_dir = s.root / "state"  # type: ignore[attr-defined]
+    s.sim = sim
+    s.state_dir = s.root / "state"
     s.service("router")
     s.worker("sim")
-    s.gateway("--state-dir", str(s.state_dir))  # type: ignore[attr-defined]
+    s.gateway("--state-dir", str(s.state_dir))
     wait_served(s.gateway_url, MODEL, MASTER)
     try:
         yield s
@@ -53,7 +53,7 @@ def stack(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
 
 def _keys(stack: Stack, *args: str) -> str:
     out = subprocess.run([sys.executable, "-m", "cli", "keys", "--config", str(stack.config_dir),
-                          "--state-dir", str(stack.state_dir), *args],  # type: ignore[attr-defined]
+                          "--state-dir", str(stack.state_dir), *args],
                          env=stack.env, capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     return out.stdout
@@ -65,7 +65,7 @@ def _create(stack: Stack, *args: str) -> tuple[str, str]:
 
 
 def _backend_calls(stack: Stack) -> int:
-    sim: Simulator = stack.sim  # type: ignore[attr-defined]
+    sim: Simulator = stack.sim
     return int(sim.stats()["requests"])
 
 
@@ -153,7 +153,7 @@ def test_keys_are_listed_without_secrets_and_never_logged(stack: Stack) -> None:
     table = _keys(stack, "list")
     assert key_id in table and "sk-aiub-" not in table
     assert any(row["status"] == "revoked" for row in listing)
-    stored = (stack.state_dir / "keys.json").read_text()  # type: ignore[attr-defined]
+    stored = (stack.state_dir / "keys.json").read_text()
     gateway_log = next(p for p in stack.processes if p.name == "gateway").log()
     for text in (stored, gateway_log):
         assert key not in text and key[:-1] not in text and MASTER not in text
@@ -161,10 +161,10 @@ def test_keys_are_listed_without_secrets_and_never_logged(stack: Stack) -> None:
 
 def test_creating_a_key_says_where_it_is_stored(stack: Stack) -> None:
     out = subprocess.run([sys.executable, "-m", "cli", "keys", "--config", str(stack.config_dir),
-                          "--state-dir", str(stack.state_dir), "create", "--name", "where"],  # type: ignore[attr-defined]
+                          "--state-dir", str(stack.state_dir), "create", "--name", "where"],
                          env=stack.env, capture_output=True, text=True, timeout=30)
     assert out.returncode == 0 and out.stdout.startswith("sk-aiub-")
-    assert f"stored in {stack.state_dir / 'keys.json'}" in out.stderr  # type: ignore[attr-defined]
+    assert f"stored in {stack.state_dir / 'keys.json'}" in out.stderr
     assert "REDIS_URL is unset" in out.stderr
 
 

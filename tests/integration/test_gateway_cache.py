@@ -47,7 +47,7 @@ def stack(nats_url: str, redis: RedisServer, tmp_path_factory: pytest.TempPathFa
                  "redis": {"prefix": f"test-{uuid.uuid4().hex[:8]}:", "retry_after_s": 0.5},
                  "cache": {"model_ttl_s": {SHORT: SHORT_TTL_S}}},
     )
-    s.sim = sim  # type: ignore[attr-defined]
+    s.sim = sim
     s.service("router")
     s.worker("sim")
     s.gateway()
@@ -62,7 +62,7 @@ def stack(nats_url: str, redis: RedisServer, tmp_path_factory: pytest.TempPathFa
 
 
 def _sim(stack: Stack) -> Simulator:
-    return stack.sim  # type: ignore[attr-defined,no-any-return]
+    return stack.sim
 
 
 def _backend_calls(stack: Stack) -> int:

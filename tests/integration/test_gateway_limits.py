@@ -38,8 +38,8 @@ def stack(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         mappings={"exact_matches": {name: {"provider": "sim"} for name in models}},
         runtime=runtime,
     )
-    s.sim = sim  # type: ignore[attr-defined]
-    s.runtime = runtime  # type: ignore[attr-defined]
+    s.sim = sim
+    s.runtime = runtime
     s.service("router")
     s.worker("sim")
     s.gateway()
@@ -55,7 +55,7 @@ def _post(url: str, body: dict[str, object], **kwargs: object) -> httpx.Response
 
 
 def _backend_calls(stack: Stack) -> int:
-    sim: Simulator = stack.sim  # type: ignore[attr-defined]
+    sim: Simulator = stack.sim
     return int(sim.stats()["requests"])
 
 
@@ -172,7 +172,7 @@ def test_cors_is_off_unless_origins_are_configured(stack: Stack) -> None:
 
     other = stack.root / "cors-config"
     shutil.copytree(stack.config_dir, other)
-    runtime = {**stack.runtime, "gateway": {"max_body_bytes": MAX_BODY, "cors_origins": [ORIGIN]}}  # type: ignore[attr-defined]
+    runtime = {**stack.runtime, "gateway": {"max_body_bytes": MAX_BODY, "cors_origins": [ORIGIN]}}
     (other / "aiub.yaml").write_text(yaml.safe_dump(runtime))
     port = free_port()
     stack.spawn("gateway-cors", "gateway", "--config", str(other), "--port", str(port))

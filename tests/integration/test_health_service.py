@@ -60,9 +60,9 @@ def stack(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         mappings={"exact_matches": {"m": {"provider": "a"}}, "fallback_chains": {"m": ["a", "b"]}},
         runtime={"deadlines": {"accepted_s": 2, "first_token_s": 5, "total_s": 10}, "cache": {"enabled": False}},
     )
-    s.sims = sims  # type: ignore[attr-defined]
+    s.sims = sims
     s.worker("a", "b")
-    s.router = s.service("router")  # type: ignore[attr-defined]
+    s.router = s.service("router")
     s.gateway()
     try:
         yield s
@@ -74,7 +74,7 @@ def stack(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
 
 
 def sims(stack: Stack) -> dict[str, Simulator]:
-    return stack.sims  # type: ignore[attr-defined, no-any-return]
+    return stack.sims
 
 
 def chats(sim: Simulator) -> int:
@@ -318,9 +318,9 @@ async def test_a_router_started_late_obeys_the_state_at_once(stack: Stack, nc: C
     async with health_service(nc, configured(stack), view):
         await trip(http, stack, view, "a")
         before = chats(sims(stack)["a"])
-        old: Process = stack.router  # type: ignore[attr-defined]
+        old: Process = stack.router
         old.stop()
-        stack.router = stack.service("router")  # type: ignore[attr-defined]
+        stack.router = stack.service("router")
         # The first request the new router takes is already placed by the state in the bucket.
         request = InferenceRequest(id=new_id(), attempt=new_id(), kind="chat", model="m",
                                    body={"model": "m", "messages": [{"role": "user", "content": "first"}]})

@@ -29,13 +29,13 @@ def stack(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         mappings={"exact_matches": {"obs-model": {"provider": "obsprov"}}},
         runtime={"deadlines": {"total_s": 20}},
     )
-    s.metrics_port = free_port()  # type: ignore[attr-defined]
+    s.metrics_port = free_port()
     s.service("router", "--log-level", "DEBUG")
     # The worker takes its port from the environment, as `aiub up` and compose give it.
-    s.env["AIUB_METRICS_PORT"] = str(s.metrics_port)  # type: ignore[attr-defined]
+    s.env["AIUB_METRICS_PORT"] = str(s.metrics_port)
     s.worker("obsprov")
     del s.env["AIUB_METRICS_PORT"]
-    wait_for_port("127.0.0.1", s.metrics_port, 20)  # type: ignore[attr-defined]
+    wait_for_port("127.0.0.1", s.metrics_port, 20)
     s.gateway("--log-level", "DEBUG")
     try:
         yield s
@@ -44,7 +44,7 @@ def stack(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
 
 
 def _metrics(stack: Stack) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    text = httpx.get(f"http://127.0.0.1:{stack.metrics_port}/metrics", timeout=2, trust_env=False).text  # type: ignore[attr-defined]
+    text = httpx.get(f"http://127.0.0.1:{stack.metrics_port}/metrics", timeout=2, trust_env=False).text
     return {(s.name, tuple(sorted(s.labels.items()))): s.value
             for family in text_string_to_metric_families(text) for s in family.samples}
 

@@ -95,9 +95,9 @@ def stack(nats_url: str, tmp_path_factory: pytest.TempPathFactory, too_long: str
         },
         runtime={"deadlines": {"accepted_s": 5, "first_token_s": 5, "idle_s": 5, "total_s": 30, "retry_budget": 2}},
     )
-    s.sims = sims  # type: ignore[attr-defined]
-    s.metrics_ports = [free_port(), free_port()]  # type: ignore[attr-defined]
-    routers = [s.service("router", "--metrics-port", str(port)) for port in s.metrics_ports]  # type: ignore[attr-defined]
+    s.sims = sims
+    s.metrics_ports = [free_port(), free_port()]
+    routers = [s.service("router", "--metrics-port", str(port)) for port in s.metrics_ports]
     worker = s.worker("a", "b", "c", "broken", "capped", "small")
     s.gateway()
     try:
@@ -118,7 +118,7 @@ def fresh() -> list[Any]:
 
 
 def sim(stack: Stack, name: str) -> Simulator:
-    return stack.sims[name]  # type: ignore[attr-defined,no-any-return]
+    return stack.sims[name]
 
 
 @contextlib.contextmanager
@@ -309,7 +309,7 @@ def test_router_metrics_count_decisions_fallbacks_and_distribution(stack: Stack,
     for model in ("rr-model", "ha-model", "ghost-model"):
         sdk.chat.completions.create(model=model, messages=fresh())
     totals: Counter[str] = Counter()
-    for port in stack.metrics_ports:  # type: ignore[attr-defined]
+    for port in stack.metrics_ports:
         for line in httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2, trust_env=False).text.splitlines():
             if line.startswith("router_"):
                 name, value = line.rsplit(" ", 1)

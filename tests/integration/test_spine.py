@@ -42,7 +42,7 @@ def stack(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
                  "gateway": {"max_body_bytes": 64 * 1024, "body_timeout_s": BODY_TIMEOUT_S},
                  "limits": {"header_timeout_s": BODY_TIMEOUT_S}},
     )
-    s.openai_sim, s.ollama_sim = openai_sim, ollama_sim  # type: ignore[attr-defined]
+    s.openai_sim, s.ollama_sim = openai_sim, ollama_sim
     s.service("router")
     s.worker("vllm", "ollama")
     s.worker("victim")  # serves victim-model, which /v1/models must list

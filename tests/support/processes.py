@@ -98,6 +98,19 @@ class Simulator:
 class Stack:
     """A config directory plus whichever services a test starts against one NATS server."""
 
+    # What a test module's fixture starts and its tests reach for; each is set by the fixture that
+    # needs it (reading one that was never set is an AttributeError, as a typo would be).
+    sim: Simulator
+    sims: dict[str, Simulator]
+    openai_sim: Simulator
+    ollama_sim: Simulator
+    router: Process
+    victim_worker: Process
+    state_dir: Path
+    runtime: dict[str, Any]
+    metrics_port: int
+    metrics_ports: list[int]
+
     def __init__(self, root: Path, nats_url: str) -> None:
         self.root = root
         self.nats_url = nats_url
