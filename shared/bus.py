@@ -46,6 +46,12 @@ def nats_url(explicit: str | None = None) -> str:
     return explicit or DEFAULT_URL
 
 
+def server_address(nc: Client) -> str | None:
+    """host:port of the server `nc` is on, for logs: the URL's userinfo holds a password."""
+    url = nc.connected_url
+    return f"{url.hostname}:{url.port}" if url is not None else None
+
+
 async def connect(name: str, url: str | None = None, health: BusHealth | None = None) -> tuple[Client, BusHealth]:
     state = health or BusHealth()
 

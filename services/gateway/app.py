@@ -33,8 +33,8 @@ from services.gateway.unexpected_errors import ContainUnexpectedErrors
 from shared import bus, logs
 from shared.client import InferenceClient
 from shared.config import Config
-from shared.errors import AiubError, ModelNotFound
-from shared.messages import ErrorBody, encode
+from shared.errors import AiubError, BadRequest, ClientError, ModelNotFound
+from shared.messages import encode
 
 log = logs.get("gateway")
 
@@ -75,7 +75,7 @@ def _lifespan(state: GatewayState) -> Callable[[FastAPI], AbstractAsyncContextMa
         state.nc = nc
         state.client = await InferenceClient.start(nc, state.config.runtime.deadlines)
         state.served_models = ServedModels(nc, state.config)
-        log.info("gateway_ready", nats=nc.connected_url.netloc if nc.connected_url else None, **policies.describe())
+        log.info("gateway_ready", nats=bus.server_address(nc), **policies.describe())
         if policies.auth.mode == "off_insecure":
             log.warning("auth_disabled", reason="--insecure-no-auth on a non-loopback bind: anyone can call")
         try:
@@ -100,12 +100,13 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         # An unknown path or method: OpenAI answers these, 404 included, as invalid_request_error.
-        return error_response(exc.status_code, ErrorBody(message=str(exc.detail), type="invalid_request_error",
-                                                         code=str(exc.status_code)))
+        error = ClientError(exc.status_code, str(exc.detail), code=str(exc.status_code)) \
+            if 400 <= exc.status_code < 500 else AiubError(str(exc.detail))
+        return error_response(error.status, error.body())
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
-        return error_response(400, ErrorBody(message=str(exc), type="invalid_request_error"))
+        return error_response(400, BadRequest(str(exc)).body())
 
 
 def _add_inference_routes(app: FastAPI, state: GatewayState) -> None:

@@ -20,21 +20,11 @@ from typing import Literal
 from services.gateway import keys
 from services.gateway.key_store import KeyStore, KeyStoreUnavailable
 from shared import logs
-from shared.errors import AiubError, Unauthorized
+from shared.errors import AiubError, Forbidden, Unauthorized
 
 log = logs.get("gateway.auth")
 
 MAX_KEY_CHARS = 256  # ours are 85; anything far longer is not a key
-
-
-class ModelNotAllowed(AiubError):
-    status = 403
-    type = "permission_error"
-    code = "model_not_allowed"
-
-
-class AuthUnavailable(AiubError):
-    code = "auth_unavailable"
 
 
 class StartupRefused(Exception):
@@ -49,7 +39,7 @@ class Principal:
 
     def check_model(self, model: str) -> None:
         if self.record is not None and not self.record.allows(model):
-            raise ModelNotAllowed(f"this API key may not use model {model!r}", param="model")
+            raise Forbidden(f"this API key may not use model {model!r}", param="model", code="model_not_allowed")
 
     @property
     def rpm(self) -> int | None:
@@ -134,7 +124,7 @@ class Authenticator:
             record = await self._store.get(key_id)
         except KeyStoreUnavailable as e:
             log.error("key_store_unavailable", key_id=key_id, error=str(e))
-            raise AuthUnavailable("the API key store is unavailable; try again shortly") from None
+            raise AiubError("the API key store is unavailable; try again shortly", code="auth_unavailable") from None
         verdict = keys.verify(record, token, self._clock())
         if verdict != "ok":
             log.info("auth_refused", key_id=key_id, reason=verdict)

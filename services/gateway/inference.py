@@ -27,8 +27,8 @@ from services.gateway.responses import JSON, error_response
 from services.gateway.state import GatewayState
 from shared import logs, scope, tracing
 from shared.client import Call, ContentFrame, InferenceClient, new_id
-from shared.errors import PayloadTooLarge
-from shared.messages import Error, ErrorBody, RequestKind, Result
+from shared.errors import PayloadTooLarge, ServiceUnavailable
+from shared.messages import Error, RequestKind, Result
 
 log = logs.get("gateway")
 
@@ -55,8 +55,8 @@ async def infer(state: GatewayState, request: Request, kind: RequestKind) -> Res
         return _cached(cached, headers)
     client = state.client
     if client is None or not state.bus_health.connected:
-        return error_response(503, ErrorBody(message="the gateway is not connected to NATS",
-                                             type="service_unavailable", code="bus_unavailable"), response_id)
+        return error_response(503, ServiceUnavailable("the gateway is not connected to NATS",
+                                                      code="bus_unavailable").body(), response_id)
     _check_fits_the_bus(state.nc, raw)
     call = _start(state, client, request, parsed, principal, request_id, echo_id)
     return await _answer(state, request, call, parsed.model, started, headers, admission, response_id)

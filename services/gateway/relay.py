@@ -18,13 +18,13 @@ from services.gateway.records import record
 from services.gateway.state import GatewayState
 from shared import logs
 from shared.client import Call, ContentFrame
-from shared.errors import error_json
-from shared.messages import Chunk, Done, Error, ErrorBody, Result
+from shared.errors import AiubError, UpstreamError, error_json
+from shared.messages import Chunk, Done, Error, Result
 from shared.sse import DONE_EVENT, event
 
 log = logs.get("gateway")
 
-_INTERNAL_ERROR = error_json(ErrorBody(message="internal error", type="internal_error"))
+_INTERNAL_ERROR = error_json(AiubError("internal error").body())
 
 
 async def settle(policies: Policies, admission: Admission, answer: CachedAnswer | None, prompt_tokens: int,
@@ -97,8 +97,7 @@ async def relay(state: GatewayState, call: Call, frames: AsyncIterator[ContentFr
                         return
                 frame = await anext(frames, None)
             status = 502
-            yield event(error_json(ErrorBody(message="the response ended without a final frame",
-                                             type="upstream_error")))
+            yield event(error_json(UpstreamError("the response ended without a final frame").body()))
             yield DONE_EVENT
     except (asyncio.CancelledError, GeneratorExit):
         status = 499  # how Starlette ends a stream whose client went away: it cancels the task, or closes us

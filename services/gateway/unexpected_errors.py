@@ -13,11 +13,10 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared import logs
-from shared.errors import error_json
-from shared.messages import ErrorBody
+from shared.errors import AiubError, error_json
 
 log = logs.get("gateway")
-_INTERNAL = error_json(ErrorBody(message="internal error", type="internal_error"))
+_INTERNAL = error_json(AiubError("internal error").body())
 
 
 class ContainUnexpectedErrors:

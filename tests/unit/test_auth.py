@@ -8,15 +8,13 @@ from services.gateway.auth import (
     ANONYMOUS,
     MASTER,
     Authenticator,
-    AuthUnavailable,
-    ModelNotAllowed,
     StartupRefused,
     auth_mode,
     bearer_token,
     is_loopback,
 )
 from services.gateway.key_store import FileKeyStore, KeyStoreUnavailable
-from shared.errors import Unauthorized
+from shared.errors import AiubError, Forbidden, Unauthorized
 
 NOW = 1_700_000_000.0
 MASTER_KEY = "m" * 32
@@ -108,8 +106,9 @@ async def test_authenticator_end_to_end_on_a_file_store(tmp_path: Path) -> None:
     principal = await auth.authenticate(f"Bearer {key}")
     assert principal.tenant == f"key:{record.id}" and principal.key_id == record.id
     principal.check_model("m")
-    with pytest.raises(ModelNotAllowed):
+    with pytest.raises(Forbidden) as refused:
         principal.check_model("other")
+    assert refused.value.code == "model_not_allowed" and refused.value.body().type == "permission_error"
     for wrong in (MASTER_KEY[:-1], key[:-2] + "00", "sk-aiub-000000000000_" + "0" * 64):
         with pytest.raises(Unauthorized):
             await auth.authenticate(f"Bearer {wrong}")
@@ -131,9 +130,9 @@ async def test_a_broken_store_fails_closed(tmp_path: Path) -> None:
     path.write_text("{not json")
     key, _ = keys.new_key(NOW)
     auth = Authenticator("required", MASTER_KEY, FileKeyStore(path))
-    with pytest.raises(AuthUnavailable) as caught:
+    with pytest.raises(AiubError) as caught:
         await auth.authenticate(f"Bearer {key}")
-    assert caught.value.status == 500
+    assert caught.value.status == 500 and caught.value.code == "auth_unavailable"
     assert key not in caught.value.message
     with pytest.raises(KeyStoreUnavailable):
         await FileKeyStore(path).all()

@@ -153,3 +153,31 @@ def test_errors_are_equal_when_the_client_would_be_told_the_same() -> None:
 def test_retry_after_is_whole_seconds_rounded_up_so_an_obedient_client_is_admitted(seconds: float,
                                                                                     header: str) -> None:
     assert retry_after_header(seconds) == header
+
+
+def test_a_logged_nats_address_never_carries_the_password() -> None:
+    from urllib.parse import urlparse
+
+    from shared.bus import server_address
+
+    class Connected:
+        connected_url = urlparse("nats://gateway:s3cret@nats:4222")
+
+    assert server_address(Connected()) == "nats:4222"  # type: ignore[arg-type]
+
+
+def test_every_error_body_is_built_by_a_class_of_the_tree() -> None:
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    built_by_hand = []
+    for package in ("cli", "services", "shared"):
+        for path in (root / package).rglob("*.py"):
+            if path == root / "shared" / "errors.py":
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):
+                name = getattr(node.func, "id", getattr(node.func, "attr", "")) if isinstance(node, ast.Call) else ""
+                if name == "ErrorBody":
+                    built_by_hand.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert built_by_hand == []
