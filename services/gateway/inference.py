@@ -107,7 +107,7 @@ async def _answer(state: GatewayState, request: Request, call: Call, model: str,
         first = await first_or_gone(request, frames)
     except ClientGone:
         log.info("client_gone", model=model, waited_ms=round((time.monotonic() - started) * 1000, 1))
-        await record(state, call, started, 499)
+        await record(state, call, started, 499, cache=admission.headers.get("x-aiub-cache", ""))
         return Response(status_code=499)  # nobody reads it: the connection is closed
     finally:
         if first is None or isinstance(first, Error | Result):
@@ -115,7 +115,7 @@ async def _answer(state: GatewayState, request: Request, call: Call, model: str,
     if call.provider:
         headers["x-aiub-provider"] = call.provider
     if isinstance(first, Error):
-        await record(state, call, started, first.status)
+        await record(state, call, started, first.status, cache=admission.headers.get("x-aiub-cache", ""))
         failed_at = first.provider or call.provider  # a provider's own error may outlive its attempt
         return error_response(first.status, first.error, response_id, first.retry_after,
                               {**admission.headers, **({"x-aiub-provider": failed_at} if failed_at else {})})
@@ -123,7 +123,8 @@ async def _answer(state: GatewayState, request: Request, call: Call, model: str,
         data = bytes(first.data)
         await settle(state.policies, admission, CachedAnswer(kind="result", body=data, provider=call.provider or ""),
                      first.prompt_tokens, first.completion_tokens)
-        await record(state, call, started, 200, first.completion_tokens)
+        await record(state, call, started, 200, first.completion_tokens,
+                     cache=admission.headers.get("x-aiub-cache", ""))
         return Response(data, media_type=JSON, headers=headers)
     return StreamingResponse(relay(state, call, frames, first, started, admission), media_type="text/event-stream",
                              headers={**headers, "cache-control": "no-cache", "x-accel-buffering": "no"})

@@ -24,14 +24,16 @@ async def record_hit(state: GatewayState, parsed: ParsedRequest, request_id: str
     if nc is None:
         return
     story = RequestRecord(request_id=request_id, client_request_id=client_request_id, model=parsed.model,
-                           kind=parsed.kind, stream=parsed.stream, status=200, cache_hit=True,
+                           kind=parsed.kind, stream=parsed.stream, status=200, cache_hit=True, cache="hit",
                            latency_s=latency, ttft_s=None, at=time.time())
     with contextlib.suppress(Exception):
         await nc.publish(subjects.REQUEST_EVENTS, encode(story))
 
 
-async def record(state: GatewayState, call: Call, started: float, status: int, completion_tokens: int = 0) -> None:
-    """A request that went to the bus, with each attempt it took."""
+async def record(state: GatewayState, call: Call, started: float, status: int, completion_tokens: int = 0,
+                 cache: str = "") -> None:
+    """A request that went to the bus, with each attempt it took; `cache` is what `x-aiub-cache` told
+    the client (miss, bypass), empty without a cache."""
     latency = time.monotonic() - started
     ttft = call.first_content_at - started if call.first_content_at else None
     state.telemetry.finished(kind=call.request.kind, model=call.request.model, provider=call.provider,
@@ -45,7 +47,7 @@ async def record(state: GatewayState, call: Call, started: float, status: int, c
                      for a in call.attempts)
     story = RequestRecord(request_id=call.request.id, client_request_id=call.request.client_request_id,
                            model=call.request.model, kind=call.request.kind, stream=call.request.stream,
-                           status=status, cache_hit=False, latency_s=latency, ttft_s=ttft,
+                           status=status, cache_hit=False, cache=cache, latency_s=latency, ttft_s=ttft,
                            attempts=attempts, at=time.time())
     with contextlib.suppress(Exception):
         await nc.publish(subjects.REQUEST_EVENTS, encode(story))

@@ -112,4 +112,5 @@ async def relay(state: GatewayState, call: Call, frames: AsyncIterator[ContentFr
     finally:
         state.active_connections -= 1
         with contextlib.suppress(Exception):
-            await record(state, call, started, status, completion_tokens)
+            await record(state, call, started, status, completion_tokens,
+                         cache=admission.headers.get("x-aiub-cache", ""))

@@ -214,6 +214,38 @@ def test_errors_and_truncated_streams_are_not_stored(stack: Stack) -> None:
             list(_client(stack).chat.completions.create(model=MODEL, messages=MESSAGES, stream=True, **cut))
         assert _backend_calls(stack) == before + 1
 
+async def test_each_request_record_says_what_the_cache_told_the_client(stack: Stack) -> None:
+    import msgspec
+    import nats
+
+    from shared import subjects
+    from shared.messages import RequestRecord
+
+    nc = await nats.connect(stack.nats_url)
+    records = await nc.subscribe(subjects.REQUEST_EVENTS)
+    key = _new_key(stack)
+    body = {"model": MODEL, "messages": [{"role": "user", "content": f"record {uuid.uuid4().hex}"}]}
+    told: dict[str, str] = {}
+    try:
+        async with httpx.AsyncClient(timeout=20) as http:
+            for extra in ({}, {}, {"cache-control": "no-cache"}):
+                answer = await http.post(f"{stack.gateway_url}/v1/chat/completions", json=body,
+                                         headers={"authorization": f"Bearer {key}", **extra})
+                assert answer.status_code == 200
+                told[answer.headers["x-request-id"]] = answer.headers["x-aiub-cache"]
+        assert sorted(told.values()) == ["bypass", "hit", "miss"]
+        recorded: dict[str, str] = {}
+        async for message in records.messages:
+            record = msgspec.json.decode(message.data, type=RequestRecord)
+            if record.request_id in told:
+                recorded[record.request_id] = record.cache
+            if len(recorded) == len(told):
+                break
+        assert recorded == told
+    finally:
+        await nc.close()
+
+
 
 def test_redis_stopped_mid_run_is_bypassed_and_hits_resume(stack: Stack, redis: RedisServer) -> None:
     if not redis.restartable:
@@ -232,3 +264,4 @@ def test_redis_stopped_mid_run_is_bypassed_and_hits_resume(stack: Stack, redis: 
     # Back (and empty): the first request that reaches it stores, the next one hits.
     wait_until(lambda: _chat(stack, seed=10)[0] == "miss", 10, "the cache to use Redis again", interval_s=0.2)
     assert _chat(stack, seed=10)[0] == "hit"
+
