@@ -14,6 +14,10 @@ from shared.embedded_nats import EmbeddedNats
 from shared.health_view import forget_states
 from tests.support.redis import EXTERNAL_REDIS_ENV
 
+# Fixtures that a module in tests/integration and one in tests/chaos share (the chaos half kills
+# processes); a plugin, so their users need not import fixture names.
+pytest_plugins = ["tests.support.health_stack", "tests.support.secured_stack"]
+
 
 def pytest_configure(config: pytest.Config) -> None:
     """A user's REDIS_URL is for the tests that ask for Redis (tests/support/redis.py), not for

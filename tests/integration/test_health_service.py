@@ -10,17 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
-import signal
 import time
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import nats
 import pytest
-import pytest_asyncio
 from nats.aio.client import Client
 from nats.errors import NoRespondersError
 from prometheus_client import CollectorRegistry
@@ -31,83 +26,16 @@ from services.health.service import HealthService, ServiceSettings
 from shared import subjects
 from shared.client import new_id
 from shared.config import Config, load_config
-from shared.embedded_nats import free_port, wait_for_port
-from shared.health_view import HealthView, open_bucket
+from shared.health_view import HealthView
 from shared.messages import Accepted, InferenceRequest, encode, frame_decoder
 from shared.metrics import HealthMetrics
-from tests.support.processes import Process, Simulator, Stack, wait_until_async
-
-CHAT = "/v1/chat/completions"
-TOKENS = {"a": 2, "b": 3}
-# The processes' settings (the replica test); in-process tests override what they need.
-HEALTH = {"interval_s": 0.2, "timeout_s": 1, "attempts": 2, "failure_window_s": 10, "open_s": 30,
-          "trial_timeout_s": 2, "ramp_successes": 2}
-_prompts = itertools.count()
+from tests.support.health_stack import CHAT, ask, chats, prompts, reset_stats, sims, trip
+from tests.support.processes import Process, Stack, wait_until_async
 
 
 @pytest.fixture(scope="module")
-def stack(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    s = Stack(Path(tmp_path_factory.mktemp("health")), nats_url)
-    ports = {name: free_port() for name in TOKENS}
-    procs = {name: s.spawn(f"simulator-{name}", "simulator", "--flavor", "openai", "--port", str(port), "--models", "m",
-                           "--tokens", str(TOKENS[name])) for name, port in ports.items()}
-    for name, port in ports.items():  # both start at once; then wait for each
-        wait_for_port("127.0.0.1", port, 20, procs[name].popen)
-    sims = {name: Simulator(procs[name], port) for name, port in ports.items()}
-    s.write_config(
-        providers={name: {"type": "vllm", "base_url": sim.url, "max_concurrency": 16, "models": ["m"],
-                          "health": HEALTH} for name, sim in sims.items()},
-        mappings={"exact_matches": {"m": {"provider": "a"}}, "fallback_chains": {"m": ["a", "b"]}},
-        runtime={"deadlines": {"accepted_s": 2, "first_token_s": 5, "total_s": 10}, "cache": {"enabled": False}},
-    )
-    s.sims = sims
-    s.worker("a", "b")
-    s.router = s.service("router")
-    s.gateway()
-    try:
-        yield s
-    finally:
-        for proc in s.processes:  # all at once, then wait for each
-            if proc.alive:
-                proc.popen.terminate()
-        s.stop()
-
-
-def sims(stack: Stack) -> dict[str, Simulator]:
-    return stack.sims
-
-
-def chats(sim: Simulator) -> int:
-    return int(sim.stats()["by_path"].get(CHAT, 0))
-
-
-def reset_stats(sim: Simulator) -> None:
-    httpx.post(sim.url + "/_sim/reset", timeout=2, trust_env=False).raise_for_status()
-
-
-
-
-@pytest_asyncio.fixture
-async def nc(nats_url: str) -> AsyncIterator[Client]:
-    conn = await nats.connect(nats_url)
-    yield conn
-    await conn.close()
-
-
-@pytest_asyncio.fixture
-async def view(stack: Stack, nc: Client) -> AsyncIterator[HealthView]:
-    """A fresh start: no provider state, no leader, healthy simulators; then a router's view."""
-    kv = await open_bucket(nc.jetstream())
-    for key in ("a", "b", subjects.HEALTH_LEADER_KEY, subjects.HEALTH_HEARTBEAT_KEY):
-        with contextlib.suppress(Exception):
-            await kv.delete(key)
-    for name, sim in sims(stack).items():
-        sim.knobs(error_rate=0.0, error_status=500, retry_after=None, tokens=TOKENS[name])
-        reset_stats(sim)
-    v = HealthView(stale_after_s=1.0)
-    await v.start(nc.jetstream())
-    yield v
-    await v.stop()
+def stack(health_stack: Stack) -> Stack:
+    return health_stack
 
 
 def configured(stack: Stack, **health: Any) -> Config:
@@ -139,36 +67,6 @@ async def health_service(nc: Client, config: Config, view: HealthView) -> AsyncI
         yield InProcess(service, registry)
     finally:
         await service.stop()
-
-
-async def ask(http: httpx.AsyncClient, stack: Stack) -> tuple[int, str | None, httpx.Response]:
-    """One chat request through the gateway: (status, which provider answered, response)."""
-    body = {"model": "m", "messages": [{"role": "user", "content": f"hello {next(_prompts)}"}]}
-    response = await http.post(stack.gateway_url + CHAT, json=body)
-    served = None
-    if response.status_code == 200:
-        tokens = response.json()["usage"]["completion_tokens"]
-        served = next(name for name, n in TOKENS.items() if n == tokens)
-    return response.status_code, served, response
-
-
-@pytest_asyncio.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=15, trust_env=False) as client:
-        yield client
-
-
-async def trip(http: httpx.AsyncClient, stack: Stack, view: HealthView, *names: str) -> float:
-    """Make `names` answer 500 until the breaker opens; returns when the third request was sent."""
-    for name in names:
-        sims(stack)[name].knobs(error_rate=1.0, error_status=500)
-    third_sent = 0.0
-    for i in range(3):
-        if i == 2:
-            third_sent = time.monotonic()
-        await ask(http, stack)
-    await view.wait_for(lambda v: all(v.states[n].state == "unavailable" for n in names), 5)
-    return third_sent
 
 
 # -- the circuit opens -------------------------------------------------------------------------
@@ -272,7 +170,7 @@ async def test_impatient_clients_do_not_open_a_slow_providers_circuit(
         sims(stack)["a"].knobs(ttft_ms=1500)
         try:
             for _ in range(4):  # what the OpenAI SDK sends for `timeout=0.3`
-                body = {"model": "m", "messages": [{"role": "user", "content": f"hurry {next(_prompts)}"}]}
+                body = {"model": "m", "messages": [{"role": "user", "content": f"hurry {next(prompts)}"}]}
                 response = await http.post(stack.gateway_url + CHAT, json=body, headers={"x-stainless-timeout": "0.3"})
                 assert response.status_code == 504
             await wait_until_async(lambda: health.service.outcomes_seen >= 4, 5, "the outcomes to arrive")
@@ -336,53 +234,3 @@ async def test_a_router_started_late_obeys_the_state_at_once(stack: Stack, nc: C
         results = [(await ask(http, stack))[:2] for _ in range(10)]
         assert results == [(200, "b")] * 10
         assert chats(sims(stack)["a"]) == before
-
-
-def _holder_pid(holder: str) -> int:
-    return int(holder.split("-")[-2])
-
-
-async def test_replicas_elect_one_leader_a_kill_hands_over_and_routing_outlives_them(
-        stack: Stack, nc: Client, view: HealthView, http: httpx.AsyncClient) -> None:
-    replicas = [stack.service("health") for _ in range(2)]
-    leaders: list[str] = []
-
-    async def record_leaders() -> None:
-        while True:
-            if view.heartbeat is not None and (not leaders or leaders[-1] != view.heartbeat.leader):
-                leaders.append(view.heartbeat.leader)
-            view.changed.clear()
-            await view.changed.wait()
-
-    recorder = asyncio.create_task(record_leaders())
-    try:
-        by_pid = {p.popen.pid: p for p in replicas}
-        await view.wait_for(lambda v: v.heartbeat is not None and {"a", "b"} <= set(v.states), 20)
-        await trip(http, stack, view, "a")
-        tripped = view.states["a"]
-        assert len(leaders) == 1 and _holder_pid(leaders[0]) in by_pid  # one writer all along
-
-        first = leaders[0]
-        by_pid[_holder_pid(first)].kill(signal.SIGKILL)
-        killed_at = time.monotonic()
-        await view.wait_for(lambda v: len(leaders) == 2, 10)
-        handover_s = time.monotonic() - killed_at
-        second = leaders[1]
-        assert _holder_pid(second) in by_pid and _holder_pid(second) != _holder_pid(first)
-        print(f"\nleader handover after SIGKILL: {handover_s:.2f} s")
-        assert handover_s < 3 + 2  # the lease (3 s) and a couple of polls
-        # The new leader resumed from the bucket: still open, same deadline.
-        assert view.states["a"].state == "unavailable" and view.states["a"].open_until == tripped.open_until
-
-        by_pid[_holder_pid(second)].kill(signal.SIGKILL)
-        before = chats(sims(stack)["a"])
-        results = [(await ask(http, stack))[:2] for _ in range(10)]
-        assert results == [(200, "b")] * 10
-        assert chats(sims(stack)["a"]) == before
-        view.stale_after_s = 2.5  # the processes beat every 2 s
-        await view.wait_for(lambda v: v.stale, 2.5 + 3)
-        assert view.states["a"].state == "unavailable"  # kept, and reported stale
-    finally:
-        recorder.cancel()
-        for proc in replicas:
-            proc.stop()
