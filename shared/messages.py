@@ -44,6 +44,11 @@ class InferenceRequest(msgspec.Struct, frozen=True, kw_only=True):
     # The caller reads `Chunk.more`. A caller from before it existed leaves this false, so its
     # chunks come one per frame instead of being dropped as an unknown field.
     chunk_batches: bool = False
+    # A front door's client body in its own dialect (`native_dialect`, e.g. "anthropic"), beside
+    # its OpenAI translation in `body`: a worker whose backend speaks that dialect sends this one
+    # (model replaced) instead of translating `body` back. Everyone else reads `body` only.
+    native_body: dict[str, Any] | None = None
+    native_dialect: str | None = None
 
 
 class WorkOrder(msgspec.Struct, frozen=True, kw_only=True):

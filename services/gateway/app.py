@@ -20,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 
+from services.gateway import dialects
 from services.gateway.inference import infer
 from services.gateway.model_catalog import models_body
 from services.gateway.paths import StripTrailingSlash
@@ -62,6 +63,7 @@ def create_app(config: Config, nats_url: str | None = None, *, host: str = "127.
     _add_error_handlers(app)
     state.bus_secret = config.runtime.auth.bus_secret()
     _add_inference_routes(app, state)
+    _add_dialect_routes(app, state)
     _add_model_routes(app, state)
     _add_service_routes(app, state)
     return app
@@ -95,18 +97,18 @@ def _add_error_handlers(app: FastAPI) -> None:
         (log.error if exc.status >= 500 else log.warning)("request_rejected", status=exc.status, code=exc.code,
                                                           path=request.url.path)
         return error_response(exc.status, exc.body(), client_request_id(request.headers.get("x-request-id")),
-                              exc.retry_after, getattr(exc, "headers", None))
+                              exc.retry_after, getattr(exc, "headers", None), dialects.of(request))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         # An unknown path or method: OpenAI answers these, 404 included, as invalid_request_error.
         error = ClientError(exc.status_code, str(exc.detail), code=str(exc.status_code)) \
             if 400 <= exc.status_code < 500 else AiubError(str(exc.detail))
-        return error_response(error.status, error.body())
+        return error_response(error.status, error.body(), dialect=dialects.of(request))
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
-        return error_response(400, BadRequest(str(exc)).body())
+        return error_response(400, BadRequest(str(exc)).body(), dialect=dialects.of(request))
 
 
 def _add_inference_routes(app: FastAPI, state: GatewayState) -> None:
@@ -124,6 +126,10 @@ def _add_inference_routes(app: FastAPI, state: GatewayState) -> None:
     @app.post("/embeddings", include_in_schema=False)
     async def embeddings(request: Request) -> Response:
         return await infer(state, request, "embedding")
+
+
+def _add_dialect_routes(app: FastAPI, state: GatewayState) -> None:
+    """The front doors (dialects/__init__.py): one line each, calling the door's own route module."""
 
 
 def _add_model_routes(app: FastAPI, state: GatewayState) -> None:

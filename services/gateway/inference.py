@@ -9,15 +9,17 @@ exception), a result is a JSON answer, and content is relayed as SSE (relay.py).
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 from nats.aio.client import Client
 
-from services.gateway import validation
+from services.gateway import dialects, validation
 from services.gateway.auth import Principal
 from services.gateway.body import read_body
 from services.gateway.cache import CachedAnswer, replay
+from services.gateway.dialects import Dialect, Translated
 from services.gateway.disconnect import ClientGone, first_or_gone
 from services.gateway.policies import Admission
 from services.gateway.records import record, record_hit
@@ -36,30 +38,44 @@ log = logs.get("gateway")
 _BUS_ENVELOPE_BYTES = 16 * 1024
 
 
-async def infer(state: GatewayState, request: Request, kind: RequestKind) -> Response:
+async def infer(state: GatewayState, request: Request, kind: RequestKind = "chat",
+                dialect: Dialect | None = None) -> Response:
+    """An OpenAI request of `kind`; or, with a `dialect`, a front door's request (its kind is the
+    translation's), answered in that dialect (dialects/__init__.py)."""
     started = time.monotonic()
     asked = request.headers
+    if dialect is not None:
+        dialects.use(request, dialect)
     echo_id = client_request_id(asked.get("x-request-id"))
     request_id = new_id()
     response_id = echo_id or request_id
     tracing.bind(response_id)  # every log line of this request carries the id the client sees
     policies, settings = state.policies, state.config.runtime.gateway
-    principal = await policies.auth.authenticate(asked.get("authorization"))
+    principal = await policies.auth.authenticate(
+        asked.get("authorization") if dialect is None else dialect.authorization(asked))
     raw = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
-    parsed = validation.parse(kind, raw, settings)
-    log.debug("request_received", model=parsed.model, kind=kind, stream=parsed.stream)
+    door: tuple[Dialect, Translated] | None = None
+    if dialect is None:
+        parsed = validation.parse(kind, raw, settings)
+    else:
+        translated = dialect.parse(raw)
+        door = dialect, translated
+        parsed = replace(validation.check(translated.kind, translated.body, settings), native=translated.native,
+                         native_dialect=translated.native_dialect)
+    log.debug("request_received", model=parsed.model, kind=parsed.kind, stream=parsed.stream)
     admission, cached = await policies.admit(principal, parsed, raw, asked.get("cache-control"))
     headers = {"x-request-id": response_id, **admission.headers}
     if cached is not None:
         await record_hit(state, parsed, request_id, echo_id, started)
-        return _cached(cached, headers)
+        return _cached(cached, headers) if door is None else _cached_in(*door, cached, headers)
     client = state.client
     if client is None or not state.bus_health.connected:
         return error_response(503, ServiceUnavailable("the gateway is not connected to NATS",
-                                                      code="bus_unavailable").body(), response_id)
-    _check_fits_the_bus(state.nc, raw)
+                                                      code="bus_unavailable").body(), response_id, dialect=dialect)
+    # A native body travels beside its translation: about twice the bytes on the bus.
+    _check_fits_the_bus(state.nc, raw if parsed.native is None else raw + raw)
     call = _start(state, client, request, parsed, principal, request_id, echo_id)
-    return await _answer(state, request, call, parsed.model, started, headers, admission, response_id)
+    return await _answer(state, request, call, parsed.model, started, headers, admission, response_id, door)
 
 
 def _cached(cached: CachedAnswer, headers: dict[str, str]) -> Response:
@@ -69,6 +85,17 @@ def _cached(cached: CachedAnswer, headers: dict[str, str]) -> Response:
         return Response(b"".join(replay(cached)), media_type="text/event-stream",
                         headers={**headers, "cache-control": "no-cache"})
     return Response(cached.body, media_type=JSON, headers=headers)
+
+
+def _cached_in(dialect: Dialect, translated: Translated, cached: CachedAnswer, headers: dict[str, str]) -> Response:
+    """A cache entry (OpenAI form, whoever stored it) through the dialect's own translation."""
+    if cached.provider:
+        headers["x-aiub-provider"] = cached.provider
+    if cached.kind == "stream":
+        translator = dialect.stream(translated)
+        body = translator.chunks(list(cached.chunks)) + translator.end(cached.prompt_tokens, cached.completion_tokens)
+        return Response(body, media_type=dialect.stream_media_type, headers={**headers, "cache-control": "no-cache"})
+    return Response(dialect.result(translated, cached.body), media_type=JSON, headers=headers)
 
 
 def _check_fits_the_bus(nc: Client | None, raw: bytes) -> None:
@@ -86,7 +113,7 @@ def _start(state: GatewayState, client: InferenceClient, request: Request, parse
     return client.call(kind=parsed.kind, model=parsed.model, body=parsed.body, stream=parsed.stream,
                        timeout_s=timeout_s, capability=parsed.capability, request_id=request_id,
                        client_request_id=echo_id, scope=_signed_scope(state.bus_secret, principal, lifetime_s),
-                       chunk_batches=True)
+                       chunk_batches=True, native_body=parsed.native, native_dialect=parsed.native_dialect)
 
 
 def _signed_scope(secret: bytes | None, principal: Principal, lifetime_s: float) -> str | None:
@@ -99,8 +126,9 @@ def _signed_scope(secret: bytes | None, principal: Principal, lifetime_s: float)
 
 
 async def _answer(state: GatewayState, request: Request, call: Call, model: str, started: float,
-                  headers: dict[str, str], admission: Admission, response_id: str) -> Response:
-    """The answer as the first frame decides it."""
+                  headers: dict[str, str], admission: Admission, response_id: str,
+                  door: tuple[Dialect, Translated] | None = None) -> Response:
+    """The answer as the first frame decides it; `door`: said in a front door's dialect."""
     frames = aiter(call)
     first: ContentFrame | None = None
     try:
@@ -118,13 +146,20 @@ async def _answer(state: GatewayState, request: Request, call: Call, model: str,
         await record(state, call, started, first.status, cache=admission.headers.get("x-aiub-cache", ""))
         failed_at = first.provider or call.provider  # a provider's own error may outlive its attempt
         return error_response(first.status, first.error, response_id, first.retry_after,
-                              {**admission.headers, **({"x-aiub-provider": failed_at} if failed_at else {})})
+                              {**admission.headers, **({"x-aiub-provider": failed_at} if failed_at else {})},
+                              None if door is None else door[0])
     if isinstance(first, Result):
         data = bytes(first.data)
         await settle(state.policies, admission, CachedAnswer(kind="result", body=data, provider=call.provider or ""),
                      first.prompt_tokens, first.completion_tokens)
         await record(state, call, started, 200, first.completion_tokens,
                      cache=admission.headers.get("x-aiub-cache", ""))
+        if door is not None:
+            data = door[0].result(door[1], data)
         return Response(data, media_type=JSON, headers=headers)
+    if door is not None:
+        return StreamingResponse(relay(state, call, frames, first, started, admission, door[0].stream(door[1])),
+                                 media_type=door[0].stream_media_type,
+                                 headers={**headers, "cache-control": "no-cache", "x-accel-buffering": "no"})
     return StreamingResponse(relay(state, call, frames, first, started, admission), media_type="text/event-stream",
                              headers={**headers, "cache-control": "no-cache", "x-accel-buffering": "no"})

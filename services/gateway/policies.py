@@ -105,7 +105,8 @@ class Policies:
         if not admission.mode.used:
             admission.headers["x-aiub-cache"] = "bypass"
             return admission, None
-        admission.key = cache_key(parsed.kind, parsed.body, principal.tenant)
+        key_body = parsed.body if parsed.native is None else {**parsed.body, "native": parsed.native}
+        admission.key = cache_key(parsed.kind, key_body, principal.tenant)
         admission.ttl_s = ttl_for(self.runtime.cache, parsed.model)
         answer: CachedAnswer | None = None
         lookup: Lookup = "miss"

@@ -13,6 +13,8 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from services.gateway.cache import CachedAnswer
+from services.gateway.dialects import StreamTranslator
+from services.gateway.dialects.openai_objects import as_chunk
 from services.gateway.policies import Admission, Policies
 from services.gateway.records import record
 from services.gateway.state import GatewayState
@@ -62,7 +64,8 @@ class _Kept:
 
 
 async def relay(state: GatewayState, call: Call, frames: AsyncIterator[ContentFrame], first: ContentFrame,
-                started: float, admission: Admission) -> AsyncIterator[bytes]:
+                started: float, admission: Admission, door: StreamTranslator | None = None) -> AsyncIterator[bytes]:
+    """`door`: a front door's translator says each event in its dialect (None: OpenAI's SSE, as is)."""
     status = 200
     completion_tokens = 0  # bound by the Done pattern below
     kept = _Kept(admission.mode is not None and admission.mode.write, state.config.runtime.cache.max_entry_bytes)
@@ -76,14 +79,20 @@ async def relay(state: GatewayState, call: Call, frames: AsyncIterator[ContentFr
                         payloads = [bytes(raw) for raw in frame.payloads]
                         if kept.storing:
                             kept.add(payloads)
-                        yield b"".join(map(event, payloads))
+                        if door is None:
+                            yield b"".join(map(event, payloads))
+                        elif said := door.chunks(payloads):
+                            yield said
                     case Done(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens):
                         # Settled before [DONE] reaches the client: its next request already sees the entry.
                         await settle(state.policies, admission, kept.answer(call), prompt_tokens, completion_tokens)
-                        yield DONE_EVENT
+                        yield DONE_EVENT if door is None else door.end(prompt_tokens, completion_tokens)
                         return
                     case Error(error=error, status=status):
                         log.warning("stream_failed", provider=call.provider, status=status, message=error.message)
+                        if door is not None:
+                            yield door.error(status, error)
+                            return
                         yield event(error_json(error))
                         yield DONE_EVENT
                         return
@@ -92,12 +101,19 @@ async def relay(state: GatewayState, call: Call, frames: AsyncIterator[ContentFr
                         completion_tokens = frame.completion_tokens
                         await settle(state.policies, admission, kept.answer(call, (payload,)), frame.prompt_tokens,
                                      completion_tokens)
+                        if door is not None:
+                            yield door.chunks([as_chunk(payload)]) + door.end(frame.prompt_tokens, completion_tokens)
+                            return
                         yield event(payload)
                         yield DONE_EVENT
                         return
                 frame = await anext(frames, None)
             status = 502
-            yield event(error_json(UpstreamError("the response ended without a final frame").body()))
+            truncated = UpstreamError("the response ended without a final frame")
+            if door is not None:
+                yield door.error(truncated.status, truncated.body())
+                return
+            yield event(error_json(truncated.body()))
             yield DONE_EVENT
     except (asyncio.CancelledError, GeneratorExit):
         status = 499  # how Starlette ends a stream whose client went away: it cancels the task, or closes us
@@ -107,8 +123,11 @@ async def relay(state: GatewayState, call: Call, frames: AsyncIterator[ContentFr
         # in an error event rather than looking complete.
         status = 500
         log.error("stream_relay_failed", provider=call.provider, error=repr(e), exc_info=True)
-        yield event(_INTERNAL_ERROR)
-        yield DONE_EVENT
+        if door is not None:
+            yield door.error(500, AiubError("internal error").body())
+        else:
+            yield event(_INTERNAL_ERROR)
+            yield DONE_EVENT
     finally:
         state.active_connections -= 1
         with contextlib.suppress(Exception):

@@ -33,6 +33,9 @@ class ParsedRequest:
     body: dict[str, Any]  # what the backend receives
     capability: str | None
     cache: Any  # LiteLLM's `cache` field ({"no-cache": true}), for the cache policy
+    # A front door's client body, for a provider that speaks its dialect (dialects/__init__.py).
+    native: dict[str, Any] | None = None
+    native_dialect: str | None = None
 
 
 def _require(condition: bool, message: str, param: str) -> None:
@@ -53,6 +56,12 @@ def parse(kind: RequestKind, raw: bytes, limits: GatewaySettings) -> ParsedReque
         raise BadRequest(f"the request body is not valid UTF-8 (byte {e.start})") from None
     except RecursionError:  # msgspec's own guard
         raise BadRequest("the request body nests too deeply", param="body") from None
+    return check(kind, body, limits)
+
+
+def check(kind: RequestKind, body: Any, limits: GatewaySettings) -> ParsedRequest:
+    """A decoded body (an OpenAI client's, or a front door's translation): checked, the gateway's
+    own fields removed."""
     _require(isinstance(body, dict), "the request body must be a JSON object", "body")
     model = body.get("model")
     _require(isinstance(model, str) and bool(model.strip()), "'model' is required and must be a non-empty string",

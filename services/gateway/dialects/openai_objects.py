@@ -1,0 +1,115 @@
+"""Reading the OpenAI objects that frames carry, for every front door. Pure.
+
+A front door turns these into its own dialect; what they hold, read once here:
+- a chunk's first choice: `delta.content`, the reasoning text (vLLM's `reasoning_content`, or
+  `reasoning` as newer vLLM and Ollama's OpenAI layer name it), `delta.tool_calls` fragments (by
+  `index`: the first fragment of a call has its id and name, later ones only argument text),
+  `finish_reason`; and `usage` (the last chunk, when the stream was asked for it);
+- a whole chat.completion: the same, in `message`, with whole tool calls.
+`as_chunk` says a whole answer as one chunk, for a backend that ignored `stream: true`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+_decode = msgspec.json.decode
+_encode = msgspec.json.encode
+
+
+@dataclass(frozen=True)
+class ToolCallPiece:
+    index: int
+    id: str | None
+    name: str | None
+    arguments: str
+
+
+@dataclass(frozen=True)
+class Piece:
+    """What one OpenAI object (chunk or whole) says, in reading order: reasoning, text, tool calls."""
+
+    reasoning: str = ""
+    text: str = ""
+    tool_calls: tuple[ToolCallPiece, ...] = ()
+    finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    model: str | None = None
+    id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _object(data: bytes) -> dict[str, Any]:
+    obj = _decode(data)
+    return obj if isinstance(obj, dict) else {}
+
+
+def _reasoning(message: dict[str, Any]) -> str:
+    value = message.get("reasoning_content") or message.get("reasoning") or ""
+    return value if isinstance(value, str) else ""
+
+
+def _calls(raw: object) -> tuple[ToolCallPiece, ...]:
+    if not isinstance(raw, list):
+        return ()
+    out = []
+    for position, call in enumerate(raw):
+        if not isinstance(call, dict):
+            continue
+        function: dict[str, Any] = call["function"] if isinstance(call.get("function"), dict) else {}
+        index = call.get("index")
+        arguments = function.get("arguments")
+        if isinstance(arguments, dict):  # a backend that sent the object itself
+            arguments = _encode(arguments).decode()
+        out.append(ToolCallPiece(index=index if isinstance(index, int) else position,
+                                 id=call.get("id") if isinstance(call.get("id"), str) else None,
+                                 name=function.get("name") if isinstance(function.get("name"), str) else None,
+                                 arguments=arguments if isinstance(arguments, str) else ""))
+    return tuple(out)
+
+
+def read(data: bytes) -> Piece:
+    """One OpenAI chat object, chunk (`delta`) or whole (`message`); a completion's `text` reads as text."""
+    obj = _object(data)
+    usage = obj.get("usage") if isinstance(obj.get("usage"), dict) else None
+    choices = obj.get("choices")
+    choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
+    message = choice.get("delta") or choice.get("message") or {}
+    if not isinstance(message, dict):
+        message = {}
+    text = message.get("content")
+    if text is None:
+        text = choice.get("text")
+    return Piece(reasoning=_reasoning(message), text=text if isinstance(text, str) else "",
+                 tool_calls=_calls(message.get("tool_calls")),
+                 finish_reason=choice.get("finish_reason") if isinstance(choice.get("finish_reason"), str) else None,
+                 prompt_tokens=_int(usage, "prompt_tokens"), completion_tokens=_int(usage, "completion_tokens"),
+                 model=obj.get("model") if isinstance(obj.get("model"), str) else None,
+                 id=obj.get("id") if isinstance(obj.get("id"), str) else None)
+
+
+def _int(usage: dict[str, Any] | None, name: str) -> int | None:
+    value = usage.get(name) if usage else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def as_chunk(data: bytes) -> bytes:
+    """A whole chat.completion (or text_completion) said as one chunk of its stream."""
+    obj = _object(data)
+    choices = []
+    for choice in obj.get("choices") or ():
+        if not isinstance(choice, dict):
+            continue
+        if "message" in choice:
+            delta = dict(choice["message"]) if isinstance(choice["message"], dict) else {}
+            if isinstance(delta.get("tool_calls"), list):
+                delta["tool_calls"] = [{**c, "index": i} for i, c in enumerate(delta["tool_calls"])
+                                       if isinstance(c, dict)]
+            choice = {k: v for k, v in choice.items() if k != "message"} | {"delta": delta}
+        choices.append(choice)
+    kind = "chat.completion.chunk" if obj.get("object") == "chat.completion" else obj.get("object")
+    return _encode({**obj, "object": kind, "choices": choices})
