@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from services.simulator import anthropic_wire, ollama_wire, openai_wire
+from services.simulator.engine_gate import EngineGate
 from services.simulator.openai_wire import WireError
 from services.simulator.routes import Dialect, routes
 from services.simulator.settings import SimulatorSettings
@@ -49,6 +50,9 @@ class App:
         self.rng = random.Random(settings.seed)
         self.stats = Stats()
         self.routes = routes(settings.flavor)
+        self.gate = EngineGate(settings.engine, random.Random(settings.seed)) if settings.engine else None
+        if self.gate is not None:
+            self.routes.update(self.gate.routes(settings.models))
         self.conns: set[Any] = set()
         self.closing = False
         self.started = int(time.time())

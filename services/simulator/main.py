@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from services.simulator.engine import EngineSettings
 from services.simulator.knobs import Knobs, merge
 from services.simulator.server import DEFAULT_MODELS, SimulatorSettings, run
 
@@ -31,6 +32,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--retry-after", type=float, default=None,
                         help="Retry-After seconds sent with injected 429 and 503")
     parser.add_argument("--seed", type=int, default=None, help="seed for error injection")
+    engine = EngineSettings()
+    parser.add_argument("--engine", choices=("vllm", "llamacpp", "ollama"), default=None,
+                        help="behave like an inference engine (prefix cache, sequence cap, waiting queue) and "
+                             "serve its load endpoints: vLLM /metrics, llama.cpp /metrics and /slots, Ollama /api/ps")
+    parser.add_argument("--max-seqs", type=int, default=engine.max_seqs, help="engine: sequences run at once")
+    parser.add_argument("--base-ttft-ms", type=float, default=engine.base_ttft_ms,
+                        help="engine: time to first token with the whole prompt cached")
+    parser.add_argument("--prefill-ms-per-token", type=float, default=engine.prefill_ms_per_token,
+                        help="engine: added to the time to first token per prompt token not in the prefix cache")
+    parser.add_argument("--kv-tokens", type=int, default=engine.cache_tokens,
+                        help="engine: KV cache capacity in tokens (the prefix cache's bound)")
+    parser.add_argument("--stall-rate", type=float, default=engine.stall_rate,
+                        help="engine: fraction of requests that stall --stall-ms before their first token")
+    parser.add_argument("--stall-ms", type=float, default=engine.stall_ms)
     parser.add_argument("--api-key", default=None,
                         help="require this key (Bearer, or x-api-key for anthropic) on model requests")
 
@@ -45,6 +60,15 @@ def main(args: argparse.Namespace) -> int:
         print(f"simulator: {exc}", file=sys.stderr)
         return 2
     models = tuple(m.strip() for m in (args.models or "").split(",") if m.strip())
-    run(SimulatorSettings(args.flavor, models, knobs, args.seed, getattr(args, "api_key", None)), args.host,
-        args.port)
+    engine = None
+    if getattr(args, "engine", None):
+        try:
+            engine = EngineSettings(max_seqs=args.max_seqs, base_ttft_ms=args.base_ttft_ms,
+                                    prefill_ms_per_token=args.prefill_ms_per_token, cache_tokens=args.kv_tokens,
+                                    stall_rate=args.stall_rate, stall_ms=args.stall_ms, load_format=args.engine)
+        except ValueError as exc:
+            print(f"simulator: {exc}", file=sys.stderr)
+            return 2
+    run(SimulatorSettings(args.flavor, models, knobs, args.seed, getattr(args, "api_key", None), engine),
+        args.host, args.port)
     return 0

@@ -20,6 +20,7 @@ injected error -> reply. Flavors and their paths are in `routes`.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import signal
 import time
 from collections import deque
@@ -31,6 +32,7 @@ import httptools
 import orjson
 
 from services.simulator.app import App
+from services.simulator.engine import prompt_parts
 from services.simulator.knobs import Knobs, merge, parse_overrides
 from services.simulator.openai_wire import WireError
 from services.simulator.reply import Reply, StreamReply
@@ -227,7 +229,10 @@ class _Conn(asyncio.Protocol):
             msg = f"simulated failure (HTTP {status})"
             self._send(status, *error_response(route.dialect, status, msg), extra)
             return
-        if knobs.delayed or (reply.stream and reply.n > _SYNC_STREAM_LIMIT):
+        if app.gate is not None and (parts := prompt_parts(body)):
+            self.busy = True
+            self.task = asyncio.get_running_loop().create_task(self._engine_paced(reply, knobs, t0, parts))
+        elif knobs.delayed or (reply.stream and reply.n > _SYNC_STREAM_LIMIT):
             self.busy = True
             self.task = asyncio.get_running_loop().create_task(self._paced(reply, knobs, t0))
         elif reply.stream:
@@ -316,6 +321,19 @@ class _Conn(asyncio.Protocol):
             self.drain = asyncio.get_running_loop().create_future()
             await self.drain
             self.drain = None
+
+    async def _engine_paced(self, reply: Reply, knobs: Knobs, t0: int, parts: list[str]) -> None:
+        """Wait for one of the engine's sequences, then reply with its time to first token added."""
+        gate = self.app.gate
+        assert gate is not None
+        request = self.app.next_id()
+        try:
+            started = await gate.enter(request, parts, reply.n)
+            await self._paced(reply, dataclasses.replace(knobs, ttft_ms=knobs.ttft_ms + started.ttft_s * 1000), t0)
+        except asyncio.CancelledError:
+            return  # connection_lost already did the accounting
+        finally:
+            gate.leave(request)
 
     async def _paced(self, reply: Reply, knobs: Knobs, t0: int) -> None:
         ttft, itl = knobs.ttft_ms / 1000, knobs.itl_ms / 1000

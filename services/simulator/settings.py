@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from services.simulator.engine import EngineSettings
 from services.simulator.knobs import Knobs
 
 Flavor = Literal["openai", "ollama", "anthropic"]
@@ -24,6 +25,8 @@ class SimulatorSettings:
     # When set, model requests must carry it: `authorization: Bearer <key>` (openai, ollama),
     # `x-api-key` (anthropic, which requires some key even when this is None).
     api_key: str | None = None
+    # Set: behave like an inference engine (engine.py): prefix cache, sequence cap, load endpoints.
+    engine: EngineSettings | None = None
 
     def __post_init__(self) -> None:
         if self.flavor not in DEFAULT_MODELS:
