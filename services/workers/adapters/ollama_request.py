@@ -10,6 +10,7 @@ Mapping (Ollama's own /v1 layer does the same, see ollama/openai/openai.go):
   `max_completion_tokens` → `num_predict`, `stop` → a list, all in `options`; a client's own
   `options` object is the base they override.
 - `response_format`: `json_object` → `format: "json"`, `json_schema` → `format: <schema>`.
+  These name tables are shared with the gateway's Ollama front door: shared/ollama_names.py.
 - `tools` pass as they are (same shape); `tool_choice: "none"` drops them (Ollama has no
   tool_choice). `keep_alive`, `think` and a native `format` pass through.
 - `stream` is always sent: Ollama streams unless told not to.
@@ -30,10 +31,7 @@ from services.workers.adapters.openai_request import (
     tool_arguments,
     tool_names_by_call_id,
 )
-
-SAMPLING = ("temperature", "top_p", "seed", "frequency_penalty", "presence_penalty", "top_k", "min_p",
-            "repeat_penalty", "typical_p")
-PASSTHROUGH = ("keep_alive", "think")
+from shared.ollama_names import NUM_PREDICT, PASSTHROUGH, SAMPLING, ollama_format
 
 
 def _options(body: dict[str, Any]) -> dict[str, Any]:
@@ -46,7 +44,7 @@ def _options(body: dict[str, Any]) -> dict[str, Any]:
             options[name] = body[name]
     cap = max_tokens(body)
     if cap is not None:
-        options["num_predict"] = cap
+        options[NUM_PREDICT] = cap
     stop = stop_list(body)
     if stop is not None:
         options["stop"] = stop
@@ -54,20 +52,10 @@ def _options(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def _format(body: dict[str, Any]) -> Any:
-    fmt = body.get("response_format")
-    if fmt is None:
-        return body.get("format")
-    kind = fmt.get("type") if isinstance(fmt, dict) else None
-    if kind == "text":
-        return body.get("format")
-    if kind == "json_object":
-        return "json"
-    if kind == "json_schema":
-        schema = fmt.get("json_schema")
-        if isinstance(schema, dict) and isinstance(schema.get("schema"), dict):
-            return schema["schema"]
-        raise InvalidRequest("response_format.json_schema.schema must be an object", "response_format")
-    raise InvalidRequest("response_format.type must be 'text', 'json_object' or 'json_schema'", "response_format")
+    try:
+        return ollama_format(body.get("response_format"), body.get("format"))
+    except ValueError as e:
+        raise InvalidRequest(str(e), "response_format") from None
 
 
 def _common(body: dict[str, Any], backend_model: str, stream: bool) -> dict[str, Any]:

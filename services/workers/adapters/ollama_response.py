@@ -28,15 +28,10 @@ from services.workers.adapters.openai_shapes import (
     text_completion,
     tool_call,
 )
+from shared.ollama_names import finish_reason
 
 _encode = msgspec.json.encode
 MAX_LINE = 16 * 1024 * 1024
-
-
-def finish_reason(done_reason: object, tool_calls: bool) -> str:
-    if tool_calls:
-        return "tool_calls"
-    return "length" if done_reason == "length" else "stop"
 
 
 def usage_of(obj: dict[str, Any]) -> Usage:
