@@ -241,6 +241,12 @@ class LoadReport(msgspec.Struct, frozen=True, kw_only=True):
     capacity: int
     queue_capacity: int
     at: float
+    # The backend's own load, read from its load endpoint (`load_endpoint` in providers.yaml) by
+    # the worker's poller; None when the backend has none or the last read failed. Every worker
+    # of a provider reads the same backend: the router takes the freshest, never the sum.
+    backend_running: int | None = None
+    backend_waiting: int | None = None
+    backend_kv_usage: float | None = None
 
 
 StateName = Literal["active", "degraded", "unavailable", "cooldown"]

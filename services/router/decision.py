@@ -260,6 +260,8 @@ def _candidate(config: Config, name: str, model: str, weight: float, states: Map
         cost=model_spec.cost_per_1k_tokens if model_spec else 0.0,
         quality=model_spec.quality_rank if model_spec else 0,
         busy=None if seen is None else float(seen.busy),
+        backend_busy=None if seen is None or seen.backend_busy is None else float(seen.backend_busy),
+        kv_usage=None if seen is None else seen.kv_usage,
         capacity=seen.capacity if seen is not None and seen.capacity > 0 else spec.max_concurrency,
         latency_s=usage.latency(name, now), success_rate=usage.success_rate(name, now),
     )

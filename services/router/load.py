@@ -10,6 +10,10 @@ Rules:
   that ended since (they are). Each report resets the corrections, so they never drift.
   Other routers' placements since the last report are invisible for at most one interval.
   A `Busy` answer counts the worker full until its next report.
+- A report may carry the backend's own load (running, waiting, KV use), read by the worker
+  from the backend's load endpoint. All workers of a provider read the same backend, so the
+  provider's backend load is the freshest live report's, never a sum; our placements since
+  the reports are added to its count, as for the workers' own counts.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ class _Worker:
     received: float = 0.0
     placed: set[str] = field(default_factory=set)  # our attempts accepted since the report
     ended: int = 0  # attempts that ended since the report and were not in `placed`
+    backend: tuple[int, float] | None = None  # the backend's running + waiting, and its KV use
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,8 @@ class ProviderLoad:
     capacity: int  # slots across the live workers
     queue_capacity: int
     workers: int
+    backend_busy: int | None = None  # the backend's own running + waiting, plus our placements since
+    kv_usage: float | None = None  # the backend's KV cache use, 0..1
 
 
 class LoadView:
@@ -53,6 +60,11 @@ class LoadView:
         worker.received = now
         worker.placed.clear()
         worker.ended = 0
+        if report.backend_running is None and report.backend_waiting is None:
+            worker.backend = None
+        else:
+            worker.backend = ((report.backend_running or 0) + (report.backend_waiting or 0),
+                              report.backend_kv_usage or 0.0)
 
     def placed(self, provider: str, worker_id: str, attempt: str, now: float) -> None:
         """A worker accepted an attempt from this router."""
@@ -79,15 +91,24 @@ class LoadView:
 
     def load(self, provider: str, now: float) -> ProviderLoad | None:
         """The provider's load across its live workers; None when no worker has reported lately."""
-        busy = capacity = queue_capacity = workers = 0
+        busy = capacity = queue_capacity = workers = placed = 0
+        freshest: _Worker | None = None
         for (name, _), worker in self._workers.items():
             if name != provider or now - worker.received > self.ttl_s:
                 continue
             busy += max(0, worker.reported - worker.ended) + len(worker.placed)
+            placed += len(worker.placed)
             capacity += worker.capacity
             queue_capacity += worker.queue_capacity
             workers += 1
-        return ProviderLoad(busy, capacity, queue_capacity, workers) if workers else None
+            if worker.backend is not None and (freshest is None or worker.received > freshest.received):
+                freshest = worker
+        if not workers:
+            return None
+        if freshest is None or freshest.backend is None:
+            return ProviderLoad(busy, capacity, queue_capacity, workers)
+        backend_busy, kv_usage = freshest.backend
+        return ProviderLoad(busy, capacity, queue_capacity, workers, backend_busy + placed, kv_usage)
 
     def prune(self, now: float) -> None:
         """Forget workers whose last report expired (stopped or scaled down), so memory stays bounded."""

@@ -9,7 +9,14 @@ that accepts serves, so a busy or missing worker costs one hop, not the request.
   N * w / W (its current weight never drops to -W) and less than 2 below it (observed at most
   1.12). `tests/unit/test_routing_strategies.py` checks both with hypothesis.
 - least_loaded: lowest (in flight + queued + 1) / (capacity * weight), from the workers' load
-  reports; providers with no live report (no worker seen) rank last.
+  reports; providers with no live report (no worker seen) rank last. When the report carries
+  the backend's own load, busy is the larger of the two counts (the backend also serves
+  requests that never passed through us).
+- backend_load: lowest (backend running + waiting + 1) / (capacity * weight) + KV_WEIGHT * KV
+  use, from the backend's own load endpoint as the workers report it; a provider without
+  backend numbers is scored on its workers' counts (KV use 0); no live report ranks last.
+- prefix_affinity: see `affinity.py` (rendezvous hashing of the request's prefix key, bounded
+  by load); without a key it ranks as backend_load.
 - usage_based: score = 0.4 latency + 0.4 success rate + 0.2 cost, each scaled so the best of
   the group is 1 (no data yet counts as best, so a new provider gets tried). Scores are
   recomputed every `USAGE_REFRESH_EVERY` decisions of the group, not per request.
@@ -34,6 +41,7 @@ DEGRADED_WEIGHT = 0.5
 USAGE_WEIGHTS = (0.4, 0.4, 0.2)  # latency, success rate, cost
 USAGE_REFRESH_EVERY = 10
 COST_TOLERANCE = 0.10
+KV_WEIGHT = 0.5  # backend_load: a full KV cache weighs as half a slot-capacity of queue
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,8 @@ class Candidate:
     cost: float = 0.0  # cost_per_1k_tokens of the model it would run
     quality: int = 0  # quality_rank of that model, higher is better
     busy: float | None = None  # in flight + queued across live workers; None: no live report
+    backend_busy: float | None = None  # the backend's own running + waiting; None: not reported
+    kv_usage: float | None = None  # the backend's KV cache use, 0..1
     capacity: int = 1  # slots across live workers (config max_concurrency when unknown)
     latency_s: float | None = None
     success_rate: float | None = None
@@ -111,6 +121,17 @@ def usage_scores(candidates: Sequence[Candidate]) -> dict[str, float]:
     return scores
 
 
+def pressure(c: Candidate) -> tuple[float, float]:
+    """backend_load's key, smaller is better: (1, 0) when nothing is known of the provider."""
+    if c.busy is None:
+        return (1.0, 0.0)
+    weight = c.effective_weight
+    if weight <= 0:
+        return (0.0, float("inf"))
+    busy = c.busy if c.backend_busy is None else c.backend_busy
+    return (0.0, (busy + 1) / (max(1, c.capacity) * weight) + KV_WEIGHT * (c.kv_usage or 0.0))
+
+
 def _ranked(balancer: Balancer, group: str, candidates: Sequence[Candidate],
             key: Callable[[Candidate], tuple[float, ...]], tier_degraded: bool) -> list[Candidate]:
     """Sort by `key` (smaller is better); rotate among the candidates tied for first."""
@@ -134,10 +155,13 @@ def rank(strategy: Strategy, balancer: Balancer, group: str, candidates: Sequenc
             def load(c: Candidate) -> tuple[float, ...]:
                 if c.busy is None:
                     return (1.0, 0.0)
+                busy = c.busy if c.backend_busy is None else max(c.busy, c.backend_busy)
                 weight = c.effective_weight
-                return (0.0, (c.busy + 1) / (max(1, c.capacity) * weight) if weight > 0 else float("inf"))
+                return (0.0, (busy + 1) / (max(1, c.capacity) * weight) if weight > 0 else float("inf"))
 
             return _ranked(balancer, group, candidates, load, tier_degraded=False)
+        case "backend_load" | "prefix_affinity":
+            return _ranked(balancer, group, candidates, lambda c: (*pressure(c),), tier_degraded=False)
         case "usage_based":
             scores = balancer.usage_scores(group, candidates)
             return _ranked(balancer, group, candidates,

@@ -27,6 +27,7 @@ from nats.errors import NoRespondersError
 
 from services.workers.adapters import adapter_for
 from services.workers.backend import BackendReport, call_backend
+from services.workers.backend_load import BackendLoad, parse
 from services.workers.http import BackendHttp
 from services.workers.model_listing import ModelListResponder
 from services.workers.telemetry import WorkerTelemetry
@@ -144,6 +145,7 @@ class Worker:
         self.served = 0
         self._bus_secret = config.runtime.auth.bus_secret()  # None: every request on the bus is trusted
         self.telemetry = WorkerTelemetry(metrics, log)
+        self.backend_load: dict[str, BackendLoad] = {}  # provider -> its backend's last readable load
         for provider, slots in self.slots.items():
             self.telemetry.watch(provider, queued=slots.queued_now, running=slots.running_now)
 
@@ -154,6 +156,9 @@ class Worker:
         self._subs.extend(await ModelListResponder(self._nc, self._config, self.providers, self._http).start())
         await self._nc.subscribe(self.control_subject, cb=self._on_cancel)
         self._background.append(asyncio.create_task(self._report_load()))
+        for provider in self.providers:
+            if self._config.providers[provider].load_endpoint:
+                self._background.append(asyncio.create_task(self._poll_backend_load(provider)))
         self._background.append(asyncio.create_task(self._watch_callers()))
 
     def _forget(self, attempt: str) -> None:
@@ -368,9 +373,33 @@ class Worker:
         interval = self._config.runtime.worker.load_report_s
         while True:
             for provider, slots in self.slots.items():
+                backend = self.backend_load.get(provider, BackendLoad())
                 report = LoadReport(provider=provider, worker_id=self.worker_id, in_flight=slots.running,
                                     queued=slots.queued, capacity=slots.capacity,
-                                    queue_capacity=slots.queue_capacity, at=time.time())
+                                    queue_capacity=slots.queue_capacity, at=time.time(),
+                                    backend_running=backend.running, backend_waiting=backend.waiting,
+                                    backend_kv_usage=backend.kv_usage)
                 with contextlib.suppress(Exception):
                     await self._nc.publish(subjects.load(provider), encode(report))
+            await asyncio.sleep(interval)
+
+    async def _poll_backend_load(self, provider: str) -> None:
+        """Read the backend's own load every `backend_load_s` (never per request). A failed or
+        unreadable read drops what we knew: a stale number would pose as the present."""
+        spec = self._config.providers[provider]
+        assert spec.load_endpoint is not None
+        interval = self._config.runtime.worker.backend_load_s
+        key = spec.api_key()
+        headers = {"authorization": f"Bearer {key}"} if key else {}
+        while True:
+            try:
+                status, body = await self._http.fetch("GET", spec.base_url + spec.load_endpoint, headers=headers,
+                                                      timeout_s=max(0.2, min(2.0, interval)))
+                load = parse(spec.load_endpoint, status, body)
+            except Exception:
+                load = None
+            if load is None:
+                self.backend_load.pop(provider, None)
+            else:
+                self.backend_load[provider] = load
             await asyncio.sleep(interval)

@@ -107,6 +107,8 @@ class WorkerSettings(_Strict):
     # no Cancel, and its generations would hold the backend's slots until their deadlines.
     caller_check_s: float = Field(default=5.0, gt=0)
     load_report_s: float = Field(default=0.5, gt=0)
+    # How often a worker reads its backends' `load_endpoint` (providers.yaml); never per request.
+    backend_load_s: float = Field(default=1.0, gt=0)
 
 
 class RuntimeFile(_Strict):

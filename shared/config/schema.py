@@ -16,7 +16,8 @@ from shared.config.runtime import RuntimeFile
 from shared.subjects import InvalidSubjectToken, token
 
 ProviderType = Literal["ollama", "openai_compatible", "vllm", "llama_cpp", "openai", "anthropic", "ollama_cloud"]
-Strategy = Literal["round_robin", "least_loaded", "usage_based", "cost_optimized", "quality_first"]
+Strategy = Literal["round_robin", "least_loaded", "usage_based", "cost_optimized", "quality_first", "backend_load",
+                   "prefix_affinity"]
 
 DEFAULT_HEALTH_ENDPOINTS: dict[str, str | None] = {
     "ollama": "/api/tags",
@@ -90,6 +91,9 @@ class ProviderSpec(_Strict):
     max_concurrency: int = Field(default=4, ge=1)
     queue_size: int = Field(default=64, ge=0)
     timeout_s: float = Field(default=600.0, gt=0)
+    # The backend's own load endpoint, polled by its workers (aiub.yaml worker.backend_load_s):
+    # "/metrics" (vLLM, llama.cpp with --metrics), "/slots" (llama.cpp) or "/api/ps" (Ollama).
+    load_endpoint: str | None = None
     models: dict[str, ModelSpec] = {}
     _api_key: str | None = PrivateAttr(default=None)  # never from the file: with_api_key; not in repr
 
@@ -110,6 +114,13 @@ class ProviderSpec(_Strict):
     @property
     def probe_path(self) -> str | None:
         return self.health_endpoint or DEFAULT_HEALTH_ENDPOINTS[self.type]
+
+    @field_validator("load_endpoint")
+    @classmethod
+    def _endpoint_is_a_path(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("/"):
+            raise ValueError("must be a path on the backend, e.g. /metrics, /slots or /api/ps")
+        return value
 
     def api_key(self) -> str | None:
         """The key from the environment variable this provider names, as the loader read it."""
