@@ -3,6 +3,13 @@
 `base_url` may be `https://api.anthropic.com` or `.../v1`. The key travels in `x-api-key`
 with a pinned `anthropic-version`. Completions and embeddings have no Anthropic endpoint:
 the worker answers them with a 400 before any call is made.
+
+A request that came through the gateway's Anthropic front door carries the client's own body
+(`native_dialect == "anthropic"`): it is sent as it came, not translated to OpenAI and back, so
+fields with no OpenAI word (`thinking`, `cache_control`, documents) reach the backend. Only the
+model (the provider's name for it), `stream` and `max_tokens` (the gateway's cap, applied to
+the OpenAI body) are taken from the request. The answer is still read into OpenAI frames: the
+gateway's cache, usage and records speak one shape.
 """
 
 from __future__ import annotations
@@ -27,7 +34,11 @@ class AnthropicAdapter:
 
     def build(self, order: WorkOrder, provider: ProviderSpec, api_key: str | None) -> BackendRequest:
         request = order.request
-        body = anthropic_request.messages_body(request.body, order.backend_model, request.stream)
+        if request.native_dialect == "anthropic" and request.native_body is not None:
+            body = {**request.native_body, "model": order.backend_model, "stream": request.stream,
+                    "max_tokens": request.body.get("max_tokens", request.native_body.get("max_tokens"))}
+        else:
+            body = anthropic_request.messages_body(request.body, order.backend_model, request.stream)
         return BackendRequest("POST", api_root(provider.base_url) + "/messages", body, request.stream,
                               anthropic_request.headers(api_key))
 

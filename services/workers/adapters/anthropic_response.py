@@ -24,12 +24,11 @@ import msgspec
 from services.workers.adapters.base import StreamBroken, StreamProgress, Usage
 from services.workers.adapters.openai_request import decode_object, field
 from services.workers.adapters.openai_shapes import ChunkWriter, chat_completion, tool_call
+from shared.anthropic_terms import FINISH_REASONS
 from shared.sse import SSEParser
 
 _encode = msgspec.json.encode
 
-FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "pause_turn": "stop", "max_tokens": "length",
-                  "tool_use": "tool_calls", "refusal": "content_filter"}
 
 
 def finish_reason(stop_reason: object) -> str:
