@@ -79,6 +79,7 @@ from shared.messages import (
     encode,
     frame_decoder,
 )
+from shared.prefix import prefix_key
 
 ContentFrame = Chunk | Result | Done | Error
 
@@ -151,15 +152,16 @@ class InferenceClient:
              timeout_s: float | None = None, capability: str | None = None,
              request_id: str | None = None, client_request_id: str | None = None,
              scope: str | None = None, chunk_batches: bool = False, native_body: dict[str, Any] | None = None,
-             native_dialect: str | None = None) -> Call:
+             native_dialect: str | None = None, session_id: str | None = None) -> Call:
         """`chunk_batches`: the consumer reads `Chunk.more` (see `Chunk.payloads`), so a worker may
-        send a backlog of chunks as one frame; off, every frame holds one chunk in `data`."""
+        send a backlog of chunks as one frame; off, every frame holds one chunk in `data`.
+        `session_id`: keeps a conversation on one provider of a prefix_affinity pool."""
         total = min(timeout_s, self.deadlines.total_s) if timeout_s else self.deadlines.total_s
         request = InferenceRequest(
             id=request_id or new_id(), attempt="", kind=kind, model=model, body=body, stream=stream,
             deadline=time.time() + total, capability=capability, client_request_id=client_request_id,
             scope=scope or self._scope, chunk_batches=chunk_batches, native_body=native_body,
-            native_dialect=native_dialect,
+            native_dialect=native_dialect, prefix_hash=prefix_key(body, session_id),
         )
         return Call(self, request, self.clock() + total)
 

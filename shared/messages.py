@@ -49,6 +49,10 @@ class InferenceRequest(msgspec.Struct, frozen=True, kw_only=True):
     # (model replaced) instead of translating `body` back. Everyone else reads `body` only.
     native_body: dict[str, Any] | None = None
     native_dialect: str | None = None
+    # The request's affinity key (shared/prefix.py: a session, a user, or its leading messages),
+    # computed where the body is; the router's prefix_affinity strategy maps it to a provider.
+    # None: the router derives it from `body` itself.
+    prefix_hash: str | None = None
 
 
 class WorkOrder(msgspec.Struct, frozen=True, kw_only=True):

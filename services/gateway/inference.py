@@ -113,7 +113,8 @@ def _start(state: GatewayState, client: InferenceClient, request: Request, parse
     return client.call(kind=parsed.kind, model=parsed.model, body=parsed.body, stream=parsed.stream,
                        timeout_s=timeout_s, capability=parsed.capability, request_id=request_id,
                        client_request_id=echo_id, scope=_signed_scope(state.bus_secret, principal, lifetime_s),
-                       chunk_batches=True, native_body=parsed.native, native_dialect=parsed.native_dialect)
+                       chunk_batches=True, native_body=parsed.native, native_dialect=parsed.native_dialect,
+                       session_id=request.headers.get("x-session-id"))
 
 
 def _signed_scope(secret: bytes | None, principal: Principal, lifetime_s: float) -> str | None:

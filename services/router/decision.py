@@ -30,12 +30,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from services.router.affinity import rank_by_affinity
 from services.router.load import LoadView
 from services.router.stats import UsageStats
 from services.router.strategies import Balancer, Candidate, rank
 from shared.config import CapabilityRoute, Config, ModelMappingsFile, ProviderSpec, Strategy
 from shared.errors import ContextLengthExceeded, ModelNotFound, ServiceUnavailable
 from shared.messages import InferenceRequest, ProviderState
+from shared.prefix import prefix_key
 
 RoutedBy = Literal["exact", "pattern", "capability", "load_balancing", "default"]
 CAPABILITY_ALIAS = "capability:"
@@ -224,7 +226,10 @@ def decide(config: Config, request: InferenceRequest, *, states: Mapping[str, Pr
         if served is not None:
             pool[name] = (_candidate(config, name, served, rule.weights.get(name, 1.0), states, load, usage, now),
                           served)
-    ranked = rank(rule.strategy, balancer, rule.group, [c for c, _ in pool.values()], _priority_order(config))
+    candidates = [c for c, _ in pool.values()]
+    key = (request.prefix_hash or prefix_key(request.body)) if rule.strategy == "prefix_affinity" else None
+    ranked = (rank_by_affinity(key, candidates) if key is not None
+              else rank(rule.strategy, balancer, rule.group, candidates, _priority_order(config)))
     targets = [_target(config, c.provider, pool[c.provider][1], False) for c in ranked]
     for name in config.mappings.fallback_chains.get(model, ()):
         if name not in seen and (served := admit(name)) is not None:

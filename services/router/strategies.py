@@ -15,8 +15,8 @@ that accepts serves, so a busy or missing worker costs one hop, not the request.
 - backend_load: lowest (backend running + waiting + 1) / (capacity * weight) + KV_WEIGHT * KV
   use, from the backend's own load endpoint as the workers report it; a provider without
   backend numbers is scored on its workers' counts (KV use 0); no live report ranks last.
-- prefix_affinity: see `affinity.py` (rendezvous hashing of the request's prefix key, bounded
-  by load); without a key it ranks as backend_load.
+- prefix_affinity: `affinity.py` ranks a request with an affinity key (rendezvous hashing,
+  bounded by load); without a key it ranks here, as backend_load.
 - usage_based: score = 0.4 latency + 0.4 success rate + 0.2 cost, each scaled so the best of
   the group is 1 (no data yet counts as best, so a new provider gets tried). Scores are
   recomputed every `USAGE_REFRESH_EVERY` decisions of the group, not per request.

@@ -18,7 +18,8 @@ from shared.messages import InferenceRequest, ProviderState
 
 PROVIDERS = ("p0", "p1", "p2", "p3", "p4")
 MODELS = ("m0", "m1", "m2", "x:1", "capability:fast", "capability:none")
-STRATEGIES = ("round_robin", "least_loaded", "usage_based", "cost_optimized", "quality_first")
+STRATEGIES = ("round_robin", "least_loaded", "usage_based", "cost_optimized", "quality_first", "backend_load",
+              "prefix_affinity")
 provider_lists = st.lists(st.sampled_from(PROVIDERS), min_size=1, max_size=4)
 
 
@@ -58,8 +59,9 @@ def run(config: Config, model: str, excluded: tuple[str, ...], raw_states: dict[
         draw: float, capability: str | None = None) -> Plan:
     provider_states = {p: ProviderState(provider=p, state=s, admit_fraction=f)  # type: ignore[arg-type]
                        for p, (s, f) in raw_states.items()}
+    # A prefix key, so that prefix_affinity pools rank by affinity rather than as backend_load.
     request = InferenceRequest(id="r", attempt="a", kind="chat", model=model, body={}, excluded=excluded,
-                               capability=capability)
+                               capability=capability, prefix_hash=f"conversation-{draw}")
     return decide(config, request, states=provider_states, load=LoadView(), usage=UsageStats(), balancer=Balancer(),
                   admit_draw=draw, now=0.0)
 
