@@ -5,7 +5,7 @@ caller gets the same OpenAI frames: this is what lets the stock OpenAI SDK stay 
 which backend answered. Every test runs once per entry of `harness.BACKENDS`, against the
 simulator speaking that backend's real wire format, through a real worker on a real NATS.
 Faults and behaviours are set on the simulator instance (`set_knobs`): a per-request knob in
-the body would reach only the backends whose adapter passes the body through.
+the body reaches every backend but Anthropic's (whose API refuses fields it does not know).
 """
 
 from __future__ import annotations
@@ -122,6 +122,37 @@ async def test_tool_call_json(harness: Harness) -> None:
     call = choice["message"]["tool_calls"][0]
     assert call["type"] == "function" and call["id"]
     assert call["function"]["name"] == "get_weather" and json.loads(call["function"]["arguments"]) == ARGUMENTS
+
+
+# ----------------------------------------------------------------------------- fields the client means for the backend
+# docs/api.md: the gateway removes only its own fields, the rest reaches the backend untouched.
+# The simulator's per-request `simulator` knob is such a field, unknown to every API. Anthropic's
+# Messages API refuses fields it does not know, so its adapter sends only what it translates.
+@only(lambda b: b.flavor != "anthropic")
+async def test_an_unknown_top_level_field_reaches_the_backend(harness: Harness) -> None:
+    knob = {"simulator": {"tokens": 3}}
+    reply = await harness.call("chat", chat(stream=True, **knob), stream=True)
+    reply.done()
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in reply.chunks if c["choices"]) \
+        == "tok0 tok1 tok2 "
+    result = (await harness.call("chat", chat(**knob))).result()
+    assert result["choices"][0]["message"]["content"] == "tok0 tok1 tok2 "
+    completion = (await harness.call("completion", {"model": PUBLIC_MODEL, "prompt": "x", **knob})).result()
+    assert completion["choices"][0]["text"] == "tok0 tok1 tok2 "
+    # Embeddings have no tokens to count: a knob that fails the call shows it arrived.
+    failed = (await harness.call("embedding", {"model": PUBLIC_MODEL, "input": "x",
+                                               "simulator": {"error_rate": 1.0, "error_status": 400}})).error()
+    assert failed.status == 400
+
+
+@only(lambda b: b.flavor == "ollama")
+async def test_the_backends_own_options_reach_it_beside_the_translated_ones(harness: Harness) -> None:
+    # Ollama's own `options` (num_predict is its max_tokens) and `keep_alive`, `format` beside an
+    # OpenAI field the adapter translates into the same `options` object.
+    body = chat(options={"num_predict": 2}, temperature=0.1, keep_alive="5m", format="json")
+    result = (await harness.call("chat", body)).result()
+    assert result["choices"][0]["message"]["content"] == "tok0 tok1 "
+    assert result["choices"][0]["finish_reason"] == "length"
 
 
 # ----------------------------------------------------------------------------- completions, embeddings

@@ -52,6 +52,17 @@ def test_chat_request_maps_sampling_into_options_and_keeps_native_fields() -> No
     assert "user" not in out and "max_tokens" not in out
 
 
+def test_fields_openai_does_not_know_pass_through_and_openais_own_stay_behind() -> None:
+    body = {"messages": [{"role": "user", "content": "x"}], "simulator": {"tokens": 3}, "think": True,
+            "mirostat_extra": 1, "model": "public", "stream": True, "user": "u", "logit_bias": {}, "n": 1,
+            "options": {}, "format": None, "max_tokens": 4}
+    out = chat_body(body, "m", stream=False)
+    assert out == {"model": "m", "stream": False, "options": {"num_predict": 4}, "think": True,
+                   "messages": [{"role": "user", "content": "x"}], "simulator": {"tokens": 3}, "mirostat_extra": 1}
+    assert generate_body({"prompt": "p", "raw": True, "simulator": {}}, "m", False)["simulator"] == {}
+    assert embed_body({"input": "x", "truncate": False, "simulator": {}, "encoding_format": "float"}, "m") == {
+        "model": "m", "input": ["x"], "truncate": False, "simulator": {}}
+
 def test_max_completion_tokens_wins_and_stream_is_always_explicit() -> None:
     out = chat_body({"messages": [{"role": "user", "content": "x"}], "max_completion_tokens": 5, "max_tokens": 9},
                     "m", stream=False)

@@ -13,6 +13,9 @@ Mapping (Ollama's own /v1 layer does the same, see ollama/openai/openai.go):
   These name tables are shared with the gateway's Ollama front door: shared/ollama_names.py.
 - `tools` pass as they are (same shape); `tool_choice: "none"` drops them (Ollama has no
   tool_choice). `keep_alive`, `think` and a native `format` pass through.
+- Every other top-level field passes through untouched (docs/api.md promises it, and the
+  simulator's `simulator` knob rides on it); only OpenAI's own fields (`OPENAI_ONLY`: translated
+  above, or meaningless to Ollama) stay behind. What the translation wrote is never overwritten.
 - `stream` is always sent: Ollama streams unless told not to.
 """
 
@@ -32,6 +35,24 @@ from services.workers.adapters.openai_request import (
     tool_names_by_call_id,
 )
 from shared.ollama_names import NUM_PREDICT, PASSTHROUGH, SAMPLING, ollama_format
+
+# OpenAI's request fields: translated into Ollama's (the SAMPLING names too), or with no meaning to
+# Ollama. Any other top-level field is the client's word to the backend and goes as it came.
+OPENAI_ONLY = frozenset({
+    "model", "messages", "prompt", "input", "stream", "stream_options", "max_tokens", "max_completion_tokens",
+    "stop", "response_format", "tools", "tool_choice", "parallel_tool_calls", "functions", "function_call", "n",
+    "user", "logprobs", "top_logprobs", "logit_bias", "echo", "best_of", "metadata", "store", "service_tier",
+    "modalities", "audio", "prediction", "reasoning_effort", "web_search_options", "encoding_format",
+    "dimensions", *SAMPLING,
+})
+
+
+def _pass_the_rest(body: dict[str, Any], out: dict[str, Any], translated: tuple[str, ...] = ()) -> dict[str, Any]:
+    """`translated`: Ollama's own fields `_common` already read (an empty `options`, a null `format`)."""
+    for name, value in body.items():
+        if name not in OPENAI_ONLY and name not in translated and name not in out:
+            out[name] = value
+    return out
 
 
 def _options(body: dict[str, Any]) -> dict[str, Any]:
@@ -56,6 +77,9 @@ def _format(body: dict[str, Any]) -> Any:
         return ollama_format(body.get("response_format"), body.get("format"))
     except ValueError as e:
         raise InvalidRequest(str(e), "response_format") from None
+
+
+_COMMON = ("options", "format")
 
 
 def _common(body: dict[str, Any], backend_model: str, stream: bool) -> dict[str, Any]:
@@ -118,7 +142,7 @@ def chat_body(body: dict[str, Any], backend_model: str, stream: bool) -> dict[st
     tools = body.get("tools")
     if tools and body.get("tool_choice") != "none":
         out["tools"] = tools
-    return out
+    return _pass_the_rest(body, out, _COMMON)
 
 
 def generate_body(body: dict[str, Any], backend_model: str, stream: bool) -> dict[str, Any]:
@@ -131,10 +155,7 @@ def generate_body(body: dict[str, Any], backend_model: str, stream: bool) -> dic
                              "prompt")
     out = _common(body, backend_model, stream)
     out["prompt"] = prompt
-    for name in ("suffix", "system", "raw", "images"):
-        if name in body:
-            out[name] = body[name]
-    return out
+    return _pass_the_rest(body, out, _COMMON)  # Ollama's own `suffix`, `system`, `raw`, `images` among them
 
 
 def embed_body(body: dict[str, Any], backend_model: str) -> dict[str, Any]:
@@ -149,7 +170,4 @@ def embed_body(body: dict[str, Any], backend_model: str) -> dict[str, Any]:
     out: dict[str, Any] = {"model": backend_model, "input": inputs}
     if body.get("dimensions") is not None:
         out["dimensions"] = body["dimensions"]
-    for name in ("truncate", "keep_alive", "options"):
-        if name in body:
-            out[name] = body[name]
-    return out
+    return _pass_the_rest(body, out)  # Ollama's own `truncate`, `keep_alive`, `options` among them
