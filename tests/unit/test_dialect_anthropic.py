@@ -11,8 +11,10 @@ from services.gateway.dialects import Translated
 from services.gateway.dialects.anthropic import MESSAGES
 from services.gateway.dialects.anthropic_count import count_tokens
 from services.gateway.dialects.openai_objects import as_chunk
+from services.workers.adapters.anthropic import AnthropicAdapter
+from shared.config import ProviderSpec
 from shared.errors import BadRequest, ModelNotFound, RateLimited, ServiceUnavailable, Unauthorized, UpstreamError
-from shared.messages import ErrorBody
+from shared.messages import ErrorBody, InferenceRequest, WorkOrder
 
 BASE = {"model": "claude-x", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]}
 
@@ -268,3 +270,21 @@ def test_count_tokens_estimate_grows_with_the_prompt() -> None:
     assert 1 <= small < 20 and 500 < big < 700
     with pytest.raises(BadRequest):
         count_tokens(b'{"model": "m"}')
+
+
+# The worker's side: an anthropic provider sends the client's own body
+
+
+def test_an_anthropic_provider_sends_the_native_body_with_the_gateways_model_stream_and_cap() -> None:
+    t = parse(thinking={"type": "enabled", "budget_tokens": 1024}, max_tokens=9000, stream=True)
+    capped = {**t.body, "max_tokens": 4096}  # the gateway's max_tokens cap applies to the OpenAI body
+    request = InferenceRequest(id="r", attempt="a", kind="chat", model="claude-x", body=capped, stream=True,
+                               native_body=t.native, native_dialect=t.native_dialect)
+    order = WorkOrder(request=request, reply_inbox="_INBOX.x", provider="p", backend_model="claude-backend")
+    built = AnthropicAdapter().build(order, ProviderSpec(type="anthropic", base_url="https://a/v1"), "k")
+    assert built.json == {**BASE, "thinking": {"type": "enabled", "budget_tokens": 1024}, "max_tokens": 4096,
+                          "stream": True, "model": "claude-backend"}
+    plain = WorkOrder(request=InferenceRequest(id="r", attempt="a", kind="chat", model="claude-x", body=t.body),
+                      reply_inbox="_INBOX.x", provider="p", backend_model="claude-backend")
+    assert "thinking" not in (AnthropicAdapter().build(plain, ProviderSpec(type="anthropic", base_url="https://a/v1"),
+                                                       "k").json or {})
