@@ -8,7 +8,10 @@ OpenAI format in ways gateways trip over, so they are kept faithfully:
   * a request with no messages (chat) or an empty prompt (generate) only "loads" the model and
     gets one object with ``done_reason: "load"``, even when streaming was asked for;
   * a model name without a tag means ``:latest``; responses echo the name as requested;
-  * errors are ``{"error": "..."}``.
+  * errors are ``{"error": "..."}``;
+  * ``think`` (true, or a level such as "high") makes a thinking model reason first: the reply's
+    ``thinking`` is `THOUGHT` (chat: ``message.thinking``; generate: ``thinking``), streamed as
+    one line per word before the content, and not counted in ``eval_count``.
 Ollama also serves the OpenAI API under /v1; the server uses openai_wire for that.
 """
 
@@ -35,6 +38,7 @@ NOT_FOUND = b"404 page not found"
 METHOD_NOT_ALLOWED = b"405 method not allowed"
 
 Clock = Callable[[], str]
+THOUGHT = ("think0 ", "think1 ", "think2 ")
 
 
 def iso_now() -> str:
@@ -114,6 +118,7 @@ class _Generation:
         "_now",
         "_prompt_tokens",
         "_s",
+        "_thinks",
         "_ttft_ns",
         "content_type",
         "n",
@@ -131,8 +136,10 @@ class _Generation:
         self._now = now
         self._prompt_tokens = prompt_tokens
         self._ttft_ns = int(knobs.ttft_ms * 1e6)
+        think = body.get("think")
+        self._thinks = not load_only and think is not None and think is not False
 
-    def _payload(self, text: str) -> dict[str, Any]:
+    def _payload(self, text: str, thinking: str = "") -> dict[str, Any]:
         raise NotImplementedError
 
     def _done(self, text: str, elapsed_ns: int) -> dict[str, Any]:
@@ -149,10 +156,17 @@ class _Generation:
         return d
 
     def full(self, elapsed_ns: int) -> bytes:
-        return orjson.dumps(self._done("" if self._load else self._s.text(), elapsed_ns))
+        text = "" if self._load else self._s.text()
+        done = self._done(text, elapsed_ns)
+        if self._thinks:
+            done.update(self._payload(text, "".join(THOUGHT)))
+        return orjson.dumps(done)
 
     def prelude(self) -> bytes:
-        return b""
+        if not self._thinks:
+            return b""
+        return b"".join(orjson.dumps({"model": self._model, "created_at": self._now(),
+                                      **self._payload("", word), "done": False}) + b"\n" for word in THOUGHT)
 
     def event(self, i: int) -> bytes:
         return orjson.dumps({"model": self._model, "created_at": self._now(),
@@ -182,8 +196,9 @@ class ChatReply(_Generation):
             self.n = 1
             self._s = Script(self._tool.n, "stop", None)
 
-    def _payload(self, text: str) -> dict[str, Any]:
-        return {"message": {"role": "assistant", "content": text}}
+    def _payload(self, text: str, thinking: str = "") -> dict[str, Any]:
+        message = {"role": "assistant", "content": text}
+        return {"message": {**message, "thinking": thinking} if thinking else message}
 
     def _tool_payload(self) -> dict[str, Any]:
         assert self._tool is not None
@@ -213,8 +228,8 @@ class GenerateReply(_Generation):
             raise WireError(400, "json: cannot unmarshal prompt into Go struct field of type string")
         super().__init__(body, knobs, model, prompt, count_tokens(prompt), not prompt, now)
 
-    def _payload(self, text: str) -> dict[str, Any]:
-        return {"response": text}
+    def _payload(self, text: str, thinking: str = "") -> dict[str, Any]:
+        return {"response": text, "thinking": thinking} if thinking else {"response": text}
 
 
 class EmbedReply:

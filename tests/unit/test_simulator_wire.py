@@ -281,6 +281,22 @@ def test_ollama_chat_non_stream_and_load() -> None:
     assert orjson.loads(load.full(0))["done_reason"] == "load"
 
 
+def test_ollama_think_reasons_first_in_thinking() -> None:
+    req = {"messages": [{"role": "user", "content": "hi"}], "think": True}
+    lines = ndjson(stream_all(ollama_wire.ChatReply(req, Knobs(tokens=2), "m", fixed_clock)))
+    assert [line["message"].get("thinking") for line in lines[:3]] == list(ollama_wire.THOUGHT)
+    assert [line["message"]["content"] for line in lines[:3]] == ["", "", ""]
+    assert lines[3]["message"] == {"role": "assistant", "content": "tok0 "} and lines[-1]["eval_count"] == 2
+    whole = orjson.loads(ollama_wire.ChatReply({**req, "stream": False}, Knobs(tokens=2), "m", fixed_clock).full(5))
+    assert whole["message"] == {"role": "assistant", "content": "tok0 tok1 ", "thinking": "think0 think1 think2 "}
+    generated = orjson.loads(ollama_wire.GenerateReply({"prompt": "x", "stream": False, "think": "high"},
+                                                       Knobs(tokens=1), "m", fixed_clock).full(5))
+    assert (generated["response"], generated["thinking"]) == ("tok0 ", "think0 think1 think2 ")
+    plain = orjson.loads(ollama_wire.ChatReply({**req, "think": False, "stream": False}, Knobs(tokens=1), "m",
+                                               fixed_clock).full(5))
+    assert "thinking" not in plain["message"]
+
+
 def test_ollama_generate_response_field() -> None:
     r = ollama_wire.GenerateReply({"prompt": "x y", "stream": False}, Knobs(echo=True), "m",
                                   fixed_clock)
