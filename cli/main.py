@@ -68,9 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="provider states, from the health service's KV bucket")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.add_argument("--nats", default=None,
-                        help="NATS URL (default: the stack `aiub up` started, from <state-dir>/stack.json; "
-                             "else $NATS_URL, else nats://127.0.0.1:4222)")
-    status.add_argument("--state-dir", default=".aiub", help="where `aiub up` keeps its state")
+                        help="NATS URL (default: the NATS of the stack found by --state-dir's rule, else $NATS_URL)")
+    status.add_argument("--state-dir", default=None,
+                        help="where `aiub up` keeps its state (default: $AIUB_STATE_DIR, else ./.aiub when it "
+                             "holds a stack.json, else the state dir the running `aiub up` recorded)")
 
     from cli.dashboard.main import add_arguments as dashboard_arguments
     from cli.logs import add_arguments as logs_arguments
@@ -103,7 +104,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.envi
     if args.command == "dashboard":
         from cli.dashboard.main import main as dashboard_main
 
-        return dashboard_main(args, environ)
+        return dashboard_main(args, environ, environment)
     if args.command == "logs":
         from cli.logs import main as logs_main
 

@@ -90,3 +90,16 @@ def forget(state_dir: Path, pointer: Path | None) -> None:
             pointer.unlink()
     except OSError:
         pass
+
+
+
+def no_stack_found(command: str, located: Located) -> str:
+    """What `aiub status` and `aiub dashboard` say when `locate` found no stack.json and no NATS URL
+    was named (--nats, $NATS_URL)."""
+    if located.state_dir is not None:
+        where = f"no {STACK_FILE} in {located.state_dir} (named by {located.how}), and no --nats or $NATS_URL"
+    else:
+        where = ("no --state-dir, no $AIUB_STATE_DIR, no ./.aiub/stack.json here, no running `aiub up` recorded "
+                 "its state dir, and no --nats or $NATS_URL")
+    return (f"{command}: no stack found: {where}.\n"
+            f"Start one with `aiub up`, or name it with --state-dir DIR or --nats URL.")

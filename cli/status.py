@@ -1,8 +1,10 @@
 """`aiub status`: the providers' states as the health service publishes them.
 
 It reads the `aiub_health` bucket once (the same source the routers watch) and prints a
-table, or JSON with `--json`. With no `--nats` it finds the stack `aiub up` started in this
-directory through `<state-dir>/stack.json`, else `$NATS_URL`, else the default URL.
+table, or JSON with `--json`. With no `--nats` it finds the stack `aiub up` started by the rule
+of cli/stack_dir.py (--state-dir, $AIUB_STATE_DIR, ./.aiub, the state dir `aiub up` recorded)
+and reads its NATS URL from `<state-dir>/stack.json`, else takes `$NATS_URL`; with none of
+these it says "no stack found" rather than ask a default URL some other server may answer.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import msgspec
 import nats
 from nats.js.errors import BucketNotFoundError, KeyDeletedError, KeyNotFoundError, NoKeysError
 
+from cli import stack_dir
 from services.health.leader import Lease, lease_decoder
 from shared import bus, subjects
 from shared.config import Environment
@@ -38,17 +41,19 @@ class Snapshot:
     bucket_found: bool = True
 
 
-def find_nats_url(explicit: str | None, state_dir: Path, environment: str | None) -> str:
-    """--nats, else the stack `aiub up` started, else $NATS_URL (`environment`), else the default."""
+def find_nats_url(explicit: str | None, state_dir: Path | None, environment: str | None) -> str | None:
+    """--nats, else the NATS of the stack found in `state_dir` (None: no stack found), else
+    $NATS_URL (`environment`); None when none of them names one."""
     if explicit:
         return explicit
-    try:
-        found = json.loads((state_dir / "stack.json").read_text()).get("nats_url")
-        if isinstance(found, str) and found:
-            return found
-    except (OSError, ValueError):
-        pass
-    return bus.nats_url(environment)
+    if state_dir is not None:
+        try:
+            found = json.loads((state_dir / stack_dir.STACK_FILE).read_text()).get("nats_url")
+            if isinstance(found, str) and found:
+                return found
+        except (OSError, ValueError, AttributeError):
+            pass
+    return environment or None
 
 
 async def read_snapshot(url: str, timeout_s: float = 3.0) -> Snapshot:
@@ -145,8 +150,13 @@ def render_table(snapshot: Snapshot, now: float) -> str:
     return "\n".join(lines)
 
 
-def main(args: argparse.Namespace, environment: Environment | None = None) -> int:
-    url = find_nats_url(args.nats, Path(args.state_dir), environment.nats_url if environment else None)
+def main(args: argparse.Namespace, environment: Environment) -> int:
+    located = stack_dir.locate(args.state_dir, environment.state_dir,
+                               stack_dir.pointer_file(environment.xdg_state_home, environment.home))
+    url = find_nats_url(args.nats, located.state_dir, environment.nats_url)
+    if url is None:
+        print(stack_dir.no_stack_found("aiub status", located), file=sys.stderr)
+        return 1
     try:
         snapshot = asyncio.run(read_snapshot(url))
     except (OSError, TimeoutError, nats.errors.Error) as e:
@@ -160,7 +170,8 @@ def main(args: argparse.Namespace, environment: Environment | None = None) -> in
     print(render_table(snapshot, now))
     if snapshot.states:
         return 0
-    if not args.nats and not (Path(args.state_dir) / "stack.json").exists():
-        print(f"(no running `aiub up` in {Path(args.state_dir).resolve()}: pass --state-dir DIR or --nats URL)",
-              file=sys.stderr)
+    if not args.nats and located.state_dir is not None and not located.found:
+        print(f"(no running `aiub up` in {located.state_dir.resolve()}, named by {located.how}: "
+              f"pass --state-dir DIR or --nats URL)", file=sys.stderr)
     return 1
+

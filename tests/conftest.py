@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from tests.support.redis import EXTERNAL_REDIS_ENV
 # Fixtures that a module in tests/integration and one in tests/chaos share (the chaos half kills
 # processes); a plugin, so their users need not import fixture names.
 pytest_plugins = ["tests.support.health_stack", "tests.support.secured_stack"]
+_STATE_HOME = pytest.StashKey[str]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -25,6 +28,16 @@ def pytest_configure(config: pytest.Config) -> None:
     external = os.environ.pop("REDIS_URL", None)
     if external:
         os.environ[EXTERNAL_REDIS_ENV] = external
+    # Every `aiub up` a test starts records its state dir in $XDG_STATE_HOME/aiub/current
+    # (cli/stack_dir.py): a private one, so no test stack becomes the user's "running stack" and
+    # the user's own stack is never the one a test's `aiub status` finds.
+    config.stash[_STATE_HOME] = os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="aiub-test-state-")
+    os.environ.pop("AIUB_STATE_DIR", None)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _STATE_HOME in config.stash:
+        shutil.rmtree(config.stash[_STATE_HOME], ignore_errors=True)
 
 
 async def _forget_health_state(url: str) -> None:

@@ -1,8 +1,9 @@
 """`aiub dashboard [--nats URL] [--metrics URL ...]`: run the dashboard against any running stack.
 
-With no `--nats`, it finds the stack `aiub up` started in this directory through
-`<state-dir>/stack.json` (which also lists every service's `/metrics`), else `$NATS_URL`,
-else nats://127.0.0.1:4222.
+With no `--nats`, it finds the stack `aiub up` started by the rule of cli/stack_dir.py
+(--state-dir, $AIUB_STATE_DIR, ./.aiub, the state dir `aiub up` recorded) and reads its
+`<state-dir>/stack.json` (which also lists every service's `/metrics`), else takes `$NATS_URL`;
+with none of these it says "no stack found" and exits 1.
 """
 
 from __future__ import annotations
@@ -10,20 +11,24 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from shared.bus import DEFAULT_URL
+from cli import stack_dir
+from shared.config import Environment
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nats", default=None,
-                        help="NATS URL (default: <state-dir>/stack.json, else $NATS_URL, else " + DEFAULT_URL + ")")
+                        help="NATS URL (default: the NATS of the stack found by --state-dir's rule, else $NATS_URL)")
     parser.add_argument("--metrics", nargs="*", default=None, metavar="URL",
                         help="/metrics endpoints to scrape, e.g. http://127.0.0.1:4000/metrics or host:port "
                              "(default: every service listed in <state-dir>/stack.json)")
-    parser.add_argument("--state-dir", default=".aiub", help="where `aiub up` keeps its state (default: .aiub)")
+    parser.add_argument("--state-dir", default=None,
+                        help="where `aiub up` keeps its state (default: $AIUB_STATE_DIR, else ./.aiub when it "
+                             "holds a stack.json, else the state dir the running `aiub up` recorded)")
     parser.add_argument("--config", default=None,
                         help="config directory the `c` view edits (default: $AIUB_CONFIG, else the shipped config/)")
     parser.add_argument("--refresh", type=float, default=1.0, help="seconds between redraws (default: 1)")
@@ -37,7 +42,9 @@ def metrics_url(value: str) -> str:
     return url if "/" in url.partition("://")[2] else f"{url}/metrics"
 
 
-def _stack_file(state_dir: Path) -> dict[str, Any]:
+def _stack_file(state_dir: Path | None) -> dict[str, Any]:
+    if state_dir is None:
+        return {}
     try:
         found = json.loads((state_dir / "stack.json").read_text())
     except (OSError, ValueError):
@@ -45,18 +52,19 @@ def _stack_file(state_dir: Path) -> dict[str, Any]:
     return found if isinstance(found, dict) else {}
 
 
-def resolve(nats: str | None, metrics: list[str] | None, state_dir: Path,
-            environ: Mapping[str, str]) -> tuple[str, list[str]]:
-    """The NATS URL and the `/metrics` URLs to use, from the flags, stack.json and the environment."""
+def resolve(nats: str | None, metrics: list[str] | None, state_dir: Path | None,
+            nats_env: str | None) -> tuple[str | None, list[str]]:
+    """The NATS URL and the `/metrics` URLs to use, from the flags, the stack.json of the stack
+    found (`state_dir`, None: none) and $NATS_URL (`nats_env`); no URL when none names one."""
     stack = _stack_file(state_dir)
-    url = nats or stack.get("nats_url") or environ.get("NATS_URL") or DEFAULT_URL
+    url = nats or stack.get("nats_url") or nats_env or None
     if metrics is None:
         listed = stack.get("metrics")
         metrics = [u for u in listed.values() if isinstance(u, str)] if isinstance(listed, dict) else []
-    return str(url), [metrics_url(m) for m in metrics]
+    return None if url is None else str(url), [metrics_url(m) for m in metrics]
 
 
-def main(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+def main(args: argparse.Namespace, environ: Mapping[str, str], environment: Environment) -> int:
     from cli.dashboard.app import DashboardApp
     from cli.dashboard.feed import Feed, Model
     from cli.dashboard.stats import RollingStats
@@ -64,11 +72,17 @@ def main(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from shared import logs
     from shared.config import default_config_dir
 
-    state_dir = Path(args.state_dir)
+    located = stack_dir.locate(args.state_dir, environment.state_dir,
+                               stack_dir.pointer_file(environment.xdg_state_home, environment.home))
+    state_dir = located.state_dir
+    nats_url, metrics_urls = resolve(args.nats, args.metrics, state_dir, environment.nats_url)
+    if nats_url is None:
+        print(stack_dir.no_stack_found("aiub dashboard", located), file=sys.stderr)
+        return 1
     # Log lines on stderr would scribble over the screen.
-    log_stream = (state_dir / "dashboard.log").open("a") if state_dir.is_dir() else open(os.devnull, "w")
+    log_stream = (state_dir / "dashboard.log").open("a") if state_dir is not None and state_dir.is_dir() \
+        else open(os.devnull, "w")
     logs.configure("dashboard", "WARNING", stream=log_stream)
-    nats_url, metrics_urls = resolve(args.nats, args.metrics, state_dir, environ)
     model = Model(stats=RollingStats(window_s=args.window), metrics_urls=metrics_urls)
     config_dir = Path(args.config) if args.config else default_config_dir(environ)
     # Drawn on the terminal even when stderr is redirected (Textual's own driver draws on stderr).

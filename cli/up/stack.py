@@ -26,6 +26,7 @@ import httpx
 import nats
 import yaml
 
+from cli import stack_dir
 from cli.up.bus_keeper import BusKeeper, BusLost
 from cli.up.scaling import ScaleError, parse_scale, replica_names
 from shared.config import Config, Environment
@@ -167,9 +168,16 @@ def run_stack(config: Config, args: argparse.Namespace, environment: Environment
                                      *common), env, state_dir / "gateway.log")
     children.append(gateway)
     metrics_urls = _assign_metrics_ports(children, gateway, args.port)
-    # `aiub status`, `aiub dashboard` and the shell widgets find the stack through this file.
+    # `aiub status`, `aiub dashboard` and the shell widgets find the stack through this file, from
+    # any directory through the pointer to this state dir (cli/stack_dir.py).
     stack_file.write_text(json.dumps({"nats_url": nats_url, "gateway": f"http://{args.host}:{args.port}",
                                       "metrics": metrics_urls}))
+    pointer = stack_dir.pointer_file(environment.xdg_state_home, environment.home)
+    try:
+        stack_dir.record(state_dir, pointer)
+    except OSError as e:
+        print(f"aiub up: could not record this stack in {pointer} ({e}); `aiub status` finds it from "
+              f"elsewhere with --state-dir {state_dir}", file=sys.stderr)
     try:
         for child in children:
             child.start()
@@ -208,6 +216,7 @@ def run_stack(config: Config, args: argparse.Namespace, environment: Environment
         if embedded is not None:
             embedded.stop()
         stack_file.unlink(missing_ok=True)
+        stack_dir.forget(state_dir, pointer)
     return 0
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from cli import status
 from cli.up.stack import forget_provider_states
+from shared.config import Environment
 from shared.health_view import open_bucket
 from shared.messages import ProviderState, encode
 
@@ -49,8 +50,8 @@ def test_a_previous_runs_open_circuit_is_forgotten(nats_url: str) -> None:
 def test_status_without_any_state_fails(nats_url: str, tmp_path: Path,
                                                                   capsys: pytest.CaptureFixture[str]) -> None:
     asyncio.run(_open_a_circuit(nats_url))
-    assert status.main(argparse.Namespace(nats=nats_url, state_dir=str(tmp_path), json=False)) == 0
+    assert status.main(argparse.Namespace(nats=nats_url, state_dir=str(tmp_path), json=False), Environment()) == 0
     forget_provider_states(nats_url)
     capsys.readouterr()
-    assert status.main(argparse.Namespace(nats=nats_url, state_dir=str(tmp_path), json=False)) == 1
+    assert status.main(argparse.Namespace(nats=nats_url, state_dir=str(tmp_path), json=False), Environment()) == 1
     assert "no health state" in capsys.readouterr().out

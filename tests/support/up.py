@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from shared.embedded_nats import free_port
@@ -15,8 +16,10 @@ from tests.support.processes import wait_until
 
 
 class AiubUp:
-    def __init__(self, root: Path, config_dir: Path, *args: str, embedded_nats: bool = False) -> None:
-        """`embedded_nats`: no `--nats` and no `$NATS_URL`, so `aiub up` starts its own server."""
+    def __init__(self, root: Path, config_dir: Path, *args: str, embedded_nats: bool = False,
+                 extra_env: Mapping[str, str] | None = None) -> None:
+        """`embedded_nats`: no `--nats` and no `$NATS_URL`, so `aiub up` starts its own server;
+        `extra_env`: variables set for it besides the test process's own."""
         self.port = free_port()
         self.state_dir = root / "state"
         self.out = root / "aiub-up.out"
@@ -24,6 +27,7 @@ class AiubUp:
         if embedded_nats:
             env.pop("NATS_URL", None)
         env.pop("AIUB_CONFIG", None)
+        env.update(extra_env or {})
         with self.out.open("wb") as sink:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "cli", "up", "--config", str(config_dir), "--port", str(self.port),

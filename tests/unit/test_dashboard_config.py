@@ -54,17 +54,17 @@ def test_a_valid_edit_replaces_only_the_changed_file_and_keeps_its_mode(director
 
 
 def test_dashboard_finds_the_stack_from_flags_then_stack_json_then_env(tmp_path: Path) -> None:
-    env = {"NATS_URL": "nats://env:4222"}
-    assert resolve(None, None, tmp_path, env) == ("nats://env:4222", [])
-    assert resolve(None, None, tmp_path, {}) == ("nats://127.0.0.1:4222", [])
+    assert resolve(None, None, tmp_path, "nats://env:4222") == ("nats://env:4222", [])
+    assert resolve(None, None, tmp_path, None) == (None, [])  # no stack found: never a default URL
+    assert resolve(None, None, None, None) == (None, [])
     (tmp_path / "stack.json").write_text(json.dumps({"nats_url": "nats://stack:1", "metrics": {
         "router": "http://127.0.0.1:9101/metrics", "gateway": "http://127.0.0.1:4000/metrics"}}))
-    assert resolve(None, None, tmp_path, env) == (
+    assert resolve(None, None, tmp_path, "nats://env:4222") == (
         "nats://stack:1", ["http://127.0.0.1:9101/metrics", "http://127.0.0.1:4000/metrics"])
-    assert resolve("nats://flag:2", ["127.0.0.1:9999"], tmp_path, env) == (
+    assert resolve("nats://flag:2", ["127.0.0.1:9999"], tmp_path, "nats://env:4222") == (
         "nats://flag:2", ["http://127.0.0.1:9999/metrics"])
     (tmp_path / "stack.json").write_text("{not json")
-    assert resolve(None, None, tmp_path, env) == ("nats://env:4222", [])
+    assert resolve(None, None, tmp_path, "nats://env:4222") == ("nats://env:4222", [])
 
 
 @pytest.mark.parametrize(("given", "expected"), [

@@ -35,12 +35,13 @@ def test_the_stack_file_of_aiub_up_is_found(tmp_path: Path) -> None:
     assert find_nats_url(None, tmp_path, "nats://from-env:4222") == "nats://127.0.0.1:5000"
 
 
-def test_without_a_stack_file_the_environment_or_default(tmp_path: Path) -> None:
+def test_without_a_stack_file_the_environment_or_none(tmp_path: Path) -> None:
     # $NATS_URL as cli/main.py read it (shared/config/environment.py)
     assert find_nats_url(None, tmp_path, read_environment({"NATS_URL": "nats://from-env:4222"}).nats_url) \
         == "nats://from-env:4222"
     (tmp_path / "stack.json").write_text("not json")
-    assert find_nats_url(None, tmp_path, read_environment({}).nats_url) == "nats://127.0.0.1:4222"
+    assert find_nats_url(None, tmp_path, read_environment({}).nats_url) is None  # never a default URL
+    assert find_nats_url(None, None, None) is None  # no stack found
 
 
 def test_the_table_shows_state_since_reason_and_probe_latency() -> None:

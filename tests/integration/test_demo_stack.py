@@ -1,0 +1,58 @@
+"""`aiub up --demo` as a newcomer meets it from another directory: `aiub status` finds the
+running stack through the state dir `aiub up` recorded (cli/stack_dir.py), and says "no stack
+found" when there is none instead of asking a default NATS some other server may answer."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.up import AiubUp
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def state_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This module's own $XDG_STATE_HOME, so only its stack is "the running one"."""
+    return tmp_path_factory.mktemp("xdg-state")
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory, state_home: Path) -> Iterator[AiubUp]:
+    up = AiubUp(tmp_path_factory.mktemp("demo"), ROOT / "config", "--demo", embedded_nats=True,
+                extra_env={"XDG_STATE_HOME": str(state_home)})
+    try:
+        up.wait_up()
+        yield up
+    finally:
+        up.stop()
+
+
+def aiub(*args: str, cwd: Path, state_home: Path) -> subprocess.CompletedProcess[str]:
+    """`aiub` as a user elsewhere runs it: no $NATS_URL, no $AIUB_STATE_DIR, no ./.aiub."""
+    env = {k: v for k, v in os.environ.items() if k not in ("NATS_URL", "AIUB_STATE_DIR", "AIUB_CONFIG")}
+    env.update(XDG_STATE_HOME=str(state_home), PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=60, check=False)
+
+
+def test_status_from_another_directory_finds_the_running_stack(demo: AiubUp, state_home: Path,
+                                                               tmp_path: Path) -> None:
+    assert (state_home / "aiub" / "current").read_text().strip() == str(demo.state_dir.resolve())
+    ran = aiub("status", "--json", cwd=tmp_path, state_home=state_home)
+    assert ran.returncode == 0, ran.stderr
+    assert f'"nats_url": "{demo.stack()["nats_url"]}"' in ran.stdout
+
+
+def test_with_no_stack_status_and_dashboard_say_so(tmp_path: Path) -> None:
+    for command in ("status", "dashboard"):
+        ran = aiub(command, cwd=tmp_path, state_home=tmp_path / "nothing-recorded")
+        assert ran.returncode == 1, (command, ran.stdout, ran.stderr)
+        assert f"aiub {command}: no stack found" in ran.stderr
+        assert "4222" not in ran.stderr + ran.stdout
