@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 LoadFormat = Literal["vllm", "llamacpp", "ollama"]
+_ASSISTANT = "assistant: "
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -77,6 +78,7 @@ class EngineLoad:
 class _Request:
     parts: tuple[tuple[str, int], ...]  # (chained hash, tokens) per prompt part
     completion_tokens: int
+    output: tuple[tuple[str, int], ...] = ()  # the reply's entry, cached once the request starts
 
     @property
     def prompt_tokens(self) -> int:
@@ -88,14 +90,23 @@ def count_tokens(text: str) -> int:
     return max(1, len(text.split()))
 
 
-def chain(parts: Sequence[str]) -> tuple[tuple[str, int], ...]:
-    """Each part's hash chained over the parts before it, with its token count."""
+def chain(parts: Sequence[str], output_tokens: int = 0) -> tuple[tuple[str, int], ...]:
+    """Each part's hash chained over the parts before it, with its token count; with
+    `output_tokens`, one more entry for the reply the engine will generate.
+
+    An assistant part is hashed by its length, not its text: the simulator's replies are a
+    function of their length, so the reply an engine generated (and cached, as engines cache
+    generated tokens too) is what the next turn resends as that assistant message."""
     out: list[tuple[str, int]] = []
     running = hashlib.blake2b(digest_size=16)
     for part in parts:
-        running.update(part.encode())
+        tokens = count_tokens(part)
+        running.update(f"{_ASSISTANT}{tokens}".encode() if part.startswith(_ASSISTANT) else part.encode())
         running.update(b"\x00")
-        out.append((running.copy().hexdigest(), count_tokens(part)))
+        out.append((running.copy().hexdigest(), tokens))
+    if output_tokens > 0:
+        running.update(f"{_ASSISTANT}{output_tokens + 1}".encode() + b"\x00")  # +1: the "assistant:" word
+        out.append((running.copy().hexdigest(), output_tokens + 1))
     return tuple(out)
 
 
@@ -137,7 +148,9 @@ class Engine:
 
     def arrive(self, request: str, parts: Sequence[str], completion_tokens: int, now: float) -> Started | None:
         """A request arrives: it starts at once when a sequence is free, else it waits (None)."""
-        entry = _Request(chain(parts), max(0, completion_tokens))
+        chained = chain(parts, max(0, completion_tokens))
+        cut = len(parts)
+        entry = _Request(chained[:cut], max(0, completion_tokens), chained[cut:])
         if len(self._running) < self.settings.max_seqs and not self._waiting:
             return self._start(request, entry, now)
         self._waiting.append((request, entry))
@@ -169,7 +182,7 @@ class Engine:
         total = entry.prompt_tokens
         self.queries += total
         self.hits += cached
-        self._insert(entry.parts)
+        self._insert(entry.parts + entry.output)
         self._running[request] = entry
         s = self.settings
         ttft_ms = s.base_ttft_ms + s.prefill_ms_per_token * (total - cached)

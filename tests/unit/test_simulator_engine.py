@@ -120,3 +120,12 @@ def test_load_in_vllm_llamacpp_and_ollama_formats() -> None:
     assert [s["is_processing"] for s in slots] == [True, True] and slots[0]["n_ctx"] == 50
     ps = orjson.loads(ollama_ps(("llama3.1:8b",), "2030-01-01T00:00:00Z", load))
     assert ps["models"][0]["name"] == "llama3.1:8b" and "size_vram" in ps["models"][0]
+
+
+def test_the_next_turn_finds_the_reply_the_engine_generated_in_its_cache() -> None:
+    e = engine()
+    first = ["system: be brief", "user: one two"]
+    e.arrive("a", first, 3, now=0)
+    reply = "assistant: tok0 tok1 tok2 "
+    nxt = e.arrive("b", [*first, reply, "user: three"], 3, now=0)
+    assert nxt is not None and nxt.cached_tokens == 3 + 3 + 4  # all but the new user message
