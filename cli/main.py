@@ -90,6 +90,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _invalid_config(command: str, config: str | None, environ: Mapping[str, str]) -> int:
+    """A command that cannot load its config says what `aiub validate` says, every problem with its
+    fix (the loader stops at the first), and exits 2."""
+    from cli.validate.command import run_validate
+
+    print(f"aiub {command}: the config does not load; `aiub validate` says:", file=sys.stderr)
+    run_validate(config, environ, out=sys.stderr)
+    return 2
+
+
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.environ) -> int:
     """`environ` is read here and by load_config, once; what they find is passed on."""
     args = build_parser().parse_args(argv)
@@ -124,9 +134,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.envi
     logs.configure(args.command, getattr(args, "log_level", "INFO"))
     try:
         config = load_config(args.config, environ)
-    except ConfigError as e:
-        print(f"aiub: invalid config\n{e}", file=sys.stderr)
-        return 2
+    except ConfigError:
+        return _invalid_config(args.command, args.config, environ)
     for note in config.notes:
         print(f"aiub: LiteLLM config: {note}", file=sys.stderr)
     if args.command == "gateway":

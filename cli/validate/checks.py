@@ -45,6 +45,7 @@ def validate_directory(texts: Mapping[str, str | None], environ: Mapping[str, st
              "runtime": prefix + "aiub.yaml"}
     problems: list[Problem] = []
     docs: dict[str, Any] = {}
+    not_yaml = False
     for doc, name in (("providers", "providers.yaml"), ("mappings", "model-mappings.yaml"), ("runtime", "aiub.yaml")):
         text = texts.get(name)
         if text is None:
@@ -52,7 +53,13 @@ def validate_directory(texts: Mapping[str, str | None], environ: Mapping[str, st
                 problems.append(Problem(files[doc], "(file)", "file not found", f"create {name}"))
             continue
         data = parse_yaml(files[doc], text, problems)
+        not_yaml |= data is None
         docs[doc] = expand_env(data, environ, files[doc], problems)
+    if not_yaml:
+        # A file that is not YAML reads as empty: every check past this point would report what
+        # its absence implies (one missing colon in providers.yaml made 29 "unknown provider"s).
+        # Its syntax error is the one thing to fix.
+        return problems
     return check(parse_documents(docs, files, problems), files, environ, problems)
 
 

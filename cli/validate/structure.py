@@ -72,10 +72,7 @@ def parse_yaml(file: str, text: str, problems: list[Problem]) -> Any:
     try:
         data = loader.get_single_data()
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
-        problems.append(Problem(file, where, f"not valid YAML: {getattr(e, 'problem', None) or e}",
-                                "fix the syntax at that line (indentation, a missing ':' or quote)"))
+        problems.append(_syntax_error(file, e))
         return None
     finally:
         loader.dispose()
@@ -83,6 +80,22 @@ def parse_yaml(file: str, text: str, problems: list[Problem]) -> Any:
         problems.append(Problem(file, f"line {again}", f"key {key!r} already appears on line {first}; YAML keeps "
                                 "only the last one", "merge the two entries into one"))
     return {} if data is None else data
+
+
+def _syntax_error(file: str, e: yaml.YAMLError) -> Problem:
+    """Where the parser noticed (`problem_mark`) is often the line after the mistake: a key
+    missing its ':' is noticed on the next line. The construct it was reading (`context_mark`)
+    starts at the mistake, so that line leads and the other is said too."""
+    def at(mark: Any) -> str:
+        return f"line {mark.line + 1}, column {mark.column + 1}"
+
+    noticed, started = getattr(e, "problem_mark", None), getattr(e, "context_mark", None)
+    message = f"not valid YAML: {getattr(e, 'problem', None) or e}"
+    if started is not None and noticed is not None and started.line != noticed.line:
+        message += f" ({getattr(e, 'context', None) or 'reading an entry'} that starts here; noticed at {at(noticed)})"
+        noticed = started
+    return Problem(file, at(noticed) if noticed is not None else "(file)", message,
+                   "fix the syntax at that line (indentation, a missing ':' or quote)")
 
 
 UNSET_VARIABLE = "environment variable"

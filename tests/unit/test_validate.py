@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +78,22 @@ def test_yaml_syntax_errors_give_the_line() -> None:
     assert problem.path.startswith("line ")
     assert "not valid YAML" in problem.message
 
+
+
+def test_a_syntax_error_in_providers_is_the_one_problem_reported_at_the_broken_line() -> None:
+    # A key missing its ':' (line 4). Read as empty, the file used to make every mapping's provider
+    # "unknown": one error per mapping, the syntax error lost among them.
+    broken = yaml.safe_dump(PROVIDERS, sort_keys=False).replace("base_url:", "base_url", 1)
+    assert broken.splitlines()[3].strip().startswith("base_url http")
+    (problem,) = check(providers=broken)
+    assert (problem.file, problem.path) == ("cfg/providers.yaml", "line 4, column 5")
+    assert "could not find expected ':'" in problem.message and "noticed at line 5" in problem.message
+
+
+def test_syntax_errors_in_two_files_are_both_reported_and_nothing_else() -> None:
+    problems = check(providers="providers: [\n", mappings="exact_matches:\n  a: {provider: nope\n")
+    assert [p.file for p in problems] == ["cfg/providers.yaml", "cfg/model-mappings.yaml"]
+    assert all("not valid YAML" in p.message for p in problems)
 
 def test_a_duplicate_key_is_an_error_not_a_silent_overwrite() -> None:
     problems = check(mappings="exact_matches:\n  qwen: {provider: vllm}\n  qwen: {provider: ollama}\n")
@@ -263,6 +282,24 @@ def test_the_command_exits_non_zero_on_errors_only(tmp_path: Path) -> None:
     assert run_validate(str(bad), {}, out) == 1
     assert f"error: {bad}/model-mappings.yaml: exact_matches.m.provider: unknown provider 'nope'" in out.getvalue()
     assert run_validate(str(tmp_path / "absent"), {}, io.StringIO()) == 2
+
+
+@pytest.mark.parametrize("command", [["up", "--demo"], ["router"], ["worker", "--provider", "ollama"]])
+def test_a_command_that_cannot_load_its_config_prints_what_validate_prints_and_exits_2(
+        tmp_path: Path, command: list[str]) -> None:
+    """Every problem with its fix, as `aiub validate` lists them; the loader alone stops at the first."""
+    bad = write(tmp_path / "bad", texts(providers=with_provider("x", type="vllm", base_url="http://h:1",
+                                                                     max_concurency=2),
+                                        mappings={"exact_matches": {"m": {"provider": "nope"}}}))
+    validated = io.StringIO()
+    assert run_validate(str(bad), {}, validated) == 1
+    env = {k: v for k, v in os.environ.items() if k not in ("AIUB_CONFIG", "NATS_URL")}
+    ran = subprocess.run([sys.executable, "-m", "cli", *command, "--config", str(bad)], env=env,
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert ran.returncode == 2, ran.stderr
+    assert ran.stderr.splitlines()[0] == f"aiub {command[0]}: the config does not load; `aiub validate` says:"
+    assert ran.stderr.splitlines()[1:] == validated.getvalue().splitlines()
+    assert "2 errors" in ran.stderr and "did you mean 'max_concurrency'" in ran.stderr
 
 
 def test_import_litellm_writes_files_that_validate_and_never_overwrites_silently(tmp_path: Path) -> None:
