@@ -8,7 +8,9 @@ Driven through the same reply interface as openai_wire. Kept faithful where clie
     `content_block_start`, `ping`, `content_block_delta`* (`text_delta`, or
     `input_json_delta` for a tool call), `content_block_stop`, `message_delta` (stop_reason,
     output usage), `message_stop`; there is no `[DONE]`;
-  * stop reasons are `end_turn`, `max_tokens` (the cap cut the reply) and `tool_use`.
+  * stop reasons are `end_turn`, `max_tokens` (the cap cut the reply) and `tool_use`;
+  * a request with `thinking: {"type": "enabled"}` gets a `thinking` block first (`THINKING`,
+    signed), streamed as `thinking_delta` and `signature_delta`; the answer's block follows it.
 The server checks the `x-api-key` and `anthropic-version` headers before a route runs.
 """
 
@@ -29,6 +31,8 @@ VERSION_HEADER = "anthropic-version"
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
                404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error", 500: "api_error",
                529: "overloaded_error"}
+THINKING = "Let me think about that."
+SIGNATURE = "sim-signature"
 NOT_FOUND = orjson.dumps({"type": "error", "error": {"type": "not_found_error", "message": "Not Found"}})
 METHOD_NOT_ALLOWED = orjson.dumps({"type": "error", "error": {"type": "invalid_request_error",
                                                              "message": "Method Not Allowed"}})
@@ -83,7 +87,8 @@ def _check(body: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
 class MessagesReply:
     """One Messages reply: text pieces, or (tool_call knob + tools) one tool_use block."""
 
-    __slots__ = ("_cap", "_id", "_model", "_prompt", "_s", "_tool", "content_type", "n", "stream")
+    __slots__ = ("_at", "_cap", "_id", "_model", "_prompt", "_s", "_thinking", "_tool", "content_type", "n",
+                 "stream")
 
     def __init__(self, body: dict[str, Any], knobs: Knobs, model: str, rid: str, created: int) -> None:
         msgs, cap = _check(body)
@@ -91,6 +96,9 @@ class MessagesReply:
         last_user = next((_text_of(m.get("content")) for m in reversed(msgs) if m.get("role") == "user"), "")
         self._s: Script = script(knobs, cap, last_user)
         self._tool: ToolCall | None = tool_call(body, rid) if knobs.tool_call else None
+        thinking = body.get("thinking")
+        self._thinking = isinstance(thinking, dict) and thinking.get("type") == "enabled"
+        self._at = 1 if self._thinking else 0  # the answer block's index
         self.n = self._tool.n if self._tool else self._s.n
         self._prompt = sum(count_tokens(_text_of(m.get("content"))) for m in msgs) + (
             count_tokens(str(body["system"])) if body.get("system") else 0)
@@ -113,23 +121,33 @@ class MessagesReply:
         tool = self._tool
         block = ({"type": "tool_use", "id": tool.call_id, "name": tool.name, "input": tool.arguments} if tool
                  else {"type": "text", "text": self._s.text()})
-        return orjson.dumps(self._message([block], self._stop_reason, self.n))
+        thinking = [{"type": "thinking", "thinking": THINKING, "signature": SIGNATURE}] if self._thinking else []
+        return orjson.dumps(self._message([*thinking, block], self._stop_reason, self.n))
 
     def prelude(self) -> bytes:
         tool = self._tool
         block = ({"type": "tool_use", "id": tool.call_id, "name": tool.name, "input": {}} if tool
                  else {"type": "text", "text": ""})
-        return (_event({"type": "message_start", "message": self._message([], None, 1)})
-                + _event({"type": "content_block_start", "index": 0, "content_block": block})
+        thinking = b""
+        if self._thinking:
+            thinking = (_event({"type": "content_block_start", "index": 0,
+                                "content_block": {"type": "thinking", "thinking": "", "signature": ""}})
+                        + _event({"type": "content_block_delta", "index": 0,
+                                  "delta": {"type": "thinking_delta", "thinking": THINKING}})
+                        + _event({"type": "content_block_delta", "index": 0,
+                                  "delta": {"type": "signature_delta", "signature": SIGNATURE}})
+                        + _event({"type": "content_block_stop", "index": 0}))
+        return (_event({"type": "message_start", "message": self._message([], None, 1)}) + thinking
+                + _event({"type": "content_block_start", "index": self._at, "content_block": block})
                 + _event({"type": "ping"}))
 
     def event(self, i: int) -> bytes:
         delta = ({"type": "input_json_delta", "partial_json": self._tool.pieces[i]} if self._tool
                  else {"type": "text_delta", "text": self._s.piece(i)})
-        return _event({"type": "content_block_delta", "index": 0, "delta": delta})
+        return _event({"type": "content_block_delta", "index": self._at, "delta": delta})
 
     def tail(self, elapsed_ns: int) -> bytes:
-        return (_event({"type": "content_block_stop", "index": 0})
+        return (_event({"type": "content_block_stop", "index": self._at})
                 + _event({"type": "message_delta", "delta": {"stop_reason": self._stop_reason, "stop_sequence": None},
                           "usage": {"output_tokens": self.n}})
                 + _event({"type": "message_stop"}))

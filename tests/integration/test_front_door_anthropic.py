@@ -236,10 +236,19 @@ def test_a_client_that_hangs_up_stops_the_generation(stack: Stack) -> None:
     assert time.monotonic() - gone_at <= 1.5
 
 
-def test_the_anthropic_backend_gets_the_clients_own_body(stack: Stack, client: anthropic.Anthropic) -> None:
-    """Fields with no OpenAI word (here `thinking`) reach an anthropic provider: not translated twice."""
-    before = sim(stack, "anthropic").stats()["requests"]
-    reply = client.messages.create(model="claude-sonnet", max_tokens=2048, messages=fresh(),
-                                   thinking={"type": "enabled", "budget_tokens": 1024})
-    assert reply.content[-1].type == "text" and sim(stack, "anthropic").stats()["requests"] == before + 1
-    assert json.loads(reply.to_json())["model"] == "claude-sonnet"
+def test_the_anthropic_backend_gets_the_clients_own_body_and_its_thinking_comes_back(
+        client: anthropic.Anthropic) -> None:
+    """`thinking` has no OpenAI word: only the client's own body, sent natively, carries it to an
+    anthropic provider (the simulator thinks only when asked); its reasoning returns as a block."""
+    thinking: Any = {"type": "enabled", "budget_tokens": 1024}
+    reply = client.messages.create(model="claude-sonnet", max_tokens=2048, messages=fresh(), thinking=thinking)
+    assert [b.type for b in reply.content] == ["thinking", "text"]
+    assert json.loads(reply.to_json())["content"][0]["thinking"] == "Let me think about that."
+    with client.messages.stream(model="claude-sonnet", max_tokens=2048, messages=fresh(), thinking=thinking) as s:
+        kinds = [e.delta.type for e in s if e.type == "content_block_delta"]
+        final = s.get_final_message()
+    assert kinds[0] == "thinking_delta" and set(kinds[1:]) == {"text_delta"}
+    assert [b.type for b in final.content] == ["thinking", "text"] and final.content[1].type == "text"
+    assert final.content[1].text == EXPECTED
+    unthinking = client.messages.create(model="claude-sonnet", max_tokens=100, messages=fresh())
+    assert [b.type for b in unthinking.content] == ["text"]
