@@ -3,7 +3,8 @@
 Starlette's handler for `Exception` responds and then re-raises, so that the server logs it;
 uvicorn then closes the connection, and a keep-alive client's next request on it fails with a
 reset. This middleware answers instead and swallows the exception (logged here, once). A client
-that hung up mid-upload is not an error at all.
+that hung up mid-upload is not an error at all. A front door's request (its dialect set on the
+request's state, dialects/__init__.py) is answered in its dialect's shape.
 """
 
 from __future__ import annotations
@@ -42,4 +43,6 @@ class ContainUnexpectedErrors:
             log.error("unhandled_error", error=repr(e), path=scope.get("path"), exc_info=True)
             if started:  # too late for a status: the stream's own error handling had its turn
                 raise
-            await Response(_INTERNAL, status_code=500, media_type="application/json")(scope, receive, send)
+            dialect = scope.get("state", {}).get("dialect")
+            body = _INTERNAL if dialect is None else dialect.error(500, AiubError("internal error").body())
+            await Response(body, status_code=500, media_type="application/json")(scope, receive, send)

@@ -1,4 +1,5 @@
-"""The relay with a front door's translator: every ending of a stream in the dialect's own events.
+"""The relay with a front door's translator: every ending of a stream in the dialect's own events;
+and a bug before any answer, a 500 in the dialect's shape.
 
 Driven as Starlette drives it (iterated to the end); the Anthropic door is the dialect, and the
 request metrics say what status each stream ended with.
@@ -13,13 +14,19 @@ from pathlib import Path
 from typing import Any, cast
 
 import msgspec
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.routing import Route
+from starlette.testclient import TestClient
 
+from services.gateway import dialects
 from services.gateway.auth import Principal
 from services.gateway.dialects.anthropic import MESSAGES
 from services.gateway.policies import Admission, Policies
 from services.gateway.relay import relay
 from services.gateway.state import GatewayState
 from services.gateway.telemetry import RequestTelemetry
+from services.gateway.unexpected_errors import ContainUnexpectedErrors
 from shared import logs
 from shared.client import Call, ContentFrame, InferenceClient
 from shared.config import Config, ModelMappingsFile, RuntimeFile
@@ -98,3 +105,20 @@ async def test_a_backend_that_ignored_stream_true_is_said_as_a_whole_stream(tmp_
     assert [e["type"] for e in events] == ["message_start", "content_block_start", "ping", "content_block_delta",
                                            "content_block_stop", "message_delta", "message_stop"]
     assert events[-2]["delta"]["stop_reason"] == "max_tokens"
+
+
+async def test_a_bug_before_the_answer_is_a_500_in_the_requests_dialect() -> None:
+    async def door(request: Request) -> None:
+        dialects.use(request, MESSAGES)
+        raise RuntimeError("a bug nobody foresaw")
+
+    async def plain(request: Request) -> None:
+        raise RuntimeError("a bug nobody foresaw")
+
+    app = Starlette(routes=[Route("/door", door, methods=["POST"]), Route("/plain", plain, methods=["POST"])])
+    app.add_middleware(ContainUnexpectedErrors)
+    with TestClient(app) as http:
+        answered = http.post("/door")
+        assert answered.status_code == 500
+        assert answered.json() == {"type": "error", "error": {"type": "api_error", "message": "internal error"}}
+        assert http.post("/plain").json()["error"]["type"] == "internal_error"
