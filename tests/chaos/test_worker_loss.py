@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from shared.embedded_nats import EmbeddedNats
 from tests.support.processes import Process, Simulator, Stack, wait_until
 
 pytestmark = pytest.mark.chaos
@@ -117,8 +118,11 @@ def test_a_frozen_worker_replica_costs_a_retry_not_a_failure(stack: Stack) -> No
 
 
 @pytest.fixture(scope="module")
-def victim_stack(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    s = Stack(Path(tmp_path_factory.mktemp("victim")), nats_url)
+def victim_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """On a NATS of its own: the module's other stack runs a router too, in the same queue group,
+    and that router knows no victim-model (it would answer half the requests with a 404)."""
+    bus = EmbeddedNats(Path(tmp_path_factory.mktemp("victim-nats"))).start()
+    s = Stack(Path(tmp_path_factory.mktemp("victim")), bus.url)
     sim = s.simulator("openai", ["victim-model"])
     s.write_config(
         providers={"victim": {"type": "vllm", "base_url": sim.url, "max_concurrency": 8}},
@@ -133,6 +137,7 @@ def victim_stack(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         yield s
     finally:
         s.stop()
+        bus.stop()
 
 
 def test_worker_killed_mid_stream_ends_the_stream_with_an_error(victim_stack: Stack) -> None:
