@@ -63,13 +63,21 @@ def _aiub(*args: str) -> list[str]:
     return [sys.executable, "-m", "cli", *args]
 
 
+def simulated(config: Config) -> list[str]:
+    """The providers `--demo` replaces with simulators: the active local ones. The rest (cloud
+    APIs, disabled providers) are disabled in the demo's config: no worker, nothing routed."""
+    return [name for name, spec in config.providers.items()
+            if spec.status == "active" and spec.type in SIMULATED_TYPES]
+
+
 def _demo_config(config: Config, state_dir: Path, children: list[Child], env: dict[str, str]) -> Path:
     """Start a simulator per local provider and write a config that points the providers at them."""
     providers_yaml = {}
+    local = simulated(config)
     for name, spec in config.providers.items():
         entry = spec.model_dump(mode="json", exclude_defaults=True)
         flavor = SIMULATED_TYPES.get(spec.type)
-        if flavor is not None and spec.status == "active":
+        if flavor is not None and name in local:
             port = free_port()
             models = sorted({spec.backend_model(m) for m in spec.models} or {"demo-model"})
             children.append(Child(f"simulator-{name}", _aiub("simulator", "--flavor", flavor, "--port", str(port),
@@ -88,6 +96,16 @@ def _demo_config(config: Config, state_dir: Path, children: list[Child], env: di
     (demo_dir / "aiub.yaml").write_text(
         yaml.safe_dump(config.runtime.model_dump(mode="json", exclude_defaults=True), sort_keys=False))
     return demo_dir
+
+
+def demo_summary(config: Config, local: list[str], demo_dir: Path) -> str:
+    """What `--demo` left out, said the way `aiub validate` says it of the config the demo serves."""
+    left_out = [name for name in config.providers if name not in local]
+    if not left_out:
+        return "demo: every provider is simulated"
+    return (f"demo: simulated {', '.join(local) or 'none'}; disabled (not simulated): {', '.join(left_out)}: "
+            f"their models are not listed and answer 503. `aiub validate --config {demo_dir}` checks the "
+            f"config the demo serves")
 
 
 def _report_backends(config: Config) -> None:
@@ -129,7 +147,8 @@ def auth_summary(has_master_key: bool, master_key_env: str) -> str:
 
 
 def run_stack(config: Config, args: argparse.Namespace, environment: Environment) -> int:
-    active = [name for name, spec in config.providers.items() if spec.status == "active"]
+    # Workers for the providers the served config has active: with --demo, the simulated ones.
+    active = simulated(config) if args.demo else [n for n, s in config.providers.items() if s.status == "active"]
     try:
         scale = parse_scale(getattr(args, "scale", None) or "", active)
     except ScaleError as e:
@@ -193,7 +212,9 @@ def run_stack(config: Config, args: argparse.Namespace, environment: Environment
         if embedded is not None and embedded.process is not None:
             print(f"  {'nats-server':<26} pid {embedded.process.pid:<8} {'nats':<7} {embedded.url:<38} "
                   f"log {embedded.state_dir / 'nats-server.log'}")
-        if not args.demo:
+        if args.demo:
+            print(demo_summary(config, active, Path(config_dir)))
+        else:
             _report_backends(config)
         print("Ctrl-C stops everything.", flush=True)
         _supervise(children, stop, BusKeeper(embedded) if embedded is not None else None)

@@ -5,6 +5,13 @@ Configured names come first, in config order, owned by the provider that serves 
 served names that are not already listed, owned by that provider, in the order the workers
 reported them. A provider whose workers did not answer contributes nothing: the configured
 list is always complete on its own.
+
+Only names that can be routed are listed: a client that enumerates models (an SDK's model
+picker, a UI's dropdown) takes what it is offered, and a model whose every route ends at a
+disabled provider answers nothing but 503. A name is routable when the router's own matcher
+(services/router/decision.match_model) or its fallback chain names an active provider;
+which of those is healthy right now is the health service's to say, and changes by the
+second, so it does not hide a name. `aiub validate` warns of each mapping to a disabled provider.
 """
 
 from __future__ import annotations
@@ -14,16 +21,26 @@ from typing import Any
 
 import msgspec
 
+from services.router.decision import Match, match_model
 from shared.config import Config
 
 
+def routable(config: Config, model: str) -> bool:
+    """Whether a request for `model` has an active provider to go to (its rule's pool, else its
+    fallback chain), by the router's own matcher."""
+    found = match_model(config.mappings, config.providers, model, None)
+    pool = found.pool if isinstance(found, Match) else ()
+    return any((spec := config.providers.get(name)) is not None and spec.status == "active"
+               for name in (*pool, *config.mappings.fallback_chains.get(model, ())))
+
+
 def configured_models(config: Config) -> list[tuple[str, str]]:
-    """(public name, owning provider) for every configured name."""
+    """(public name, owning provider) for every configured name that can be routed."""
     owners = {name: match.provider for name, match in config.mappings.exact_matches.items()}
     for provider, spec in config.providers.items():
         for model in spec.models:
             owners.setdefault(model, provider)
-    return [(name, owners.get(name, "aiub")) for name in config.public_models()]
+    return [(name, owners.get(name, "aiub")) for name in config.public_models() if routable(config, name)]
 
 
 def merge_models(configured: Sequence[tuple[str, str]], served: Mapping[str, Sequence[str]],

@@ -1,6 +1,7 @@
 """`aiub up --demo` as a newcomer meets it from another directory: `aiub status` finds the
 running stack through the state dir `aiub up` recorded (cli/stack_dir.py), and says "no stack
-found" when there is none instead of asking a default NATS some other server may answer."""
+found" when there is none instead of asking a default NATS some other server may answer.
+`/v1/models` offers only models that can answer, and one of them embeds."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.support.up import AiubUp
@@ -56,3 +58,15 @@ def test_with_no_stack_status_and_dashboard_say_so(tmp_path: Path) -> None:
         assert ran.returncode == 1, (command, ran.stdout, ran.stderr)
         assert f"aiub {command}: no stack found" in ran.stderr
         assert "4222" not in ran.stderr + ran.stdout
+
+
+def test_models_lists_only_what_answers_and_the_demo_embeds(demo: AiubUp) -> None:
+    listed = {m["id"] for m in httpx.get(demo.url + "/v1/models", timeout=10, trust_env=False).json()["data"]}
+    assert {"llama3.1:8b", "qwen-coder", "nomic-embed-text"} <= listed
+    assert not listed & {"gpt-4o-mini", "claude-sonnet-4", "kimi-k2:1t-cloud", "text-embedding-3-small"}
+    embedded = httpx.post(demo.url + "/v1/embeddings", timeout=10, trust_env=False,
+                          json={"model": "nomic-embed-text", "input": ["hello", "world"]})
+    assert embedded.status_code == 200, embedded.text
+    data = embedded.json()["data"]
+    assert [d["index"] for d in data] == [0, 1] and all(d["embedding"] for d in data)
+    assert embedded.json()["model"] == "nomic-embed-text"

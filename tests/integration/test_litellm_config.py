@@ -65,3 +65,25 @@ def test_every_setting_not_imported_is_named_on_startup(litellm_stack: tuple[str
     for path in ("litellm_settings.drop_params", "litellm_settings.cache_params", "general_settings.master_key",
                  "model_list[2].litellm_params.api_key"):
         assert f"aiub: LiteLLM config: {path}" in text, path
+
+
+def test_the_demo_starts_no_worker_for_what_it_does_not_simulate_and_says_what_that_serves(
+        litellm_stack: tuple[str, Path]) -> None:
+    """The cloud providers the demo leaves out: no worker, not in /v1/models, 503 'disabled', as
+    `aiub validate` says of the config the demo serves (it used to start their workers, and
+    validate on the user's file predicted a 502 provider_auth_missing instead)."""
+    url, log = litellm_stack
+    wait_until(lambda: "Ctrl-C stops everything." in log.read_text(), 20, "the child listing")
+    text = log.read_text()
+    assert "worker-anthropic" not in text and "worker-ollama_cloud" not in text
+    (summary,) = [line for line in text.splitlines() if line.startswith("demo: ")]
+    assert "disabled (not simulated): anthropic, ollama_cloud" in summary
+    listed = {m["id"] for m in httpx.get(url + "/v1/models", timeout=10, trust_env=False).json()["data"]}
+    assert "llama3.1:8b" in listed and "claude-3-sonnet" not in listed
+    refused = httpx.post(url + "/v1/chat/completions", timeout=10, trust_env=False, json={
+        "model": "claude-3-sonnet", "messages": [{"role": "user", "content": "hi"}]})
+    assert refused.status_code == 503 and "anthropic (disabled)" in refused.json()["error"]["message"]
+    demo_dir = summary.split("aiub validate --config ")[1].split("`")[0]
+    validated = subprocess.run([sys.executable, "-m", "cli", "validate", "--config", demo_dir],
+                               capture_output=True, text=True, timeout=60, check=False)
+    assert "provider 'anthropic' is disabled" in validated.stdout, validated.stdout

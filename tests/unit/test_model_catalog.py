@@ -31,3 +31,21 @@ def test_from_config(tmp_path: Path) -> None:
     assert configured_models(config) == [("kimi-k2:1t-cloud", "cloud"), ("llama3.1:8b", "ollama")]
     body = json.loads(models_body(config, {"cloud": ["kimi-k2:1t", "gpt-oss:120b"]}, 0))
     assert [m["id"] for m in body["data"]] == ["kimi-k2:1t-cloud", "llama3.1:8b", "kimi-k2:1t", "gpt-oss:120b"]
+
+
+def test_only_names_that_can_be_routed_are_listed(tmp_path: Path) -> None:
+    """A model whose every route ends at a disabled provider answers only 503: a client picking
+    from the list must not be offered it. A fallback chain to an active provider keeps it."""
+    (tmp_path / "providers.yaml").write_text(yaml.safe_dump({"providers": {
+        "ollama": {"type": "ollama", "base_url": "http://h:11434", "models": ["llama3.1:8b"]},
+        "openai": {"type": "openai", "base_url": "https://api.openai.com/v1", "status": "disabled",
+                   "models": ["gpt-4o-mini", "text-embedding-3-small", "gpt-4o"]}}}))
+    (tmp_path / "model-mappings.yaml").write_text(yaml.safe_dump({
+        "exact_matches": {"gpt-4o-mini": {"provider": "openai"}, "gpt-4o": {"provider": "openai"}},
+        "fallback_chains": {"gpt-4o": ["openai", "ollama"]}}))
+    config = load_config(tmp_path)
+    assert configured_models(config) == [("gpt-4o", "openai"), ("llama3.1:8b", "ollama")]
+    shipped = load_config(Path(__file__).resolve().parents[2] / "config")
+    listed = {name for name, _ in configured_models(shipped)}
+    assert "llama3.1:8b" in listed and "qwen-coder" in listed
+    assert not listed & {"gpt-4o-mini", "claude-sonnet-4", "kimi-k2:1t-cloud"}  # the cloud ships disabled
