@@ -157,14 +157,17 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.envi
     if args.command == "router":
         from services.router.main import serve as router
 
-        return run_until_signalled(lambda stop: router(config, nats, stop, args.metrics_port))
+        return run_until_signalled(lambda stop: router(config, nats, stop, args.metrics_port,
+                                                               environment.metrics_host))
     if args.command == "health":
         from services.health.main import serve as health
 
-        return run_until_signalled(lambda stop: health(config, nats, stop, args.metrics_port))
+        return run_until_signalled(lambda stop: health(config, nats, stop, args.metrics_port,
+                                                               environment.metrics_host))
     from services.workers.main import serve as worker
 
-    return run_until_signalled(lambda stop: worker(config, args.provider, nats, stop, args.metrics_port))
+    return run_until_signalled(lambda stop: worker(config, args.provider, nats, stop, args.metrics_port,
+                                                          environment.metrics_host))
 
 
 if __name__ == "__main__":

@@ -6,8 +6,6 @@ tests can build several services in one process) and serves them on `/metrics`.
 
 from __future__ import annotations
 
-import os
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -70,10 +68,10 @@ class GatewayMetrics:
 def serve(registry: CollectorRegistry, port: int | None, host: str | None = None) -> int | None:
     """Serve `/metrics` on its own port (None: not served; 0: any free port). Returns the port.
 
-    The address defaults to loopback; in containers `AIUB_METRICS_HOST=0.0.0.0` lets Prometheus in.
+    `host` (from `AIUB_METRICS_HOST`, read by cli/main.py) defaults to loopback; in containers
+    `AIUB_METRICS_HOST=0.0.0.0` lets Prometheus in.
     """
     if port is None:
         return None
-    server, _ = start_http_server(port, addr=host or os.environ.get("AIUB_METRICS_HOST") or "127.0.0.1",
-                                  registry=registry)
+    server, _ = start_http_server(port, addr=host or "127.0.0.1", registry=registry)
     return int(server.server_port)

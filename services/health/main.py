@@ -14,11 +14,12 @@ log = logs.get("health")
 
 
 async def serve(config: Config, nats_url: str | None, stop: asyncio.Event, metrics_port: int | None = None,
+                metrics_host: str | None = None,
                 settings: ServiceSettings | None = None) -> None:
     nc, _ = await bus.connect("aiub-health", nats_url)
     registry = CollectorRegistry()
     health_metrics = metrics.HealthMetrics(registry)
-    port = metrics.serve(registry, metrics_port)
+    port = metrics.serve(registry, metrics_port, metrics_host)
     service = HealthService(nc, config, health_metrics, settings)
     await service.start()
     log.info("health_ready", holder=service.holder, providers=list(service.providers), metrics_port=port)

@@ -14,9 +14,10 @@ from shared.health_view import HealthView
 log = logs.get("router")
 
 
-async def serve(config: Config, nats_url: str | None, stop: asyncio.Event, metrics_port: int | None = None) -> None:
+async def serve(config: Config, nats_url: str | None, stop: asyncio.Event, metrics_port: int | None = None,
+                metrics_host: str | None = None) -> None:
     registry = CollectorRegistry()
-    served_on = metrics.serve(registry, metrics_port)
+    served_on = metrics.serve(registry, metrics_port, metrics_host)
     nc, bus_health = await bus.connect("aiub-router", nats_url)
     view = HealthView()
     await view.start(nc.jetstream())

@@ -15,11 +15,11 @@ log = logs.get("worker")
 
 
 async def serve(config: Config, providers: list[str], nats_url: str | None, stop: asyncio.Event,
-                metrics_port: int | None = None) -> None:
+                metrics_port: int | None = None, metrics_host: str | None = None) -> None:
     """`metrics_port`: serve Prometheus `/metrics` there (0: any free port; None: not served)."""
     registry = CollectorRegistry()
     provider_metrics = metrics.ProviderMetrics(registry)
-    served_on = metrics.serve(registry, metrics_port)
+    served_on = metrics.serve(registry, metrics_port, metrics_host)
     http = BackendHttp()
     nc, _ = await bus.connect(f"aiub-worker-{'-'.join(providers)}", nats_url)
     worker = Worker(nc, config, providers, http, metrics=provider_metrics)

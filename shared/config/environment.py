@@ -11,6 +11,7 @@ from dataclasses import dataclass
 class Environment:
     nats_url: str | None = None  # NATS_URL: the bus when --nats names none
     metrics_port: int | None = None  # AIUB_METRICS_PORT: how `aiub up` and compose assign /metrics ports
+    metrics_host: str | None = None  # AIUB_METRICS_HOST: the /metrics address (compose: 0.0.0.0)
     state_dir: str | None = None  # AIUB_STATE_DIR: the stack `aiub status`/`dashboard` read (cli/stack_dir.py)
     xdg_state_home: str | None = None  # XDG_STATE_HOME and HOME: where the pointer to the running
     home: str | None = None  # stack lives (cli/stack_dir.pointer_file)
@@ -19,5 +20,6 @@ class Environment:
 def read_environment(environ: Mapping[str, str]) -> Environment:
     port = environ.get("AIUB_METRICS_PORT")
     return Environment(nats_url=environ.get("NATS_URL") or None, metrics_port=int(port) if port else None,
+                       metrics_host=environ.get("AIUB_METRICS_HOST") or None,
                        state_dir=environ.get("AIUB_STATE_DIR") or None,
                        xdg_state_home=environ.get("XDG_STATE_HOME") or None, home=environ.get("HOME") or None)
