@@ -1,0 +1,184 @@
+"""OpenAI chat chunks in, Responses API stream events out: one streamed answer. Pure.
+
+Each event is `event: <type>` and `data: <json>` with a `sequence_number` counting from 0:
+
+    response.created, response.in_progress               first, with the Response (in_progress, no output)
+    response.output_item.added                           an item opens when its kind of delta first arrives:
+      reasoning: content_part.added(reasoning_text), reasoning_text.delta*, reasoning_text.done, content_part.done
+      message:   content_part.added(output_text), output_text.delta*, output_text.done, content_part.done
+      function_call:                                     function_call_arguments.delta*, function_call_arguments.done
+    response.output_item.done                            when another kind (or another call) begins, or at the end
+    response.completed | response.incomplete             the whole Response, with usage
+
+Rules: items never interleave (an item, once done, gets no more deltas); a tool call's first
+fragment (with its id and name) opens a `function_call` item, later fragments are its argument
+deltas. A failure after the stream began is an `error` event and then `response.failed` (the
+Response with `status: "failed"`, its `error`, the items done so far); nothing follows it, so no
+client mistakes it for a finished answer. No `[DONE]`: the Responses API ends with its last event.
+`final` holds the Response the last event carried, for the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from services.gateway.dialects.openai_objects import Piece, ToolCallPiece, read
+from services.gateway.dialects.responses_answer import (
+    call_item,
+    failure,
+    message_item,
+    output_text,
+    reasoning_item,
+    response,
+    status_of,
+    usage,
+)
+from shared.messages import ErrorBody
+
+_encode = msgspec.json.encode
+
+
+@dataclass
+class _Open:
+    kind: str  # "reasoning", "message" or "function_call"
+    index: int
+    text: list[str] = field(default_factory=list)  # the text, or the call's arguments, so far
+    call: ToolCallPiece | None = None
+
+
+class ResponseStream:
+    """The dialect's StreamTranslator for one streamed answer (see the module docstring)."""
+
+    def __init__(self, notes: Mapping[str, Any]) -> None:
+        self._notes = notes
+        self._sequence = 0
+        self._started = False
+        self._output: list[dict[str, Any]] = []  # the items done
+        self._open: _Open | None = None
+        self._finish: str | None = None
+        self._prompt: int | None = None
+        self._completion: int | None = None
+        self.final: dict[str, Any] | None = None
+
+    def _event(self, out: list[bytes], kind: str, **fields: Any) -> None:
+        payload = {"type": kind, "sequence_number": self._sequence, **fields}
+        self._sequence += 1
+        out.append(b"event: " + kind.encode() + b"\ndata: " + _encode(payload) + b"\n\n")
+
+    def _start(self, out: list[bytes]) -> None:
+        if not self._started:
+            self._started = True
+            now = response(self._notes, status="in_progress", output=[])
+            self._event(out, "response.created", response=now)
+            self._event(out, "response.in_progress", response=now)
+
+    def _item(self, status: str) -> dict[str, Any]:
+        """The open item as it stands."""
+        assert self._open is not None
+        o, text = self._open, "".join(self._open.text)
+        if o.kind == "reasoning":
+            return reasoning_item(self._notes, o.index, text, status)
+        if o.kind == "message":
+            return message_item(self._notes, o.index, text, status)
+        assert o.call is not None
+        return call_item(self._notes, o.index, o.call.id, o.call.name or "", text, status)
+
+    def _part(self, text: str) -> dict[str, Any]:
+        assert self._open is not None
+        return {"type": "reasoning_text", "text": text} if self._open.kind == "reasoning" else output_text(text)
+
+    def _begin(self, out: list[bytes], kind: str, call: ToolCallPiece | None = None) -> None:
+        self._close(out, "completed")
+        self._open = _Open(kind, len(self._output), call=call)
+        item = self._item("in_progress")
+        if kind == "message":
+            item["content"] = []
+        self._event(out, "response.output_item.added", output_index=self._open.index, item=item)
+        if kind != "function_call":
+            self._event(out, "response.content_part.added", item_id=item["id"], output_index=self._open.index,
+                        content_index=0, part=self._part(""))
+
+    def _close(self, out: list[bytes], status: str) -> None:
+        o = self._open
+        if o is None:
+            return
+        item = self._item(status)
+        where = {"item_id": item["id"], "output_index": o.index}
+        text = "".join(o.text)
+        if o.kind == "reasoning":
+            self._event(out, "response.reasoning_text.done", **where, content_index=0, text=text)
+        elif o.kind == "message":
+            self._event(out, "response.output_text.done", **where, content_index=0, text=text, logprobs=[])
+        else:
+            self._event(out, "response.function_call_arguments.done", **where, name=item["name"], arguments=text)
+        if o.kind != "function_call":
+            self._event(out, "response.content_part.done", **where, content_index=0, part=self._part(text))
+        self._event(out, "response.output_item.done", output_index=o.index, item=item)
+        self._output.append(item)
+        self._open = None
+
+    def _delta(self, out: list[bytes], text: str) -> None:
+        o = self._open
+        assert o is not None
+        o.text.append(text)
+        where = {"item_id": self._item("in_progress")["id"], "output_index": o.index}
+        if o.kind == "reasoning":
+            self._event(out, "response.reasoning_text.delta", **where, content_index=0, delta=text)
+        elif o.kind == "message":
+            self._event(out, "response.output_text.delta", **where, content_index=0, delta=text, logprobs=[])
+        else:
+            self._event(out, "response.function_call_arguments.delta", **where, delta=text)
+
+    def _piece(self, piece: Piece, out: list[bytes]) -> None:
+        if piece.reasoning:
+            if self._open is None or self._open.kind != "reasoning":
+                self._begin(out, "reasoning")
+            self._delta(out, piece.reasoning)
+        if piece.text:
+            if self._open is None or self._open.kind != "message":
+                self._begin(out, "message")
+            self._delta(out, piece.text)
+        for call in piece.tool_calls:
+            o = self._open
+            same = (o is not None and o.kind == "function_call" and o.call is not None
+                    and (call.index == o.call.index or not (call.id or call.name)))
+            if not same:
+                self._begin(out, "function_call", call)
+            if call.arguments:
+                self._delta(out, call.arguments)
+        if piece.finish_reason is not None:
+            self._finish = piece.finish_reason
+        if piece.prompt_tokens is not None:
+            self._prompt = piece.prompt_tokens
+        if piece.completion_tokens is not None:
+            self._completion = piece.completion_tokens
+
+    def chunks(self, payloads: list[bytes]) -> bytes:
+        out: list[bytes] = []
+        self._start(out)
+        for payload in payloads:
+            self._piece(read(payload), out)
+        return b"".join(out)
+
+    def end(self, prompt_tokens: int, completion_tokens: int) -> bytes:
+        out: list[bytes] = []
+        self._start(out)
+        status, incomplete = status_of(self._finish)
+        self._close(out, "incomplete" if status == "incomplete" else "completed")
+        spent = usage(prompt_tokens or self._prompt or 0, completion_tokens or self._completion or 0)
+        self.final = response(self._notes, status=status, output=self._output, usage=spent, incomplete=incomplete)
+        self._event(out, f"response.{status}", response=self.final)
+        return b"".join(out)
+
+    def error(self, status: int, error: ErrorBody) -> bytes:
+        out: list[bytes] = []
+        self._start(out)
+        self._close(out, "incomplete")
+        self._event(out, "error", code=error.code or error.type, message=error.message, param=error.param)
+        failed = response(self._notes, status="failed", output=self._output, error=failure(status, error))
+        self._event(out, "response.failed", response=failed)
+        return b"".join(out)
