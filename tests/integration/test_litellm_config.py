@@ -6,7 +6,6 @@ requests here, under the LiteLLM model names, with every unsupported setting nam
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,34 +14,21 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shared.embedded_nats import free_port
-from shared.processes import die_with_parent, stop_process
 from tests.support.processes import wait_until
+from tests.support.up import AiubUp
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def litellm_stack(tmp_path_factory: pytest.TempPathFactory, nats_url: str) -> Iterator[tuple[str, Path]]:
-    root = tmp_path_factory.mktemp("litellm")
-    port = free_port()
-    log = root / "aiub-up.log"
-    with log.open("ab") as out:
-        up = subprocess.Popen(
-            [sys.executable, "-m", "cli", "up", "--config", str(ROOT / "config" / "litellm-unified.yaml"),
-             "--demo", "--nats", nats_url, "--port", str(port), "--state-dir", str(root / "state")],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
-
-    def up_now() -> bool:
-        if up.poll() is not None:
-            raise RuntimeError(f"aiub up exited with {up.returncode}:\n{log.read_text()[-3000:]}")
-        return "aiub is up" in log.read_text()
-
+    stack = AiubUp(tmp_path_factory.mktemp("litellm"), ROOT / "config" / "litellm-unified.yaml", "--demo",
+                   "--nats", nats_url)
     try:
-        wait_until(up_now, 60, "aiub up with the LiteLLM config", interval_s=0.1)
-        yield f"http://127.0.0.1:{port}", log
+        stack.wait_up()
+        yield stack.url, stack.out
     finally:
-        stop_process(up, 20, signal.SIGINT)
+        stack.stop()
 
 
 @pytest.mark.parametrize("model", ["llama3.1:8b", "qwen-coder", "llama-cpp-native", "dolphin-mistral"])

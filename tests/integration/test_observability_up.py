@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,8 +17,9 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from shared.embedded_nats import free_port
-from shared.processes import die_with_parent, stop_process
+from shared.processes import die_with_parent
 from tests.support.processes import wait_until
+from tests.support.up import AiubUp
 
 
 @pytest.fixture(scope="module")
@@ -31,20 +31,12 @@ def up(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tupl
         "ollama": {"type": "ollama", "base_url": "http://127.0.0.1:9", "models": {"llama3.1:8b": {}}}}}))
     (config / "model-mappings.yaml").write_text(yaml.safe_dump({"exact_matches": {"llama3.1:8b": {
         "provider": "ollama"}}}))
-    port, state = free_port(), root / "state"
-    out = root / "up.out"
-    with out.open("wb") as sink:
-        process = subprocess.Popen([sys.executable, "-m", "cli", "up", "--demo", "--config", str(config),
-                                    "--port", str(port), "--state-dir", str(state), "--nats", nats_url],
-                                   stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   preexec_fn=die_with_parent)
+    stack = AiubUp(root, config, "--demo", "--nats", nats_url)
     try:
-        wait_until(lambda: "Ctrl-C stops everything." in out.read_text() or process.poll() is not None, 60,
-                   "aiub up to start")
-        assert process.poll() is None, out.read_text()
-        yield state, port, out.read_text().splitlines()
+        stack.wait_up()
+        yield stack.state_dir, stack.port, stack.output().splitlines()
     finally:
-        stop_process(process, 20, signal.SIGINT)
+        stack.stop()
 
 
 def test_every_service_gets_a_metrics_port_that_serves(up: tuple[Path, int, list[str]]) -> None:

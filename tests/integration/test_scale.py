@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +25,9 @@ from shared import subjects
 from shared.client import InferenceClient
 from shared.embedded_nats import free_port, server_binary, wait_for_port
 from shared.messages import Result
-from shared.processes import die_with_parent, stop_process
+from shared.processes import die_with_parent
 from tests.support.processes import wait_until
+from tests.support.up import AiubUp
 
 REQUESTS = 300
 CONCURRENCY = 30
@@ -75,27 +74,20 @@ def scaled_stack(tmp_path: Path, monitored_nats: Monitored) -> Iterator[Path]:
         "type": "ollama", "base_url": "http://127.0.0.1:9", "max_concurrency": 16, "models": ["scale-model"]}}}))
     (config / "model-mappings.yaml").write_text(yaml.safe_dump({"exact_matches": {
         "scale-model": {"provider": PROVIDER}}}))
-    state = tmp_path / "state"
-    log = tmp_path / "aiub-up.log"
-    with log.open("ab") as out:
-        up = subprocess.Popen(
-            [sys.executable, "-m", "cli", "up", "--config", str(config), "--demo", "--nats", monitored_nats.url,
-             "--port", str(free_port()), "--state-dir", str(state), "--scale", f"router=2,worker.{PROVIDER}=3"],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
+    up = AiubUp(tmp_path, config, "--demo", "--nats", monitored_nats.url,
+                "--scale", f"router=2,worker.{PROVIDER}=3")
 
-    def up_and_subscribed() -> bool:
-        if up.poll() is not None:
-            raise RuntimeError(f"aiub up exited with {up.returncode}:\n{log.read_text()[-3000:]}")
-        return ("aiub is up" in log.read_text()
-                and len(monitored_nats.queue_subscriptions(subjects.REQUESTS, subjects.ROUTER_QUEUE)) == 2
+    def subscribed() -> bool:
+        return (len(monitored_nats.queue_subscriptions(subjects.REQUESTS, subjects.ROUTER_QUEUE)) == 2
                 and len(monitored_nats.queue_subscriptions(subjects.work(PROVIDER),
                                                            subjects.worker_queue(PROVIDER))) == 3)
 
     try:
-        wait_until(up_and_subscribed, 45, "aiub up with 2 routers and 3 workers subscribed", interval_s=0.1)
-        yield state
+        up.wait_up(45)
+        wait_until(subscribed, 45, "2 routers and 3 workers subscribed", interval_s=0.1)
+        yield up.state_dir
     finally:
-        stop_process(up, 20, signal.SIGINT)
+        up.stop()
 
 
 async def _send_all(url: str) -> tuple[collections.Counter[str], list[Any]]:
