@@ -36,6 +36,7 @@ class Knobs:
     drop_after: int | None = None  # close the connection after N content tokens (0 for JSON)
     echo: bool = False  # reply with the last user message instead of "tok{i} " filler
     tool_call: bool = False  # when the request offers tools, call one (see tools.py) instead of answering
+    reasoning: bool = False  # openai flavor: reasoning_content chunks (as vLLM's reasoning parsers) before the answer
 
     @property
     def delayed(self) -> bool:
@@ -79,6 +80,7 @@ _CHECKS: dict[str, Any] = {
     "hang": _bool,
     "echo": _bool,
     "tool_call": _bool,
+    "reasoning": _bool,
     "drop_after": lambda k, v: None if v is None else _int(k, v, 0, MAX_TOKENS),
 }
 KNOB_NAMES = tuple(f.name for f in dataclasses.fields(Knobs))

@@ -7,8 +7,11 @@ and for streams `prelude`, `event`, `tail`) so it can pace tokens without knowin
 Streams follow vLLM: a first chunk whose delta is ``{"role": "assistant", "content": ""}``,
 one chunk per token, a chunk with an empty delta and the finish_reason, then (only with
 ``stream_options.include_usage``) a chunk with ``"choices": []`` and the usage, then
-``data: [DONE]``.  Errors use vLLM's ``{"error": {message, type, param, code}}`` shape, or
-Ollama's variant of it (lower-case types, ``code: null``) when ``ollama=True``.
+``data: [DONE]``.  With the ``reasoning`` knob a chat reply reasons first, as vLLM with a
+reasoning parser: `THOUGHT` as ``reasoning_content`` (whole: ``message.reasoning_content``;
+streamed: one chunk per word after the role chunk), counted in ``completion_tokens``.
+Errors use vLLM's ``{"error": {message, type, param, code}}`` shape, or Ollama's variant of
+it (lower-case types, ``code: null``) when ``ollama=True``.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from services.simulator.tools import ToolCall, tool_call
 JSON = b"application/json"
 SSE = b"text/event-stream; charset=utf-8"
 DONE = b"data: [DONE]\n\n"
+THOUGHT = ("think0 ", "think1 ", "think2 ")
 DEFAULT_DIMENSIONS = 8
 MAX_DIMENSIONS = 4096
 
@@ -159,7 +163,7 @@ class ChatReply:
     """With the `tool_call` knob and `tools` in the request, the reply is one tool call, streamed
     as vLLM does: id, type and name in the first tool-call delta, then argument pieces."""
 
-    __slots__ = ("_head", "_include_usage", "_s", "_tool", "_usage", "content_type", "n", "stream")
+    __slots__ = ("_head", "_include_usage", "_reasoning", "_s", "_tool", "_usage", "content_type", "n", "stream")
 
     def __init__(self, body: dict[str, Any], knobs: Knobs, model: str, rid: str,
                  created: int) -> None:
@@ -171,7 +175,8 @@ class ChatReply:
         self.n = self._tool.n if self._tool else self._s.n
         self.content_type = SSE if self.stream else JSON
         prompt = sum(count_tokens(content_text(m.get("content"))) for m in msgs)
-        self._usage = _usage(prompt, self.n)
+        self._reasoning = THOUGHT if knobs.reasoning else ()
+        self._usage = _usage(prompt, self.n + len(self._reasoning))
         self._head = {"id": f"chatcmpl-{rid}", "object": "chat.completion", "created": created,
                       "model": model}
 
@@ -182,6 +187,8 @@ class ChatReply:
     def full(self, elapsed_ns: int) -> bytes:
         tool = self._tool
         message: dict[str, Any] = {"role": "assistant", "content": None if tool else self._s.text()}
+        if self._reasoning:
+            message["reasoning_content"] = "".join(self._reasoning)
         if tool:
             message["tool_calls"] = [{"id": tool.call_id, "type": "function", "function": {
                 "name": tool.name, "arguments": tool.arguments_json}}]
@@ -194,7 +201,8 @@ class ChatReply:
             {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]})
 
     def prelude(self) -> bytes:
-        return self._chunk({"role": "assistant", "content": ""}, None)
+        return self._chunk({"role": "assistant", "content": ""}, None) + b"".join(
+            self._chunk({"reasoning_content": word}, None) for word in self._reasoning)
 
     def event(self, i: int) -> bytes:
         tool = self._tool
