@@ -18,6 +18,7 @@ LOAD_ALL = f"{PREFIX}.load.*"
 HEALTH_BUCKET = "aiub_health"
 HEALTH_HEARTBEAT_KEY = "_heartbeat"
 HEALTH_LEADER_KEY = "_leader"
+RESPONSES_BUCKET = "aiub_responses"  # the Responses API's stored responses (gateway only)
 
 _BAD_TOKEN = re.compile(r"[.*>\s]")
 

@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 
 from services.gateway import dialects
-from services.gateway.dialects import anthropic_routes, ollama_routes
+from services.gateway.dialects import anthropic_routes, ollama_routes, responses_routes
 from services.gateway.inference import infer
 from services.gateway.model_catalog import models_body
 from services.gateway.paths import StripTrailingSlash
@@ -133,6 +133,7 @@ def _add_dialect_routes(app: FastAPI, state: GatewayState) -> None:
     """The front doors (dialects/__init__.py): one line each, calling the door's own route module."""
     anthropic_routes.add_routes(app, state)
     ollama_routes.add_routes(app, state)
+    responses_routes.add_routes(app, state)
 
 
 def _add_model_routes(app: FastAPI, state: GatewayState) -> None:

@@ -99,6 +99,9 @@ class GatewaySettings(_Strict):
     body_timeout_s: float = Field(default=30.0, gt=0)
     max_messages: int = Field(default=2048, gt=0)
     cors_origins: tuple[str, ...] = ()  # CORS is off unless origins are listed
+    # How long a stored Responses API response (`store`, `previous_response_id`) is kept: the
+    # age of the JetStream KV bucket's entries. OpenAI keeps them 30 days.
+    responses_ttl_s: float = Field(default=30 * 24 * 3600.0, gt=0)
 
 
 class WorkerSettings(_Strict):
