@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import nats
 import openai
 import pytest
 
@@ -245,3 +246,52 @@ def test_without_a_key_nothing_is_read(stack: Stack, client: openai.OpenAI) -> N
     assert httpx.get(f"{url}/v1/responses/{kept.id}", trust_env=False, timeout=5).status_code == 401
     assert httpx.post(f"{url}/v1/responses", trust_env=False, timeout=5,
                       json={"model": "qwen-coder", "input": "x"}).status_code == 401
+
+
+def test_the_events_on_the_wire_are_named_sse_without_done(stack: Stack) -> None:
+    with httpx.stream("POST", stack.runtime["urls"][0] + "/v1/responses", trust_env=False, timeout=20,
+                      headers={"authorization": f"Bearer {MASTER}"},
+                      json={"model": "qwen-coder", "input": fresh(), "stream": True,
+                            "max_output_tokens": 2}) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        lines = [line for line in response.iter_lines() if line]
+    names = [line[7:] for line in lines if line.startswith("event: ")]
+    assert names == ["response.created", "response.in_progress", "response.output_item.added",
+                     "response.content_part.added", "response.output_text.delta", "response.output_text.delta",
+                     "response.output_text.done", "response.content_part.done", "response.output_item.done",
+                     "response.incomplete"]
+    assert len(names) * 2 == len(lines) and "data: [DONE]" not in lines
+    assert json.loads(lines[-1][6:])["response"]["incomplete_details"] == {"reason": "max_output_tokens"}
+
+
+def test_a_cached_answer_is_a_new_response_and_is_stored_too(client: openai.OpenAI) -> None:
+    asked = fresh("same question")
+    first = client.responses.with_raw_response.create(model="qwen-coder", input=asked)
+    again = client.responses.with_raw_response.create(model="qwen-coder", input=asked)
+    assert again.headers.get("x-aiub-cache") == "hit"
+    one, two = first.parse(), again.parse()
+    assert one.id != two.id and one.output_text == two.output_text == EXPECTED
+    assert client.responses.retrieve(two.id).output_text == EXPECTED
+
+
+async def test_the_bucket_keeps_entries_for_the_configured_age(stack: Stack) -> None:
+    nc = await nats.connect(stack.nats_url)
+    try:
+        info = await nc.jetstream().stream_info("KV_aiub_responses")
+        assert info.config.max_age == 600
+    finally:
+        await nc.close()
+
+
+def test_the_gateway_nats_user_may_use_the_bucket(secured_stack: Stack) -> None:
+    """deploy/nats/auth.conf: the gateway's own user stores, reads and deletes responses."""
+    secured_stack.wait_serving("tiny")
+    url = secured_stack.gateway_url
+    made = httpx.post(url + "/v1/responses", trust_env=False, timeout=10,
+                      json={"model": "tiny", "input": "hi", "max_output_tokens": 3})
+    assert made.status_code == 200, made.text
+    kept = made.json()["id"]
+    assert httpx.get(f"{url}/v1/responses/{kept}", trust_env=False, timeout=5).status_code == 200
+    assert httpx.delete(f"{url}/v1/responses/{kept}", trust_env=False, timeout=5).status_code == 200
+    assert "Permissions Violation" not in secured_stack.logs()
