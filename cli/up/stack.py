@@ -163,20 +163,51 @@ def run_stack(config: Config, args: argparse.Namespace, environment: Environment
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-
-    embedded: EmbeddedNats | None = None
-    nats_url = args.nats or environment.nats_url
-    if not nats_url:
-        embedded = EmbeddedNats(state_dir / "nats").start()
-        nats_url = embedded.url
-        forget_provider_states(nats_url)
+    embedded, nats_url = _bus(args.nats or environment.nats_url, state_dir)
     env = {**os.environ, "NATS_URL": nats_url, "PYTHONUNBUFFERED": "1"}
-    stack_file = state_dir / "stack.json"
     children: list[Child] = []
-    config_dir = str(config.directory)
-    if args.demo:
-        config_dir = str(_demo_config(config, state_dir, children, env))
-    common = ["--config", config_dir, "--log-level", args.log_level]
+    config_dir = _demo_config(config, state_dir, children, env) if args.demo else Path(config.directory)
+    gateway = _plan(children, args, active, scale, config_dir, state_dir, env)
+    pointer = _record_stack(state_dir, nats_url, args, _assign_metrics_ports(children, gateway, args.port),
+                            environment)
+    try:
+        for child in children:
+            child.start()
+        wait_for_port(args.host if args.host != "0.0.0.0" else "127.0.0.1", args.port, 30.0, gateway.process)
+        _wait_ready(f"http://127.0.0.1:{args.port}/ready", 30.0)
+        _announce(config, args, children, embedded, nats_url, active, config_dir)
+        _supervise(children, stop, BusKeeper(embedded) if embedded is not None else None)
+    except BusLost as e:
+        print(f"aiub up: the embedded NATS is gone and could not be brought back: {e}. Stopping every "
+              f"service and exiting 1, so that whatever runs aiub up (systemd, a container runtime) can "
+              f"start it afresh. See {embedded.state_dir / 'nats-server.log' if embedded else state_dir}",
+              file=sys.stderr, flush=True)
+        return 1
+    except (RuntimeError, TimeoutError) as e:
+        _report_failure(e, children, state_dir)
+        return 1
+    finally:
+        _stop_all(children)
+        if embedded is not None:
+            embedded.stop()
+        (state_dir / "stack.json").unlink(missing_ok=True)
+        stack_dir.forget(state_dir, pointer)
+    return 0
+
+
+def _bus(nats_url: str | None, state_dir: Path) -> tuple[EmbeddedNats | None, str]:
+    """The NATS to use: the one named, else our own on a free port (fresh provider states)."""
+    if nats_url:
+        return None, nats_url
+    embedded = EmbeddedNats(state_dir / "nats").start()
+    forget_provider_states(embedded.url)
+    return embedded, embedded.url
+
+
+def _plan(children: list[Child], args: argparse.Namespace, active: list[str], scale: dict[str, int],
+          config_dir: Path, state_dir: Path, env: dict[str, str]) -> Child:
+    """Every service's children, replicas included; returns the gateway's."""
+    common = ["--config", str(config_dir), "--log-level", args.log_level]
     services = [("router", _aiub("router", *common)), ("health", _aiub("health", *common))]
     services += [(f"worker-{name}", _aiub("worker", "--provider", name, *common)) for name in active]
     for service, argv in services:
@@ -186,59 +217,50 @@ def run_stack(config: Config, args: argparse.Namespace, environment: Environment
     gateway = Child("gateway", _aiub("gateway", "--host", args.host, "--port", str(args.port), *gateway_args,
                                      *common), env, state_dir / "gateway.log")
     children.append(gateway)
-    metrics_urls = _assign_metrics_ports(children, gateway, args.port)
-    # `aiub status`, `aiub dashboard` and the shell widgets find the stack through this file, from
-    # any directory through the pointer to this state dir (cli/stack_dir.py).
-    stack_file.write_text(json.dumps({"nats_url": nats_url, "gateway": f"http://{args.host}:{args.port}",
-                                      "metrics": metrics_urls}))
+    return gateway
+
+
+def _record_stack(state_dir: Path, nats_url: str, args: argparse.Namespace, metrics_urls: dict[str, str],
+                  environment: Environment) -> Path | None:
+    """`aiub status`, `aiub dashboard` and the shell widgets find the stack through stack.json, from
+    any directory through the pointer to this state dir (cli/stack_dir.py); returns the pointer."""
+    (state_dir / "stack.json").write_text(json.dumps(
+        {"nats_url": nats_url, "gateway": f"http://{args.host}:{args.port}", "metrics": metrics_urls}))
     pointer = stack_dir.pointer_file(environment.xdg_state_home, environment.home)
     try:
         stack_dir.record(state_dir, pointer)
     except OSError as e:
         print(f"aiub up: could not record this stack in {pointer} ({e}); `aiub status` finds it from "
               f"elsewhere with --state-dir {state_dir}", file=sys.stderr)
-    try:
-        for child in children:
-            child.start()
-        wait_for_port(args.host if args.host != "0.0.0.0" else "127.0.0.1", args.port, 30.0, gateway.process)
-        _wait_ready(f"http://127.0.0.1:{args.port}/ready", 30.0)
-        print(f"aiub is up: http://{args.host}:{args.port}/v1   (NATS {nats_url}{', embedded' if embedded else ''})")
-        print(auth_summary(config.runtime.auth.master_key() is not None, config.runtime.auth.master_key_env))
-        for child in children:
-            listens = child.metrics_url or _simulator_url(child)
-            where = f"{'metrics' if child.metrics_url else 'backend'} {listens:<38}" if listens else ""
-            print(f"  {child.name:<26} pid {child.process.pid if child.process else '-':<8} {where} "
-                  f"log {child.log_path}")
-        if embedded is not None and embedded.process is not None:
-            print(f"  {'nats-server':<26} pid {embedded.process.pid:<8} {'nats':<7} {embedded.url:<38} "
-                  f"log {embedded.state_dir / 'nats-server.log'}")
-        if args.demo:
-            print(demo_summary(config, active, Path(config_dir)))
-        else:
-            _report_backends(config)
-        print("Ctrl-C stops everything.", flush=True)
-        _supervise(children, stop, BusKeeper(embedded) if embedded is not None else None)
-    except BusLost as e:
-        print(f"aiub up: the embedded NATS is gone and could not be brought back: {e}. Stopping every "
-              f"service and exiting 1, so that whatever runs aiub up (systemd, a container runtime) can "
-              f"start it afresh. See {embedded.state_dir / 'nats-server.log' if embedded else state_dir}",
-              file=sys.stderr, flush=True)
-        return 1
-    except (RuntimeError, TimeoutError) as e:
-        print(f"aiub up failed: {e}", file=sys.stderr)
-        for child in children:  # the reason is usually the last thing a dead child said
-            if child.process is not None and child.process.poll() is not None:
-                print(f"  {child.name} exited with {child.process.returncode}; its log ends:\n"
-                      + "\n".join(f"    {line}" for line in _tail(child.log_path, 5)), file=sys.stderr)
-        print(f"see the logs in {state_dir}", file=sys.stderr)
-        return 1
-    finally:
-        _stop_all(children)
-        if embedded is not None:
-            embedded.stop()
-        stack_file.unlink(missing_ok=True)
-        stack_dir.forget(state_dir, pointer)
-    return 0
+    return pointer
+
+
+def _announce(config: Config, args: argparse.Namespace, children: list[Child], embedded: EmbeddedNats | None,
+              nats_url: str, active: list[str], config_dir: Path) -> None:
+    print(f"aiub is up: http://{args.host}:{args.port}/v1   (NATS {nats_url}{', embedded' if embedded else ''})")
+    print(auth_summary(config.runtime.auth.master_key() is not None, config.runtime.auth.master_key_env))
+    for child in children:
+        listens = child.metrics_url or _simulator_url(child)
+        where = f"{'metrics' if child.metrics_url else 'backend'} {listens:<38}" if listens else ""
+        print(f"  {child.name:<26} pid {child.process.pid if child.process else '-':<8} {where} "
+              f"log {child.log_path}")
+    if embedded is not None and embedded.process is not None:
+        print(f"  {'nats-server':<26} pid {embedded.process.pid:<8} {'nats':<7} {embedded.url:<38} "
+              f"log {embedded.state_dir / 'nats-server.log'}")
+    if args.demo:
+        print(demo_summary(config, active, config_dir))
+    else:
+        _report_backends(config)
+    print("Ctrl-C stops everything.", flush=True)
+
+
+def _report_failure(error: Exception, children: list[Child], state_dir: Path) -> None:
+    print(f"aiub up failed: {error}", file=sys.stderr)
+    for child in children:  # the reason is usually the last thing a dead child said
+        if child.process is not None and child.process.poll() is not None:
+            print(f"  {child.name} exited with {child.process.returncode}; its log ends:\n"
+                  + "\n".join(f"    {line}" for line in _tail(child.log_path, 5)), file=sys.stderr)
+    print(f"see the logs in {state_dir}", file=sys.stderr)
 
 
 def _assign_metrics_ports(children: list[Child], gateway: Child, gateway_port: int) -> dict[str, str]:
