@@ -73,6 +73,7 @@ def add_routes(app: FastAPI, state: GatewayState) -> None:
                 yield part
 
     @app.post("/v1/responses")
+    @app.post("/responses", include_in_schema=False)
     async def create(request: Request) -> Response:
         principal = await state.policies.auth.authenticate(request.headers.get("authorization"))
         settings = state.config.runtime.gateway
@@ -94,12 +95,14 @@ def add_routes(app: FastAPI, state: GatewayState) -> None:
         return response
 
     @app.get("/v1/responses/{response_id}")
+    @app.get("/responses/{response_id}", include_in_schema=False)
     async def retrieve(request: Request, response_id: str) -> Response:
         principal = await state.policies.auth.authenticate(request.headers.get("authorization"))
         found = store.visible(await kv.get(store.key(response_id)), principal.tenant, response_id)
         return Response(store.body(found), media_type=JSON)
 
     @app.delete("/v1/responses/{response_id}")
+    @app.delete("/responses/{response_id}", include_in_schema=False)
     async def delete(request: Request, response_id: str) -> Response:
         principal = await state.policies.auth.authenticate(request.headers.get("authorization"))
         key = store.key(response_id)
