@@ -46,6 +46,7 @@ _encode = msgspec.json.encode
 class _Open:
     kind: str  # "reasoning", "message" or "function_call"
     index: int
+    id: str = ""
     text: list[str] = field(default_factory=list)  # the text, or the call's arguments, so far
     call: ToolCallPiece | None = None
 
@@ -95,6 +96,7 @@ class ResponseStream:
         self._close(out, "completed")
         self._open = _Open(kind, len(self._output), call=call)
         item = self._item("in_progress")
+        self._open.id = item["id"]
         if kind == "message":
             item["content"] = []
         self._event(out, "response.output_item.added", output_index=self._open.index, item=item)
@@ -125,7 +127,7 @@ class ResponseStream:
         o = self._open
         assert o is not None
         o.text.append(text)
-        where = {"item_id": self._item("in_progress")["id"], "output_index": o.index}
+        where = {"item_id": o.id, "output_index": o.index}
         if o.kind == "reasoning":
             self._event(out, "response.reasoning_text.delta", **where, content_index=0, delta=text)
         elif o.kind == "message":
