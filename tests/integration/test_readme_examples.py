@@ -38,23 +38,36 @@ def _as_copied(snippet: str, up: AiubUp) -> str:
 def test_the_readme_curl_examples_answer_and_the_stream_ends_with_done(demo: AiubUp) -> None:
     (use,) = [block for block in _blocks(ROOT / "README.md", "sh") if "curl" in block]
     commands = [c for c in _as_copied(use, demo).replace("\\\n", " ").splitlines() if c.strip()]
-    assert len(commands) == 2
+    assert len(commands) == 3
     plain = subprocess.run(commands[0], shell=True, capture_output=True, text=True, check=True, timeout=60)
     assert json.loads(plain.stdout)["choices"][0]["message"]["content"]
     streamed = subprocess.run(commands[1], shell=True, capture_output=True, text=True, check=True, timeout=60)
     events = [line for line in streamed.stdout.splitlines() if line.startswith("data: ")]
     assert events[-1] == "data: [DONE]" and len(events) > 2
     assert not any('"error"' in event for event in events)
+    embedded = subprocess.run(commands[2], shell=True, capture_output=True, text=True, check=True, timeout=60)
+    vector = json.loads(embedded.stdout)["data"][0]["embedding"]
+    assert len(vector) > 1 and all(isinstance(x, float) for x in vector)
 
 
 def test_the_readme_python_example_prints_the_answers_and_no_stray_none(demo: AiubUp) -> None:
-    (snippet,) = _blocks(ROOT / "README.md", "python")
+    snippet = _blocks(ROOT / "README.md", "python")[0]
     ran = subprocess.run([sys.executable, "-c", _as_copied(snippet, demo)], capture_output=True, text=True,
                          timeout=60, check=False)
     assert ran.returncode == 0, ran.stderr
     lines = ran.stdout.splitlines()
     assert lines[0].strip() and "None" not in ran.stdout
     assert re.fullmatch(r"\d+ tokens", lines[-1]), ran.stdout
+
+
+def test_the_readme_other_clients_example_answers_through_every_front_door(demo: AiubUp) -> None:
+    (snippet,) = [block for block in _blocks(ROOT / "README.md", "python") if "import anthropic" in block]
+    ran = subprocess.run([sys.executable, "-c", _as_copied(snippet, demo)], capture_output=True, text=True,
+                         timeout=60, check=False)
+    assert ran.returncode == 0, ran.stderr
+    lines = ran.stdout.splitlines()
+    assert len(lines) == 4 and all(line.strip() for line in lines), ran.stdout
+    assert "None" not in ran.stdout
 
 
 def test_the_nats_example_finds_the_stack_and_prints_text(demo: AiubUp, tmp_path: Path) -> None:
