@@ -132,6 +132,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.envi
 
         return run_import(args.file, args.out, args.force)
     logs.configure(args.command, getattr(args, "log_level", "INFO"))
+    if args.command in ("gateway", "router", "worker"):  # spans over OTLP when the environment names a collector
+        from shared.spans import install
+
+        install(args.command, environment.otlp_traces_url)
     try:
         config = load_config(args.config, environ)
     except ConfigError:

@@ -55,7 +55,7 @@ from nats.errors import NoRespondersError
 from nats.nuid import NUID
 
 from shared import call_policy as policy
-from shared import subjects, tracing
+from shared import spans, subjects, tracing
 from shared.config import Deadlines
 from shared.errors import ServiceUnavailable, UpstreamError
 from shared.messages import (
@@ -103,6 +103,7 @@ class AttemptInfo:
     status: int = 0
     error: str | None = None
     ended: float | None = None
+    span: spans.Span = spans.INVALID_SPAN  # `aiub.attempt`, a child of the caller's current span
 
 
 class _NoResponders(msgspec.Struct, frozen=True):
@@ -111,10 +112,12 @@ class _NoResponders(msgspec.Struct, frozen=True):
 
 class InferenceClient:
     def __init__(self, nc: Client, deadlines: Deadlines, process_inbox: str, scope: str | None = None,
-                 clock: Clock = time.monotonic) -> None:
-        """`clock`: monotonic seconds; every deadline is measured on it (tests pass a fake one)."""
+                 clock: Clock = time.monotonic, tracer: spans.Tracer | None = None) -> None:
+        """`clock`: monotonic seconds; every deadline is measured on it (tests pass a fake one).
+        `tracer`: for the attempt spans (shared/spans.py); default, the global provider's."""
         self._nc = nc
         self.clock = clock
+        self.tracer = tracer or spans.tracer("aiub.client")
         self.deadlines = deadlines
         self._process_inbox = process_inbox
         self._scope = scope
@@ -123,10 +126,10 @@ class InferenceClient:
 
     @classmethod
     async def start(cls, nc: Client, deadlines: Deadlines | None = None, scope: str | None = None,
-                    clock: Clock = time.monotonic) -> InferenceClient:
+                    clock: Clock = time.monotonic, tracer: spans.Tracer | None = None) -> InferenceClient:
         """`scope`: the signed key scope (`aiub keys bus-token`) a secured bus requires."""
         # Under the connection's own inbox prefix, which a secured server lets only this user read.
-        client = cls(nc, deadlines or Deadlines(), nc.new_inbox(), scope, clock)
+        client = cls(nc, deadlines or Deadlines(), nc.new_inbox(), scope, clock, tracer)
         await nc.subscribe(client._process_inbox + ".*", cb=client._on_message)
         return client
 
@@ -174,9 +177,10 @@ class InferenceClient:
     def _unregister(self, attempt: str) -> None:
         self._queues.pop(attempt, None)
 
-    async def _publish(self, request: InferenceRequest) -> None:
+    async def _publish(self, request: InferenceRequest, span: spans.Span = spans.INVALID_SPAN) -> None:
         inbox = subjects.inbox(self._process_inbox, request.attempt)
-        await self._nc.publish(subjects.REQUESTS, encode(request), reply=inbox, headers=tracing.headers(request))
+        await self._nc.publish(subjects.REQUESTS, encode(request), reply=inbox,
+                               headers=spans.inject(tracing.headers(request), span))
 
     async def _cancel_late(self, data: bytes) -> None:
         """A worker that accepted an attempt after we gave up on it would generate for nobody."""
@@ -231,6 +235,7 @@ class Call:
                 await self._client._cancel(live.control, live.attempt, "client_gone")
         finally:
             self._client._unregister(live.attempt)
+            spans.end_attempt(live, cancelled=True)
 
     @property
     def provider(self) -> str | None:
@@ -248,11 +253,12 @@ class Call:
             while True:
                 info = AttemptInfo(attempt=new_id(), started=clock())
                 self.attempts.append(info)
+                info.span = spans.start_attempt(self._client.tracer, self.request, info.attempt, len(self.attempts))
                 queue = self._client._register(info.attempt)
                 self._live = info
                 await self._client._publish(msgspec.structs.replace(
                     self.request, attempt=info.attempt, excluded=fallback.excluded,
-                    attempt_number=len(self.attempts), context_fallback=fallback.context_fallback))
+                    attempt_number=len(self.attempts), context_fallback=fallback.context_fallback), info.span)
                 final: Error | None = None
                 async for frame in self._attempt_frames(info, queue):
                     if isinstance(frame, Error):
@@ -289,6 +295,7 @@ class Call:
         info.ended = self._client.clock()
         self._client._unregister(info.attempt)
         self._live = None
+        spans.end_attempt(info)
 
     async def _attempt_frames(self, info: AttemptInfo,
                               queue: asyncio.Queue[Frame | _NoResponders]) -> AsyncIterator[ContentFrame]:

@@ -16,6 +16,8 @@ import msgspec
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from fastapi.telemetry import TelemetryConfig
+from opentelemetry.trace import TracerProvider
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
@@ -45,15 +47,17 @@ EXPOSED_HEADERS = ["x-request-id", "x-aiub-cache", "x-aiub-provider", "retry-aft
 
 
 def create_app(config: Config, nats_url: str | None = None, *, host: str = "127.0.0.1",
-               insecure_no_auth: bool = False, state_dir: Path = Path(".aiub")) -> FastAPI:
-    """Raises auth.StartupRefused when the bind address needs a master key and none is set."""
+               insecure_no_auth: bool = False, state_dir: Path = Path(".aiub"),
+               tracer_provider: TracerProvider | None = None) -> FastAPI:
+    """Raises auth.StartupRefused when the bind address needs a master key and none is set.
+    `tracer_provider`: trace each request (FastAPI's server span, our attempts under it); None: off."""
     policies = Policies.build(config, host=host, insecure_no_auth=insecure_no_auth, state_dir=state_dir)
     state = GatewayState(config=config, nats_url=nats_url, policies=policies,
-                         telemetry=RequestTelemetry(policies.metrics, log))
+                         telemetry=RequestTelemetry(policies.metrics, log), tracer_provider=tracer_provider)
     # FastAPI's built-in OpenTelemetry wraps every request even with no exporter configured:
     # off, it is a measured ~35 µs of CPU per request (docs/benchmarks.md).
     app = FastAPI(title="aiub", lifespan=_lifespan(state), docs_url=None, redoc_url=None, openapi_url=None,
-                  telemetry={"tracing": False, "metrics": False})
+                  telemetry=_telemetry(tracer_provider))
     app.state.gateway = state
     app.add_middleware(ContainUnexpectedErrors)
     app.add_middleware(StripTrailingSlash)
@@ -70,13 +74,22 @@ def create_app(config: Config, nats_url: str | None = None, *, host: str = "127.
     return app
 
 
+def _telemetry(tracer_provider: TracerProvider | None) -> TelemetryConfig:
+    """Traced only with a provider (shared/spans.py): then FastAPI's server span is the root of the
+    request's trace, with the client library's attempts under it. Probes and scrapes are not traced."""
+    return {"tracing": tracer_provider is not None, "tracer_provider": tracer_provider, "metrics": False,
+            "logs": False, "operation_spans": False, "auto_configure": False,
+            "exclude": lambda scope: scope.get("path") in ("/metrics", "/health", "/ready")}
+
+
 def _lifespan(state: GatewayState) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         policies = state.policies
         nc, state.bus_health = await bus.connect("aiub-gateway", state.nats_url, state.bus_health)
         state.nc = nc
-        state.client = await InferenceClient.start(nc, state.config.runtime.deadlines)
+        tracer = state.tracer_provider.get_tracer("aiub.gateway") if state.tracer_provider else None
+        state.client = await InferenceClient.start(nc, state.config.runtime.deadlines, tracer=tracer)
         state.served_models = ServedModels(nc, state.config)
         log.info("gateway_ready", nats=bus.server_address(nc), **policies.describe())
         if policies.auth.mode == "off_insecure":

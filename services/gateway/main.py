@@ -10,13 +10,15 @@ import uvicorn
 from services.gateway.app import create_app
 from services.gateway.auth import StartupRefused
 from services.gateway.header_limits import limited_protocol
+from shared import spans
 from shared.config import Config
 
 
 def serve(config: Config, host: str, port: int, nats_url: str | None, *, insecure_no_auth: bool = False,
           state_dir: str | Path = ".aiub") -> int:
     try:
-        app = create_app(config, nats_url, host=host, insecure_no_auth=insecure_no_auth, state_dir=Path(state_dir))
+        app = create_app(config, nats_url, host=host, insecure_no_auth=insecure_no_auth, state_dir=Path(state_dir),
+                         tracer_provider=spans.installed())
     except StartupRefused as e:
         print(f"aiub gateway: {e}", file=sys.stderr)
         return 2

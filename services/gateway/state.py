@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from nats.aio.client import Client
+from opentelemetry.trace import TracerProvider
 
 from services.gateway.policies import Policies
 from services.gateway.served_models import ServedModels
@@ -22,6 +23,7 @@ class GatewayState:
     telemetry: RequestTelemetry
     nats_url: str | None = None
     bus_secret: bytes | None = None  # signs each caller's scope for the workers, when the bus requires one
+    tracer_provider: TracerProvider | None = None  # None: tracing off (shared/spans.py)
     # Set by the lifespan:
     nc: Client | None = None
     client: InferenceClient | None = None

@@ -30,7 +30,7 @@ from services.router.decision import Plan, RoutedBy, decide
 from services.router.load import LoadView
 from services.router.stats import UsageStats
 from services.router.strategies import Balancer
-from shared import logs, subjects, tracing
+from shared import logs, spans, subjects, tracing
 from shared.config import Config
 from shared.errors import AiubError, BadRequest, RouterFailed, ServiceUnavailable
 from shared.health_view import HealthView
@@ -60,8 +60,10 @@ _PRUNE_EVERY_S = 10.0
 
 class Router:
     def __init__(self, nc: Client, config: Config, health: HealthView, metrics: RouterMetrics | None = None,
-                 rng: random.Random | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+                 rng: random.Random | None = None, clock: Callable[[], float] = time.monotonic,
+                 tracer: spans.Tracer | None = None) -> None:
         self._nc = nc
+        self._tracer = tracer or spans.tracer("aiub.router")
         self._config = config
         self._health = health
         self.metrics = metrics or RouterMetrics(CollectorRegistry())
@@ -82,7 +84,7 @@ class Router:
                                                    cb=self._on_request))
 
     async def _on_request(self, msg: Msg) -> None:
-        task = asyncio.create_task(self._route(msg.data, msg.reply))
+        task = asyncio.create_task(self._route(msg.data, msg.reply, msg.headers))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -114,15 +116,20 @@ class Router:
                       balancer=self.balancer, admit_draw=self._rng.random(), now=self._clock(),
                       wall_now=time.time())
 
-    async def _route(self, data: bytes, reply: str) -> None:
+    async def _route(self, data: bytes, reply: str, headers: dict[str, str] | None = None) -> None:
+        # `aiub.route`: the decision and the dispatch, a child of the caller's attempt (shared/spans.py).
+        span = self._tracer.start_span("aiub.route", context=spans.extract(headers), kind=spans.SpanKind.CONSUMER)
         try:
-            await self._place(data, reply)
+            await self._place(data, reply, span)
         except Exception as e:  # a request must get an answer even when placing it failed
             log.error("routing_failed", error=repr(e))
+            spans.failed(span, repr(e))
             with contextlib.suppress(Exception):
                 await self._refuse(reply, "", RouterFailed("the router failed to place the request"))
+        finally:
+            span.end()
 
-    async def _place(self, data: bytes, reply: str) -> None:
+    async def _place(self, data: bytes, reply: str, span: spans.Span = spans.INVALID_SPAN) -> None:
         if not reply:
             log.warning("request_without_reply_subject")
             return
@@ -133,9 +140,15 @@ class Router:
             return
         tracing.bind(tracing.request_id(request))  # this task's log lines carry the client-visible id
         decided = self.plan(request)
+        if span.is_recording():
+            span.set_attributes({"aiub.request_id": tracing.request_id(request), "aiub.attempt": request.attempt,
+                                 "aiub.attempt_number": request.attempt_number, "gen_ai.request.model": request.model,
+                                 "aiub.routed_by": decided.routed_by or "", "aiub.strategy": decided.strategy or "",
+                                 "aiub.candidates": list(decided.candidates), "aiub.excluded": list(request.excluded)})
         if decided.refusal is not None:
             refusal = decided.refusal
             log.info("request_refused", model=request.model, reason=refusal.message)
+            spans.failed(span, refusal.message)
             await self._refuse(reply, request.attempt, refusal)
             return
         label = DECISION_LABELS[decided.routed_by or "default"]
@@ -152,9 +165,10 @@ class Router:
                               backend_model=target.backend_model, routed_by=decided.routed_by or "default")
             try:
                 answer = await self._nc.request(subjects.work(target.provider), encode(order), timeout=timeout,
-                                                 headers=tracing.headers(request))
+                                                 headers=spans.inject(tracing.headers(request), span))
             except NoRespondersError:
                 tried.append(f"{target.provider} (no worker running)")
+                span.add_event("aiub.skipped", {"aiub.provider": target.provider, "reason": "no worker running"})
                 continue
             except NatsTimeout:
                 # Not placed elsewhere here: the silent worker may still wake and run this very
@@ -167,6 +181,7 @@ class Router:
                                                   f"answer within {timeout:g} s", code=WORKER_UNRESPONSIVE)
                 await self._nc.publish(reply, encode(unresponsive.frame(request.attempt, -1, retryable=True,
                                                                         provider=target.provider)))
+                spans.failed(span, unresponsive.message)
                 return
             try:
                 reply_frame = frame_decoder.decode(answer.data)
@@ -176,14 +191,17 @@ class Router:
             match reply_frame:
                 case Accepted(worker_id=worker_id):
                     self._placed(request, decided, target.provider, worker_id)
+                    span.set_attributes({"aiub.provider": target.provider, "aiub.worker_id": worker_id})
                     return
                 case Busy(worker_id=worker_id):
                     self.load.refused(target.provider, worker_id)
                     tried.append(f"{target.provider} (busy)")
+                    span.add_event("aiub.skipped", {"aiub.provider": target.provider, "reason": "busy"})
                 case _:
                     tried.append(f"{target.provider} (unexpected {type(reply_frame).__name__})")
         message = f"no provider could take the request for {request.model!r}: tried " + ", ".join(tried)
         log.warning("request_unplaced", model=request.model, tried=tried)
+        spans.failed(span, message)
         await self._refuse(reply, request.attempt, ServiceUnavailable(message))
 
     def _placed(self, request: InferenceRequest, decided: Plan, provider: str, worker_id: str) -> None:

@@ -25,13 +25,14 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.errors import NoRespondersError
 
+from services.workers import attempt_spans
 from services.workers.adapters import adapter_for
 from services.workers.backend import BackendReport, call_backend
 from services.workers.backend_load import BackendLoad, parse
 from services.workers.http import BackendHttp
 from services.workers.model_listing import ModelListResponder
 from services.workers.telemetry import WorkerTelemetry
-from shared import logs, scope, subjects, tracing
+from shared import logs, scope, spans, subjects, tracing
 from shared.client import new_id
 from shared.config import Config
 from shared.errors import (
@@ -126,12 +127,14 @@ class FrameSender:
 
 class Worker:
     def __init__(self, nc: Client, config: Config, providers: list[str], http: BackendHttp,
-                 worker_id: str | None = None, metrics: ProviderMetrics | None = None) -> None:
+                 worker_id: str | None = None, metrics: ProviderMetrics | None = None,
+                 tracer: spans.Tracer | None = None) -> None:
         unknown = [p for p in providers if p not in config.providers]
         if unknown:
             raise ValueError(f"unknown provider(s) {', '.join(unknown)}; configured: {', '.join(config.providers)}")
         self._nc = nc
         self._config = config
+        self._tracer = tracer or spans.tracer("aiub.worker")
         self.providers = providers
         self._http = http
         self.worker_id = worker_id or f"w{new_id()}"
@@ -220,7 +223,8 @@ class Worker:
             log.warning("accept_failed", error=repr(e))
             return
         slots.queued += 1
-        task = asyncio.create_task(self._serve(order, slots, tracing.from_headers(msg.headers, order.request)))
+        task = asyncio.create_task(self._serve(order, slots, tracing.from_headers(msg.headers, order.request),
+                                               spans.extract(msg.headers)))
         self._attempts[attempt] = task
         self._callers[attempt] = (order.reply_inbox, time.monotonic())
         task.add_done_callback(lambda _: self._forget(attempt))
@@ -260,8 +264,10 @@ class Worker:
         if task is not None:  # the attempt's own task logs it, with the request's id
             task.cancel(STALLED if cancel.stalled else cancel.reason)
 
-    async def _serve(self, order: WorkOrder, slots: Slots, request_id: str) -> None:
+    async def _serve(self, order: WorkOrder, slots: Slots, request_id: str,
+                     parent: spans.Context | None = None) -> None:
         tracing.bind(request_id, provider=order.provider)
+        span = attempt_spans.start_serve(self._tracer, order, request_id, parent)
         sender = FrameSender(self._nc, order.reply_inbox, order.request.attempt)
         heartbeat = asyncio.create_task(self._heartbeat(sender))
         started = time.monotonic()
@@ -276,8 +282,12 @@ class Worker:
                 calling_since = time.monotonic()
                 try:
                     spec = self._config.providers[order.provider]
-                    async with _until(order.request.deadline):
-                        report = await call_backend(self._http, adapter_for(spec), spec, order, sender)
+                    backend_span = attempt_spans.start_backend(self._tracer, span, order, spec.base_url)
+                    try:
+                        async with _until(order.request.deadline):
+                            report = await call_backend(self._http, adapter_for(spec), spec, order, sender)
+                    finally:
+                        attempt_spans.end_backend(backend_span, report)
                 finally:
                     slots.running -= 1
         except TimeoutError:
@@ -311,6 +321,7 @@ class Worker:
             outcome = await self._publish_outcome(order, report, time.monotonic() - started)
             self.telemetry.record(outcome)
             self.telemetry.log_outcome(outcome)
+            attempt_spans.end_serve(span, outcome)
 
     def _deadline_kind(self, sender: FrameSender, calling_since: float | None) -> OutcomeKind:
         """The request's own deadline ended the attempt. That is the client's choice (an SDK

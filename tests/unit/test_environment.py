@@ -22,3 +22,11 @@ def test_services_take_the_metrics_host_from_the_caller_not_the_environment() ->
     assert "environ" not in (ROOT / "shared" / "metrics.py").read_text()
     for service in ("router", "health", "workers"):
         assert "metrics_host" in (ROOT / "services" / service / "main.py").read_text(), service
+
+
+def test_the_otlp_traces_url_follows_otlps_rule() -> None:
+    assert read_environment({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318/"}).otlp_traces_url == \
+        "http://c:4318/v1/traces"
+    assert read_environment({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318",
+                             "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://t/x"}).otlp_traces_url == "http://t/x"
+    assert read_environment({"OTEL_EXPORTER_OTLP_ENDPOINT": ""}).otlp_traces_url is None
