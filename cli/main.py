@@ -79,6 +79,17 @@ def build_parser() -> argparse.ArgumentParser:
     dashboard_arguments(commands.add_parser("dashboard", help="live Textual dashboard: providers, latency, requests"))
     logs_arguments(commands.add_parser("logs", help="read the services' log files that `aiub up` writes"))
 
+    from cli.creds import add_arguments as creds_arguments
+    from cli.up.roles import add_hub_arguments, add_join_arguments
+
+    creds_arguments(commands.add_parser("creds", help="make a multi-host lab's NATS credentials and TLS certificates"))
+    hub = commands.add_parser("hub", help="a hub host of a lab: its NATS cluster node, gateway, router, health")
+    _common(hub)
+    add_hub_arguments(hub)
+    join = commands.add_parser("join", help="a GPU host joins a lab: its providers' workers, connecting out to the hub")
+    _common(join)
+    add_join_arguments(join)
+
     validate = commands.add_parser("validate", help="check the config and report every problem")
     validate.add_argument("--config", default=None,
                           help="config directory or LiteLLM proxy YAML (default: $AIUB_CONFIG, else config/)")
@@ -127,6 +138,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.envi
         from cli.validate.command import run_validate
 
         return run_validate(args.config, environ)
+    if args.command == "creds":
+        from cli.creds import main as creds_main
+
+        return creds_main(args)
     if args.command == "import-litellm":
         from cli.import_litellm import run_import
 
@@ -151,6 +166,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.envi
         from cli.keys import main as keys_main
 
         return keys_main(args, config)
+    if args.command in ("hub", "join"):
+        from cli.up.roles import run_hub, run_join
+
+        return (run_hub if args.command == "hub" else run_join)(config, args, environment)
     if args.command == "up":
         from cli.up.stack import run_stack
 

@@ -50,9 +50,14 @@ def wait_for_port(host: str, port: int, deadline_s: float, process: subprocess.P
 
 
 class EmbeddedNats:
-    def __init__(self, state_dir: Path, port: int | None = None) -> None:
+    def __init__(self, state_dir: Path, port: int | None = None, listen_host: str = "127.0.0.1",
+                 extra_config: str = "") -> None:
+        """`listen_host` and `extra_config` (server_name, cluster, auth and TLS blocks: a hub node of
+        a multi-host lab, shared/lab.py) are for `aiub hub`; `aiub up` and the tests use neither."""
         self.state_dir = state_dir
         self.port = port or free_port()
+        self.listen_host = listen_host
+        self.extra_config = extra_config
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -62,10 +67,12 @@ class EmbeddedNats:
     def start(self, deadline_s: float = 15.0) -> EmbeddedNats:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         conf = self.state_dir / "nats.conf"
+        conf.touch(mode=0o600)  # a hub node's config holds every service's password
         conf.write_text(
-            f'listen: "127.0.0.1:{self.port}"\n'
+            f'listen: "{self.listen_host}:{self.port}"\n'
             f"max_payload: {MAX_PAYLOAD}\n"
             f'jetstream {{ store_dir: "{self.state_dir / "jetstream"}" }}\n'
+            + self.extra_config
         )
         with (self.state_dir / "nats-server.log").open("ab") as log:
             self.process = subprocess.Popen([server_binary(), "-c", str(conf)], stdout=log, stderr=log,
