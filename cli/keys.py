@@ -1,4 +1,4 @@
-"""`aiub keys create|list|revoke`: manage virtual keys in the store the gateway reads.
+"""`aiub keys create|list|update|revoke`: manage virtual keys in the store the gateway reads.
 
 That store is Redis when `REDIS_URL` is set (as for the gateway), else `<state dir>/keys.json`
 or `auth.keys_file`. A new key is printed once; only its hash is stored.
@@ -11,6 +11,7 @@ import asyncio
 import json
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     create.add_argument("--rpm", type=int, default=None, help="requests per minute")
     create.add_argument("--tpm", type=int, default=None, help="tokens per minute (prompt + completion)")
     create.add_argument("--expires", default="never", help="30d, 12h, 90m, an ISO date, or never")
+    _budget_arguments(create, int, float)
     create.add_argument("--json", action="store_true")
+    update = actions.add_parser("update", help="change a key's limits and budgets ('none' removes one)")
+    update.add_argument("key_id")
+    update.add_argument("--rpm", type=_or_none(int), default=_KEEP, help="requests per minute, or none")
+    update.add_argument("--tpm", type=_or_none(int), default=_KEEP, help="tokens per minute, or none")
+    update.add_argument("--expires", default=None, help="30d, 12h, 90m, an ISO date, or never")
+    _budget_arguments(update, _or_none(int), _or_none(float), default=_KEEP)
+    update.add_argument("--json", action="store_true")
     listing = actions.add_parser("list", help="every key: id, status, limits (never the key)")
     listing.add_argument("--json", action="store_true")
     revoke = actions.add_parser("revoke", help="revoke a key by id; it stops working at once")
@@ -48,13 +57,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     token.add_argument("--expires", default="30d", help="30d, 12h, 90m, an ISO date, or never")
 
 
+_KEEP: Any = object()  # `update`: an option not given leaves its field as it is
+_NONE = "none"
+
+
+def _or_none(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        return None if text.strip().lower() == _NONE else kind(text)
+
+    parse.__name__ = kind.__name__  # argparse names it in its error
+    return parse
+
+
+def _budget_arguments(parser: argparse.ArgumentParser, tokens: Callable[[str], Any], money: Callable[[str], Any],
+                      default: Any = None) -> None:
+    parser.add_argument("--budget-tokens-day", type=tokens, default=default, help="tokens per UTC day")
+    parser.add_argument("--budget-tokens-month", type=tokens, default=default, help="tokens per UTC calendar month")
+    parser.add_argument("--budget-cost-day", type=money, default=default,
+                        help="cost per UTC day, in the unit of cost_per_1k_tokens")
+    parser.add_argument("--budget-cost-month", type=money, default=default, help="cost per UTC calendar month")
+
+
+def _check_positive(values: dict[str, Any]) -> str | None:
+    for name, value in values.items():
+        if value is not None and value is not _KEEP and value <= 0:
+            return f"--{name.replace('_', '-')} must be positive"
+    return None
+
+
 def _when(epoch: float | None) -> str:
     return "-" if epoch is None else datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _summary(record: keys.KeyRecord, now: float) -> dict[str, Any]:
     return {"id": record.id, "name": record.name, "status": keys.status(record, now), "models": list(record.models),
-            "rpm": record.rpm, "tpm": record.tpm, "created": _when(record.created_at),
+            "rpm": record.rpm, "tpm": record.tpm, **{f: getattr(record, f) for f in keys.BUDGET_FIELDS},
+            "created": _when(record.created_at),
             "expires": _when(record.expires_at), "revoked": _when(record.revoked_at)}
 
 
@@ -63,17 +101,18 @@ async def _run(args: argparse.Namespace, store: KeyStore, *, enforced: bool = Tr
     now = time.time()
     if args.action == "create":
         models = tuple(m for part in args.models for m in part.split(",") if m)
-        for name, value in (("--rpm", args.rpm), ("--tpm", args.tpm)):
-            if value is not None and value <= 0:
-                print(f"aiub keys: {name} must be positive", file=sys.stderr)
-                return 2
+        budgets = {f: getattr(args, f) for f in keys.BUDGET_FIELDS}
+        problem = _check_positive({"rpm": args.rpm, "tpm": args.tpm, **budgets})
+        if problem:
+            print(f"aiub keys: {problem}", file=sys.stderr)
+            return 2
         try:
             expires_at = keys.parse_expiry(args.expires, now)
         except ValueError as e:
             print(f"aiub keys: --expires: {e}", file=sys.stderr)
             return 2
         key, record = keys.new_key(now, name=args.name, models=models, rpm=args.rpm, tpm=args.tpm,
-                                   expires_at=expires_at)
+                                   expires_at=expires_at, budgets=budgets)
         await store.put(record)
         if args.json:
             print(json.dumps({"key": key, **_summary(record, now)}))
@@ -93,18 +132,52 @@ async def _run(args: argparse.Namespace, store: KeyStore, *, enforced: bool = Tr
         if args.json:
             print(json.dumps(rows))
             return 0
-        print(f"{'id':<13} {'status':<8} {'rpm':>6} {'tpm':>8} {'expires':<21} {'name':<16} models")
+        print(f"{'id':<13} {'status':<8} {'rpm':>6} {'tpm':>8} {'budgets':<24} {'expires':<21} {'name':<16} models")
         for row in rows:
             print(f"{row['id']:<13} {row['status']:<8} {row['rpm'] or '-':>6} {row['tpm'] or '-':>8} "
-                  f"{row['expires']:<21} {row['name']:<16} {','.join(row['models']) or '*'}")
+                  f"{_budgets_text(row):<24} {row['expires']:<21} {row['name']:<16} {','.join(row['models']) or '*'}")
         return 0
     found = await store.get(args.key_id)
+    if args.action == "update":
+        return await _update(args, store, found, now)
     if found is None:
         print(f"aiub keys: no key with id {args.key_id!r}", file=sys.stderr)
         return 1
     if found.revoked_at is None:
         await store.put(msgspec.structs.replace(found, revoked_at=now))
     print(f"revoked {found.id}")
+    return 0
+
+
+def _budgets_text(row: dict[str, Any]) -> str:
+    """`100000 tok/day, 5 $/month`; `-` without budgets."""
+    parts = [f"{row[f]:g} {'tok' if 'tokens' in f else '$'}/{f.rsplit('_', 1)[1]}"
+             for f in keys.BUDGET_FIELDS if row[f] is not None]
+    return ", ".join(parts) or "-"
+
+
+async def _update(args: argparse.Namespace, store: KeyStore, found: keys.KeyRecord | None, now: float) -> int:
+    if found is None:
+        print(f"aiub keys: no key with id {args.key_id!r}", file=sys.stderr)
+        return 1
+    changes = {f: getattr(args, f) for f in ("rpm", "tpm", *keys.BUDGET_FIELDS) if getattr(args, f) is not _KEEP}
+    problem = _check_positive(changes)
+    if problem:
+        print(f"aiub keys: {problem}", file=sys.stderr)
+        return 2
+    if args.expires is not None:
+        try:
+            changes["expires_at"] = keys.parse_expiry(args.expires, now)
+        except ValueError as e:
+            print(f"aiub keys: --expires: {e}", file=sys.stderr)
+            return 2
+    record = msgspec.structs.replace(found, **changes)
+    await store.put(record)
+    if args.json:
+        print(json.dumps(_summary(record, now)))
+    else:
+        print(f"updated {record.id}: rpm {record.rpm or '-'}, tpm {record.tpm or '-'}, "
+              f"budgets {_budgets_text(_summary(record, now))}")
     return 0
 
 

@@ -47,6 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     keys_arguments(commands.add_parser("keys", help="create, list and revoke virtual API keys"))
 
+    from cli.usage import add_arguments as usage_arguments
+
+    usage_arguments(commands.add_parser("usage", help="tokens and cost per key, model, provider and day"))
+
     for name, text in (("router", "the routing service"), ("health", "the health service")):
         _common(commands.add_parser(name, help=text))
     commands.choices["router"].add_argument("--metrics-port", type=int, default=None,
@@ -170,6 +174,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.envi
         from cli.up.roles import run_hub, run_join
 
         return (run_hub if args.command == "hub" else run_join)(config, args, environment)
+    if args.command == "usage":
+        from cli.usage import main as usage_main
+
+        return usage_main(args, config, environment)
     if args.command == "up":
         from cli.up.stack import run_stack
 

@@ -22,7 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 
-from services.gateway import dialects
+from services.gateway import admin, dialects, usage_store
 from services.gateway.dialects import anthropic_routes, ollama_routes, responses_routes
 from services.gateway.inference import infer
 from services.gateway.model_catalog import models_body
@@ -56,7 +56,8 @@ def create_app(config: Config, nats_url: str | None = None, *, host: str = "127.
                          telemetry=RequestTelemetry(policies.metrics, log), tracer_provider=tracer_provider)
     # FastAPI's built-in OpenTelemetry wraps every request even with no exporter configured:
     # off, it is a measured ~35 µs of CPU per request (docs/benchmarks.md).
-    app = FastAPI(title="aiub", lifespan=_lifespan(state), docs_url=None, redoc_url=None, openapi_url=None,
+    # /openapi.json documents the admin API (docs/admin-api.md); no docs pages are served.
+    app = FastAPI(title="aiub", lifespan=_lifespan(state), docs_url=None, redoc_url=None, openapi_url="/openapi.json",
                   telemetry=_telemetry(tracer_provider))
     app.state.gateway = state
     app.add_middleware(ContainUnexpectedErrors)
@@ -71,6 +72,7 @@ def create_app(config: Config, nats_url: str | None = None, *, host: str = "127.
     _add_dialect_routes(app, state)
     _add_model_routes(app, state)
     _add_service_routes(app, state)
+    admin.add_routes(app, state)
     return app
 
 
@@ -91,6 +93,7 @@ def _lifespan(state: GatewayState) -> Callable[[FastAPI], AbstractAsyncContextMa
         tracer = state.tracer_provider.get_tracer("aiub.gateway") if state.tracer_provider else None
         state.client = await InferenceClient.start(nc, state.config.runtime.deadlines, tracer=tracer)
         state.served_models = ServedModels(nc, state.config)
+        policies.usage.start(usage_store.open_store(policies.link, nc))
         log.info("gateway_ready", nats=bus.server_address(nc), **policies.describe())
         if policies.auth.mode == "off_insecure":
             log.warning("auth_disabled", reason="--insecure-no-auth on a non-loopback bind: anyone can call")

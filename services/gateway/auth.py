@@ -107,6 +107,13 @@ class Authenticator:
         self._clock = clock
 
     @property
+    def store(self) -> KeyStore:
+        """Where virtual keys live (the admin API writes there)."""
+        if self._store is None:
+            raise AiubError("this gateway has no key store", code="key_store_unavailable")
+        return self._store
+
+    @property
     def required(self) -> bool:
         return self.mode == "required"
 

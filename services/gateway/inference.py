@@ -23,7 +23,7 @@ from services.gateway.dialects import Dialect, Translated
 from services.gateway.disconnect import ClientGone, first_or_gone
 from services.gateway.policies import Admission
 from services.gateway.records import record, record_hit
-from services.gateway.relay import relay, settle
+from services.gateway.relay import relay, release, settle
 from services.gateway.request_ids import client_request_id, client_timeout
 from services.gateway.responses import JSON, error_response
 from services.gateway.state import GatewayState
@@ -70,10 +70,15 @@ async def infer(state: GatewayState, request: Request, kind: RequestKind = "chat
         return _cached(cached, headers) if door is None else _cached_in(*door, cached, headers)
     client = state.client
     if client is None or not state.bus_health.connected:
+        await release(state.policies, admission)
         return error_response(503, ServiceUnavailable("the gateway is not connected to NATS",
                                                       code="bus_unavailable").body(), response_id, dialect=dialect)
     # A native body travels beside its translation: about twice the bytes on the bus.
-    _check_fits_the_bus(state.nc, raw if parsed.native is None else raw + raw)
+    try:
+        _check_fits_the_bus(state.nc, raw if parsed.native is None else raw + raw)
+    except PayloadTooLarge:
+        await release(state.policies, admission)
+        raise
     call = _start(state, client, request, parsed, principal, request_id, echo_id)
     return await _answer(state, request, call, parsed.model, started, headers, admission, response_id, door)
 
@@ -136,6 +141,7 @@ async def _answer(state: GatewayState, request: Request, call: Call, model: str,
         first = await first_or_gone(request, frames)
     except ClientGone:
         log.info("client_gone", model=model, waited_ms=round((time.monotonic() - started) * 1000, 1))
+        await release(state.policies, admission)
         await record(state, call, started, 499, cache=admission.headers.get("x-aiub-cache", ""))
         return Response(status_code=499)  # nobody reads it: the connection is closed
     finally:
@@ -144,6 +150,7 @@ async def _answer(state: GatewayState, request: Request, call: Call, model: str,
     if call.provider:
         headers["x-aiub-provider"] = call.provider
     if isinstance(first, Error):
+        await release(state.policies, admission)
         await record(state, call, started, first.status, cache=admission.headers.get("x-aiub-cache", ""))
         failed_at = first.provider or call.provider  # a provider's own error may outlive its attempt
         return error_response(first.status, first.error, response_id, first.retry_after,
@@ -152,7 +159,7 @@ async def _answer(state: GatewayState, request: Request, call: Call, model: str,
     if isinstance(first, Result):
         data = bytes(first.data)
         await settle(state.policies, admission, CachedAnswer(kind="result", body=data, provider=call.provider or ""),
-                     first.prompt_tokens, first.completion_tokens)
+                     first.prompt_tokens, first.completion_tokens, call.provider)
         await record(state, call, started, 200, first.completion_tokens,
                      cache=admission.headers.get("x-aiub-cache", ""))
         if door is not None:

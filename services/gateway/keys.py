@@ -36,10 +36,22 @@ class KeyRecord(msgspec.Struct, frozen=True, kw_only=True):
     created_at: float = 0.0
     expires_at: float | None = None
     revoked_at: float | None = None
+    # Budgets per UTC day / calendar month (budgets.py); None: no budget.
+    budget_tokens_day: int | None = None
+    budget_tokens_month: int | None = None
+    budget_cost_day: float | None = None
+    budget_cost_month: float | None = None
+
+    @property
+    def has_budget(self) -> bool:
+        return not (self.budget_tokens_day is None and self.budget_tokens_month is None
+                    and self.budget_cost_day is None and self.budget_cost_month is None)
 
     def allows(self, model: str) -> bool:
         return not self.models or any(fnmatch.fnmatchcase(model, pattern) for pattern in self.models)
 
+
+BUDGET_FIELDS = ("budget_tokens_day", "budget_tokens_month", "budget_cost_day", "budget_cost_month")
 
 encode_record = msgspec.json.Encoder().encode
 decode_record = msgspec.json.Decoder(KeyRecord).decode
@@ -50,18 +62,26 @@ def hash_key(key: str) -> str:
 
 
 def new_key(now: float, *, name: str = "", models: tuple[str, ...] = (), rpm: int | None = None,
-            tpm: int | None = None, expires_at: float | None = None) -> tuple[str, KeyRecord]:
-    """A fresh key and its record; the key is returned once and never stored."""
+            tpm: int | None = None, expires_at: float | None = None,
+            budgets: dict[str, int | float | None] | None = None) -> tuple[str, KeyRecord]:
+    """A fresh key and its record; the key is returned once and never stored. `budgets`: the
+    record's budget_* fields by name (budget_tokens_day=...)."""
     key_id = secrets.token_hex(6)
     key = f"{PREFIX}{key_id}_{secrets.token_hex(32)}"
-    return key, KeyRecord(id=key_id, hash=hash_key(key), name=name, models=models, rpm=rpm, tpm=tpm,
-                          created_at=now, expires_at=expires_at)
+    record = KeyRecord(id=key_id, hash=hash_key(key), name=name, models=models, rpm=rpm, tpm=tpm,
+                       created_at=now, expires_at=expires_at)
+    return key, msgspec.structs.replace(record, **(budgets or {}))
 
 
 def key_id(token: str) -> str | None:
     """The record id named by a presented token, or None when it is not shaped like our keys."""
     match = _KEY.match(token)
     return match.group(1) if match else None
+
+
+def valid_id(text: str) -> bool:
+    """Shaped like a key id (12 hex): anything else names no record."""
+    return re.fullmatch(r"[0-9a-f]{12}", text) is not None
 
 
 Verdict = Literal["ok", "invalid", "revoked", "expired"]

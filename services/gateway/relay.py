@@ -30,12 +30,23 @@ _INTERNAL_ERROR = error_json(AiubError("internal error").body())
 
 
 async def settle(policies: Policies, admission: Admission, answer: CachedAnswer | None, prompt_tokens: int,
-                 completion_tokens: int) -> None:
-    """Store the answer and charge its tokens; a failure here costs the cache entry, never the response."""
+                 completion_tokens: int, provider: str | None = None) -> None:
+    """Count the usage, store the answer and charge its tokens; a failure here costs the cache
+    entry or a charge, never the response."""
     try:
-        await policies.settle(admission, answer, prompt_tokens, completion_tokens)
+        await policies.settle(admission, answer, prompt_tokens, completion_tokens, provider)
     except Exception as e:
         log.warning("settle_failed", error=repr(e))
+
+
+async def release(policies: Policies, admission: Admission) -> None:
+    """No complete answer (an error, a cut-off stream, a client gone): give back a budget's estimate."""
+    if not admission.budget_charges or admission.settled:
+        return
+    try:
+        await policies.release(admission)
+    except Exception as e:
+        log.warning("release_failed", error=repr(e))
 
 
 class _Kept:
@@ -85,7 +96,8 @@ async def relay(state: GatewayState, call: Call, frames: AsyncIterator[ContentFr
                             yield said
                     case Done(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens):
                         # Settled before [DONE] reaches the client: its next request already sees the entry.
-                        await settle(state.policies, admission, kept.answer(call), prompt_tokens, completion_tokens)
+                        await settle(state.policies, admission, kept.answer(call), prompt_tokens, completion_tokens,
+                                     call.provider)
                         yield DONE_EVENT if door is None else door.end(prompt_tokens, completion_tokens)
                         return
                     case Error(error=error, status=status):
@@ -100,7 +112,7 @@ async def relay(state: GatewayState, call: Call, frames: AsyncIterator[ContentFr
                         payload = bytes(data)
                         completion_tokens = frame.completion_tokens
                         await settle(state.policies, admission, kept.answer(call, (payload,)), frame.prompt_tokens,
-                                     completion_tokens)
+                                     completion_tokens, call.provider)
                         if door is not None:
                             yield door.chunks([as_chunk(payload)]) + door.end(frame.prompt_tokens, completion_tokens)
                             return
@@ -130,6 +142,7 @@ async def relay(state: GatewayState, call: Call, frames: AsyncIterator[ContentFr
             yield DONE_EVENT
     finally:
         state.active_connections -= 1
+        await release(state.policies, admission)
         with contextlib.suppress(Exception):
             await record(state, call, started, status, completion_tokens,
                          cache=admission.headers.get("x-aiub-cache", ""))
