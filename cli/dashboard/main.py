@@ -34,6 +34,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--refresh", type=float, default=1.0, help="seconds between redraws (default: 1)")
     parser.add_argument("--window", type=float, default=300.0,
                         help="seconds of outcomes the latency table covers (default: 300)")
+    parser.add_argument("--web", action="store_true",
+                        help="serve the dashboard as a web page (textual-serve), behind the gateway's master key")
+    parser.add_argument("--port", type=int, default=8765, help="--web: the port (default: 8765)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="--web: the bind address (default: 127.0.0.1; another needs a master key)")
 
 
 def metrics_url(value: str) -> str:
@@ -85,11 +90,31 @@ def main(args: argparse.Namespace, environ: Mapping[str, str], environment: Envi
     logs.configure("dashboard", "WARNING", stream=log_stream)
     model = Model(stats=RollingStats(window_s=args.window), metrics_urls=metrics_urls)
     config_dir = Path(args.config) if args.config else default_config_dir(environ)
+    if getattr(args, "web", False):
+        return _serve_web(args, environ, nats_url, metrics_urls, state_dir, config_dir)
     # Drawn on the terminal even when stderr is redirected (Textual's own driver draws on stderr).
+    # Under `--web`, textual-serve names its own driver in TEXTUAL_DRIVER: the terminal is not ours to draw on.
     app = DashboardApp(model, Feed(model, nats_url), config_dir=config_dir, refresh_s=args.refresh,
-                       driver_class=driver_for())
+                       driver_class=None if environ.get("TEXTUAL_DRIVER") else driver_for())
     try:
         app.run()
     finally:
         log_stream.close()
     return 0
+
+
+def _serve_web(args: argparse.Namespace, environ: Mapping[str, str], nats_url: str, metrics_urls: list[str],
+               state_dir: Path | None, config_dir: Path) -> int:
+    """`--web`: the master key comes from the config (like the gateway's); a config that does not
+    load refuses to start rather than serve without a key."""
+    from cli.dashboard import web
+    from shared.config import ConfigError, load_config
+
+    try:
+        master_key = load_config(config_dir, environ).runtime.auth.master_key()
+    except ConfigError as e:
+        print(f"aiub dashboard --web: the config does not load, so the master key is unknown: {e}", file=sys.stderr)
+        return 2
+    dashboard = web.command(nats_url, metrics_urls, None if state_dir is None else str(state_dir), str(config_dir),
+                            args.refresh, args.window)
+    return web.serve(dashboard, args.host, args.port, master_key)
