@@ -23,6 +23,7 @@ GATEWAY_FIELDS = ("capability", "cache", "fallbacks")
 _NUMBERS = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
 _POSITIVE_INTEGERS = ("max_tokens", "max_completion_tokens", "n")
 _decode = msgspec.json.decode
+_NOT_AN_OBJECT = "the request body must be a JSON object"
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,8 @@ def _is_integer(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def parse(kind: RequestKind, raw: bytes, limits: GatewaySettings) -> ParsedRequest:
+def decode_object(raw: bytes) -> dict[str, Any]:
+    """A request body as a JSON object, whichever door it came through; BadRequest saying why not."""
     try:
         body = _decode(raw)
     except msgspec.DecodeError as e:
@@ -56,13 +58,18 @@ def parse(kind: RequestKind, raw: bytes, limits: GatewaySettings) -> ParsedReque
         raise BadRequest(f"the request body is not valid UTF-8 (byte {e.start})") from None
     except RecursionError:  # msgspec's own guard
         raise BadRequest("the request body nests too deeply", param="body") from None
-    return check(kind, body, limits)
+    _require(isinstance(body, dict), _NOT_AN_OBJECT, "body")
+    return body  # type: ignore[no-any-return]
+
+
+def parse(kind: RequestKind, raw: bytes, limits: GatewaySettings) -> ParsedRequest:
+    return check(kind, decode_object(raw), limits)
 
 
 def check(kind: RequestKind, body: Any, limits: GatewaySettings) -> ParsedRequest:
     """A decoded body (an OpenAI client's, or a front door's translation): checked, the gateway's
     own fields removed."""
-    _require(isinstance(body, dict), "the request body must be a JSON object", "body")
+    _require(isinstance(body, dict), _NOT_AN_OBJECT, "body")
     model = body.get("model")
     _require(isinstance(model, str) and bool(model.strip()), "'model' is required and must be a non-empty string",
              "model")

@@ -31,7 +31,7 @@ from typing import Any
 import msgspec
 
 from services.gateway.dialects import Translated
-from services.gateway.dialects.openai_objects import Piece, read
+from services.gateway.dialects.openai_objects import Piece, Tally, opens_call, read
 from shared.anthropic_terms import STOP_REASONS, error_type
 from shared.messages import ErrorBody
 
@@ -114,10 +114,8 @@ class MessageStream:
         self._open: str | None = None  # "text", "thinking" or "tool_use"
         self._tool: int | None = None  # the OpenAI tool call index the open tool_use block holds
         self._used_tools = False
-        self._finish: str | None = None
+        self._tally = Tally()
         self._matched: str | None = None
-        self._prompt: int | None = None
-        self._completion: int | None = None
         self._id: str | None = None
 
     def _start(self, out: list[bytes]) -> None:
@@ -157,19 +155,14 @@ class MessageStream:
                 self._begin(out, {"type": "text", "text": ""})
             self._delta(out, {"type": "text_delta", "text": piece.text})
         for call in piece.tool_calls:
-            if self._open != "tool_use" or (call.index != self._tool and (call.id or call.name)):
+            if opens_call(call, self._tool):  # None unless a tool_use block is open
                 self._begin(out, {"type": "tool_use", "id": call.id or f"toolu_{self._index + 1}",
                                   "name": call.name or "", "input": {}})
                 self._tool = call.index
                 self._used_tools = True
             if call.arguments:
                 self._delta(out, {"type": "input_json_delta", "partial_json": call.arguments})
-        if piece.finish_reason is not None:
-            self._finish = piece.finish_reason
-        if piece.prompt_tokens is not None:
-            self._prompt = piece.prompt_tokens
-        if piece.completion_tokens is not None:
-            self._completion = piece.completion_tokens
+        self._tally.note(piece)
 
     def chunks(self, payloads: list[bytes]) -> bytes:
         out: list[bytes] = []
@@ -189,8 +182,9 @@ class MessageStream:
         if self._index < 0:
             self._begin(out, {"type": "text", "text": ""})
         self._close(out)
-        reason, sequence = stop_reason(self._finish, self._matched, self._notes.get("stops", ()), self._used_tools)
-        usage = _usage(self._notes, prompt_tokens or self._prompt, completion_tokens or self._completion)
+        reason, sequence = stop_reason(self._tally.finish, self._matched, self._notes.get("stops", ()),
+                                       self._used_tools)
+        usage = _usage(self._notes, *self._tally.usage(prompt_tokens, completion_tokens))
         out.append(frame({"type": "message_delta", "delta": {"stop_reason": reason, "stop_sequence": sequence},
                           "usage": usage}))
         out.append(frame({"type": "message_stop"}))

@@ -15,7 +15,8 @@ from typing import Any
 
 import msgspec
 
-from services.gateway.dialects.anthropic_request import conversation, decode
+from services.gateway.dialects.anthropic_request import conversation
+from services.gateway.validation import decode_object
 from shared.errors import BadRequest
 
 _encode = msgspec.json.encode
@@ -51,7 +52,7 @@ def estimate(messages: list[dict[str, Any]], tools: object) -> int:
 
 def count_tokens(raw: bytes) -> bytes:
     """The answer's body: `{"input_tokens": N}`; BadRequest naming the field for a malformed request."""
-    request = decode(raw)
+    request = decode_object(raw)
     if not isinstance(request.get("model"), str) or not request["model"]:
         raise BadRequest("model: Field required: a non-empty string", param="model")
     return _encode({"input_tokens": estimate(conversation(request), request.get("tools"))})

@@ -26,29 +26,15 @@ from typing import Any
 import msgspec
 
 from services.gateway.dialects import Translated
+from services.gateway.validation import decode_object
 from shared.errors import BadRequest
 
-_decode = msgspec.json.decode
 _encode = msgspec.json.encode
 _CHARS_PER_TOKEN = 4  # the gateway's usual estimate (usage_limits): only for message_start
 
 
 def _fail(message: str, param: str) -> BadRequest:
     return BadRequest(f"{param}: {message}", param=param)
-
-
-def decode(raw: bytes) -> dict[str, Any]:
-    try:
-        body = _decode(raw)
-    except msgspec.DecodeError as e:
-        raise BadRequest(f"the request body is not valid JSON: {e}") from None
-    except UnicodeDecodeError as e:
-        raise BadRequest(f"the request body is not valid UTF-8 (byte {e.start})") from None
-    except RecursionError:
-        raise BadRequest("the request body nests too deeply", param="body") from None
-    if not isinstance(body, dict):
-        raise BadRequest("the request body must be a JSON object", param="body")
-    return body
 
 
 def _text(block: dict[str, Any], where: str) -> str:
@@ -252,7 +238,7 @@ def conversation(request: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def translate(raw: bytes) -> Translated:
-    request = decode(raw)
+    request = decode_object(raw)
     model = request.get("model")
     if not isinstance(model, str) or not model.strip():
         raise _fail("Field required: a non-empty string", "model")

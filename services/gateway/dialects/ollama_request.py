@@ -37,6 +37,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from services.gateway.validation import decode_object
 from shared.errors import BadRequest
 from shared.messages import RequestKind
 from shared.ollama_names import NUM_PREDICT, PASSTHROUGH, SAMPLING, response_format
@@ -49,7 +50,6 @@ _INTEGER_OPTIONS = frozenset({"seed", "top_k"})
 _IMAGE_TYPES = (("iVBORw0KGgo", "image/png"), ("/9j/", "image/jpeg"), ("R0lGOD", "image/gif"),
                 ("UklGR", "image/webp"), ("Qk", "image/bmp"))
 _ZERO_DURATION = re.compile(r"0+(\.0*)?(ns|us|µs|ms|s|m|h)?")
-_decode = msgspec.json.decode
 
 
 @dataclass(frozen=True)
@@ -77,19 +77,6 @@ def _is_number(value: object) -> bool:
 
 def _strings(value: object) -> bool:
     return isinstance(value, list) and all(isinstance(x, str) for x in value)
-
-
-def decode(raw: bytes) -> dict[str, Any]:
-    try:
-        body = _decode(raw)
-    except msgspec.DecodeError as e:
-        raise BadRequest(f"the request body is not valid JSON: {e}") from None
-    except UnicodeDecodeError as e:
-        raise BadRequest(f"the request body is not valid UTF-8 (byte {e.start})") from None
-    except RecursionError:
-        raise BadRequest("the request body nests too deeply", param="body") from None
-    _require(isinstance(body, dict), "the request body must be a JSON object", "body")
-    return body  # type: ignore[no-any-return]
 
 
 def routed_name(model: str, names: Collection[str]) -> str:
@@ -333,7 +320,7 @@ def _embed(endpoint: Endpoint, body: dict[str, Any], model: str) -> OllamaReques
 
 def parse(endpoint: Endpoint, raw: bytes, names: Collection[str] = (), max_messages: int = 2048) -> OllamaRequest:
     """`names`: the configured model names, for the `:latest` rule (model_name)."""
-    body = decode(raw)
+    body = decode_object(raw)
     asked, routed = model_name(body, names)
     if endpoint in ("embed", "embeddings"):
         parsed = _embed(endpoint, body, routed)

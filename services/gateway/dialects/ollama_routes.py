@@ -18,10 +18,11 @@ from services.gateway import dialects
 from services.gateway.body import read_body
 from services.gateway.dialects import ollama_models
 from services.gateway.dialects.ollama import Answered, OllamaDialect, iso
-from services.gateway.dialects.ollama_request import Endpoint, decode, model_name
+from services.gateway.dialects.ollama_request import Endpoint, model_name
 from services.gateway.inference import infer
 from services.gateway.responses import JSON
 from services.gateway.state import GatewayState
+from services.gateway.validation import decode_object
 from shared.errors import ClientError
 
 ENDPOINTS: tuple[Endpoint, ...] = ("chat", "generate", "embed", "embeddings")
@@ -70,7 +71,7 @@ def add_routes(app: FastAPI, state: GatewayState) -> None:
         await authenticated(request)
         settings = state.config.runtime.gateway
         raw = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
-        asked, _ = model_name(decode(raw))
+        asked, _ = model_name(decode_object(raw))
         return Response(ollama_models.show_body(state.config, asked, loaded_at), media_type=JSON)
 
     @app.get("/api/ps")

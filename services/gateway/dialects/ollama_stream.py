@@ -26,7 +26,7 @@ from typing import Any, Literal
 import msgspec
 
 from services.gateway.dialects.ollama_response import Timings, error_body, message, read, tool_call
-from services.gateway.dialects.openai_objects import ToolCallPiece
+from services.gateway.dialects.openai_objects import Tally, ToolCallPiece
 from shared.ollama_names import done_reason
 
 _encode = msgspec.json.encode
@@ -48,8 +48,7 @@ class OllamaStream:
         self._started_ns = started_ns
         self._first_ns: int | None = None
         self._calls: dict[int, _Call] = {}
-        self._finish: object = None
-        self._usage = (0, 0)
+        self._tally = Tally()
         self.finished = False
 
     def _line(self, created_at: str, content: str, thinking: str = "",
@@ -83,14 +82,12 @@ class OllamaStream:
         if self.finished:
             return []
         said = read(payload)
-        if said.prompt_tokens is not None or said.completion_tokens is not None:
-            self._usage = (said.prompt_tokens or 0, said.completion_tokens or 0)
+        self._tally.note(said)
         self._gather(said.tool_calls)
         lines = [self._line(created_at, said.text, said.reasoning)] if said.text or said.reasoning else []
         if lines and self._first_ns is None:
             self._first_ns = now_ns
         if said.finish_reason:
-            self._finish = said.finish_reason
             lines += self._flush_calls(created_at)
         return lines
 
@@ -101,9 +98,10 @@ class OllamaStream:
         lines = self._flush_calls(created_at)
         timings = Timings(now_ns - self._started_ns,
                           None if self._first_ns is None else self._first_ns - self._started_ns)
-        counts = timings.fields(prompt_tokens or self._usage[0], completion_tokens or self._usage[1])
+        prompt, completion = self._tally.usage(prompt_tokens, completion_tokens)
+        counts = timings.fields(prompt or 0, completion or 0)
         self.finished = True
-        return [*lines, self._line(created_at, "", final={"done_reason": done_reason(self._finish), **counts})]
+        return [*lines, self._line(created_at, "", final={"done_reason": done_reason(self._tally.finish), **counts})]
 
     def error(self, message: str) -> bytes:
         self.finished = True

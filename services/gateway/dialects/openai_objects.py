@@ -7,6 +7,8 @@ A front door turns these into its own dialect; what they hold, read once here:
   `finish_reason`; and `usage` (the last chunk, when the stream was asked for it);
 - a whole chat.completion: the same, in `message`, with whole tool calls.
 `as_chunk` says a whole answer as one chunk, for a backend that ignored `stream: true`.
+For the doors' stream translators: `Tally` keeps what a stream's chunks said about its end, and
+`opens_call` says where one tool call ends and the next begins.
 """
 
 from __future__ import annotations
@@ -41,6 +43,33 @@ class Piece:
     model: str | None = None
     id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Tally:
+    """A stream's last finish reason and usage, as its chunks said them."""
+
+    finish: str | None = None
+    prompt: int | None = None
+    completion: int | None = None
+
+    def note(self, piece: Piece) -> None:
+        if piece.finish_reason is not None:
+            self.finish = piece.finish_reason
+        if piece.prompt_tokens is not None:
+            self.prompt = piece.prompt_tokens
+        if piece.completion_tokens is not None:
+            self.completion = piece.completion_tokens
+
+    def usage(self, prompt_tokens: int, completion_tokens: int) -> tuple[int | None, int | None]:
+        """The Done frame's counts; where one is 0 (a backend that did not say), the chunks'."""
+        return prompt_tokens or self.prompt, completion_tokens or self.completion
+
+
+def opens_call(fragment: ToolCallPiece, open_index: int | None) -> bool:
+    """Whether a tool call fragment begins a call rather than continuing the open one (`open_index`,
+    None when none is open): a call's first fragment names it (an id or a name), at another index."""
+    return open_index is None or (fragment.index != open_index and bool(fragment.id or fragment.name))
 
 
 def _object(data: bytes) -> dict[str, Any]:

@@ -32,9 +32,9 @@ from typing import Any
 import msgspec
 
 from services.gateway.dialects import Translated
+from services.gateway.validation import decode_object
 from shared.errors import BadRequest
 
-_decode = msgspec.json.decode
 _ROLES = {"user": "user", "assistant": "assistant", "system": "system", "developer": "system"}
 # Translated, echoed, or meaningful only to OpenAI's own service: never sent on as they are.
 _HANDLED = frozenset({
@@ -54,20 +54,6 @@ _head = msgspec.json.Decoder(_Head)
 
 def _fail(message: str, param: str) -> BadRequest:
     return BadRequest(f"{param}: {message}", param=param)
-
-
-def decode(raw: bytes) -> dict[str, Any]:
-    try:
-        body = _decode(raw)
-    except msgspec.DecodeError as e:
-        raise BadRequest(f"the request body is not valid JSON: {e}") from None
-    except UnicodeDecodeError as e:
-        raise BadRequest(f"the request body is not valid UTF-8 (byte {e.start})") from None
-    except RecursionError:
-        raise BadRequest("the request body nests too deeply", param="body") from None
-    if not isinstance(body, dict):
-        raise BadRequest("the request body must be a JSON object", param="body")
-    return body
 
 
 def previous_id(raw: bytes) -> str | None:
@@ -364,26 +350,25 @@ def echoed(request: dict[str, Any]) -> dict[str, Any]:
             "user": request.get("user"), "metadata": metadata if isinstance(metadata, dict) else {}}
 
 
+def _optional(request: dict[str, Any], name: str, kind: type, what: str) -> Any:
+    value = request.get(name)
+    if value is not None and not isinstance(value, kind):
+        raise _fail(f"must be {what}", name)
+    return value
+
+
 def translate(raw: bytes, *, response_id: str, created_at: int,
               earlier: Sequence[dict[str, Any]] = ()) -> Translated:
     """`earlier`: the items of the turn `previous_response_id` names (its input, then its output)."""
-    request = decode(raw)
+    request = decode_object(raw)
     model = request.get("model")
     if not isinstance(model, str) or not model.strip():
         raise _fail("'model' is required: a non-empty string", "model")
     _refuse_hosted(request)
-    stream = request.get("stream")
-    if stream is not None and not isinstance(stream, bool):
-        raise _fail("must be a boolean", "stream")
-    store = request.get("store")
-    if store is not None and not isinstance(store, bool):
-        raise _fail("must be a boolean", "store")
-    metadata = request.get("metadata")
-    if metadata is not None and not isinstance(metadata, dict):
-        raise _fail("must be an object", "metadata")
-    instructions = request.get("instructions")
-    if instructions is not None and not isinstance(instructions, str):
-        raise _fail("must be a string", "instructions")
+    stream = _optional(request, "stream", bool, "a boolean")
+    store = _optional(request, "store", bool, "a boolean")
+    _optional(request, "metadata", dict, "an object")
+    instructions = _optional(request, "instructions", str, "a string")
     items = input_items(request.get("input"))
     chat = [{"role": "system", "content": instructions}] if instructions else []
     chat += messages(earlier, "previous_response_id")

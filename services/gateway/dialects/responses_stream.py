@@ -26,7 +26,7 @@ from typing import Any
 
 import msgspec
 
-from services.gateway.dialects.openai_objects import Piece, ToolCallPiece, read
+from services.gateway.dialects.openai_objects import Piece, Tally, ToolCallPiece, opens_call, read
 from services.gateway.dialects.responses_answer import (
     call_item,
     failure,
@@ -60,9 +60,7 @@ class ResponseStream:
         self._started = False
         self._output: list[dict[str, Any]] = []  # the items done
         self._open: _Open | None = None
-        self._finish: str | None = None
-        self._prompt: int | None = None
-        self._completion: int | None = None
+        self._tally = Tally()
         self.final: dict[str, Any] | None = None
 
     def _event(self, out: list[bytes], kind: str, **fields: Any) -> None:
@@ -146,18 +144,11 @@ class ResponseStream:
             self._delta(out, piece.text)
         for call in piece.tool_calls:
             o = self._open
-            same = (o is not None and o.kind == "function_call" and o.call is not None
-                    and (call.index == o.call.index or not (call.id or call.name)))
-            if not same:
+            if opens_call(call, o.call.index if o is not None and o.call is not None else None):
                 self._begin(out, "function_call", call)
             if call.arguments:
                 self._delta(out, call.arguments)
-        if piece.finish_reason is not None:
-            self._finish = piece.finish_reason
-        if piece.prompt_tokens is not None:
-            self._prompt = piece.prompt_tokens
-        if piece.completion_tokens is not None:
-            self._completion = piece.completion_tokens
+        self._tally.note(piece)
 
     def chunks(self, payloads: list[bytes]) -> bytes:
         out: list[bytes] = []
@@ -169,9 +160,10 @@ class ResponseStream:
     def end(self, prompt_tokens: int, completion_tokens: int) -> bytes:
         out: list[bytes] = []
         self._start(out)
-        status, incomplete = status_of(self._finish)
+        status, incomplete = status_of(self._tally.finish)
         self._close(out, "incomplete" if status == "incomplete" else "completed")
-        spent = usage(prompt_tokens or self._prompt or 0, completion_tokens or self._completion or 0)
+        prompt, completion = self._tally.usage(prompt_tokens, completion_tokens)
+        spent = usage(prompt or 0, completion or 0)
         self.final = response(self._notes, status=status, output=self._output, usage=spent, incomplete=incomplete)
         self._event(out, f"response.{status}", response=self.final)
         return b"".join(out)
