@@ -125,7 +125,12 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
-        return error_response(400, BadRequest(str(exc)).body(), dialect=dialects.of(request))
+        # FastAPI's own text names the endpoint's source file: say only which field and why.
+        problems = exc.errors()
+        where = ".".join(str(part) for part in problems[0]["loc"][1:]) if problems else None
+        message = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: {e['msg']}" for e in problems)
+        return error_response(400, BadRequest(message or "invalid request", param=where or None).body(),
+                              dialect=dialects.of(request))
 
 
 def _add_inference_routes(app: FastAPI, state: GatewayState) -> None:

@@ -180,6 +180,9 @@ def test_the_admin_api_is_the_master_keys_alone(on_redis: tuple[Stack, list[str]
     updated = _admin(url, "PATCH", f"/admin/keys/{key_id}", json={"rpm": None, "budget_tokens_month": 10})
     assert updated.json()["rpm"] is None and updated.json()["budget_tokens_month"] == 10
     assert _admin(url, "PATCH", f"/admin/keys/{key_id}", json={"rmp": 1}).status_code == 400
+    wrong_type = _admin(url, "PATCH", f"/admin/keys/{key_id}", json={"rpm": "many"})
+    assert wrong_type.status_code == 400 and wrong_type.json()["error"]["param"] == "rpm"
+    assert ".py" not in wrong_type.text and "/" not in wrong_type.json()["error"]["message"]
     assert _admin(url, "DELETE", f"/admin/keys/{key_id}").json()["status"] == "revoked"
     assert httpx.post(url + "/v1/chat/completions", json=_body(), trust_env=False, timeout=20,
                       headers={"authorization": f"Bearer {secret}"}).status_code == 401
