@@ -31,8 +31,14 @@ What it guarantees (DESIGN.md, "A request's life", step 4):
   `context_window_fallbacks`.
 - When a retry finds nothing else to try (the router answers, no provider does), the caller gets
   the last provider's own error, not the router's 503.
+- Hedging (shared/hedging.py decides): when the router offered a hedge for an attempt
+  (`HedgeOffer`, only for models with `hedging` settings) and it has sent no content `after_s`
+  after it started, a second attempt is published with that provider excluded, budget
+  permitting. Both race on one queue; the first to send content (a chunk, a result or its
+  first part) wins and the other gets `Cancel(client_gone)`, so the consumer only ever sees the
+  winner's frames. A racer that fails before content drops out and the other runs on.
 - Leaving the `async with` early (the consumer went away) sends `Cancel(client_gone)` to the
-  worker serving the attempt.
+  worker serving the attempt (to both while they race).
 - Workers ask the attempt's inbox now and then whether it is still wanted; this process answers
   for every attempt it knows, so a worker stops generating once its caller is gone, even when
   the caller died without a word.
@@ -42,6 +48,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -55,7 +62,7 @@ from nats.errors import NoRespondersError
 from nats.nuid import NUID
 
 from shared import call_policy as policy
-from shared import spans, subjects, tracing
+from shared import hedging, spans, subjects, tracing
 from shared.config import Deadlines
 from shared.errors import ServiceUnavailable, UpstreamError
 from shared.messages import (
@@ -72,6 +79,7 @@ from shared.messages import (
     ErrorBody,
     Frame,
     Heartbeat,
+    HedgeOffer,
     InferenceRequest,
     RequestKind,
     Result,
@@ -104,10 +112,13 @@ class AttemptInfo:
     error: str | None = None
     ended: float | None = None
     span: spans.Span = spans.INVALID_SPAN  # `aiub.attempt`, a child of the caller's current span
+    hedge: bool = False  # a hedge, started while an earlier attempt had sent no content
 
 
 class _NoResponders(msgspec.Struct, frozen=True):
     """The server's answer when nothing subscribes to the subject we published to."""
+
+    attempt: str = ""
 
 
 class InferenceClient:
@@ -123,6 +134,9 @@ class InferenceClient:
         self._scope = scope
         self._queues: dict[str, asyncio.Queue[Frame | _NoResponders]] = {}
         self.dropped_frames = 0
+        self.hedge_budgets: dict[str, hedging.Budget] = {}  # per HedgeOffer.group
+        self.hedges_started = 0
+        self.hedges_won = 0
 
     @classmethod
     async def start(cls, nc: Client, deadlines: Deadlines | None = None, scope: str | None = None,
@@ -144,7 +158,7 @@ class InferenceClient:
             await self._cancel_late(msg.data)
             return
         if not msg.data and msg.headers and msg.headers.get("Status") == "503":
-            queue.put_nowait(_NoResponders())
+            queue.put_nowait(_NoResponders(attempt=subjects.last_token(msg.subject)))
             return
         try:
             queue.put_nowait(frame_decoder.decode(msg.data))
@@ -169,8 +183,10 @@ class InferenceClient:
         return Call(self, request, self.clock() + total)
 
     # The Call drives these; they are the only places that touch the connection.
-    def _register(self, attempt: str) -> asyncio.Queue[Frame | _NoResponders]:
-        queue: asyncio.Queue[Frame | _NoResponders] = asyncio.Queue()
+    def _register(self, attempt: str,
+                  queue: asyncio.Queue[Frame | _NoResponders] | None = None) -> asyncio.Queue[Frame | _NoResponders]:
+        """`queue`: shared with the attempt this one races (a hedge)."""
+        queue = queue if queue is not None else asyncio.Queue()
         self._queues[attempt] = queue
         return queue
 
@@ -217,50 +233,66 @@ class Call:
         self.request = request
         self._deadline = deadline
         self.attempts: list[AttemptInfo] = []
-        self._live: AttemptInfo | None = None  # the attempt whose worker may still be generating
+        self._live: list[AttemptInfo] = []  # attempts whose workers may still be generating (two while racing)
+        self._current: AttemptInfo | None = None  # the attempt whose frames the consumer gets
+        # What the next attempt carries; its retry budget is filled when the iteration starts.
+        self._fallback = policy.Fallback(excluded=tuple(request.excluded), retries_left=0,
+                                         context_fallback=request.context_fallback)
         self.first_content_at: float | None = None
+        self.hedged_from: str | None = None  # the provider of the attempt a hedge raced, once one started
+        self.hedge_won = False  # and it sent the content
 
     async def __aenter__(self) -> Call:
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
-        live = self._live
-        if live is None:
-            return
-        self._live = None
-        try:
-            if live.control:
-                # Still live here means the consumer stopped before the last frame.
-                await self._client._cancel(live.control, live.attempt, "client_gone")
-        finally:
-            self._client._unregister(live.attempt)
-            spans.end_attempt(live, cancelled=True)
+        live, self._live = self._live, []
+        for info in live:
+            try:
+                if info.control:
+                    # Still live here means the consumer stopped before the last frame.
+                    await self._client._cancel(info.control, info.attempt, "client_gone")
+            finally:
+                self._client._unregister(info.attempt)
+                spans.end_attempt(info, cancelled=True)
 
     @property
     def provider(self) -> str | None:
-        return self.attempts[-1].provider if self.attempts else None
+        return self._current.provider if self._current is not None else None
 
     def __aiter__(self) -> AsyncIterator[ContentFrame]:
         return self._frames()
 
+    async def _begin(self, queue: asyncio.Queue[Frame | _NoResponders] | None = None,
+                     hedge_from: str | None = None) -> tuple[AttemptInfo, asyncio.Queue[Frame | _NoResponders]]:
+        """Publish a new attempt; `hedge_from`: a hedge, racing the attempt on that provider."""
+        clock = self._client.clock
+        info = AttemptInfo(attempt=new_id(), started=clock(), hedge=hedge_from is not None)
+        self.attempts.append(info)
+        info.span = spans.start_attempt(self._client.tracer, self.request, info.attempt, len(self.attempts))
+        queue = self._client._register(info.attempt, queue)
+        self._live.append(info)
+        fallback = self._fallback
+        excluded = fallback.excluded if hedge_from is None else (*fallback.excluded, hedge_from)
+        await self._client._publish(msgspec.structs.replace(
+            self.request, attempt=info.attempt, excluded=excluded, attempt_number=len(self.attempts),
+            context_fallback=fallback.context_fallback, hedge=hedge_from is not None), info.span)
+        if hedge_from is None:
+            self._current = info
+        else:
+            # Whichever attempt ends up answering, a retry after it must not go back to the slow one.
+            self._fallback = dataclasses.replace(fallback, excluded=excluded)
+        return info, queue
+
     async def _frames(self) -> AsyncIterator[ContentFrame]:
         clock = self._client.clock
-        fallback = policy.Fallback(excluded=tuple(self.request.excluded),
-                                   retries_left=self._client.deadlines.retry_budget,
-                                   context_fallback=self.request.context_fallback)
+        self._fallback = dataclasses.replace(self._fallback, retries_left=self._client.deadlines.retry_budget)
         try:
             while True:
-                info = AttemptInfo(attempt=new_id(), started=clock())
-                self.attempts.append(info)
-                info.span = spans.start_attempt(self._client.tracer, self.request, info.attempt, len(self.attempts))
-                queue = self._client._register(info.attempt)
-                self._live = info
-                await self._client._publish(msgspec.structs.replace(
-                    self.request, attempt=info.attempt, excluded=fallback.excluded,
-                    attempt_number=len(self.attempts), context_fallback=fallback.context_fallback), info.span)
+                first, queue = await self._begin()
                 final: Error | None = None
-                async for frame in self._attempt_frames(info, queue):
+                async for frame in self._attempt_frames(first, queue):
                     if isinstance(frame, Error):
                         final = frame
                         break
@@ -270,15 +302,18 @@ class Call:
                         # Settled before it is handed over: a consumer stops at the last frame
                         # (never resuming us), and its record must still say 200, and its worker,
                         # done already, must not be told the client went away.
-                        info.status = 200
-                        self._finish(info)
+                        assert self._current is not None
+                        self._current.status = 200
+                        self._finish(self._current)
                         yield frame
                         return
                     yield frame
-                assert final is not None
+                assert final is not None and self._current is not None
+                info = self._current  # the attempt that ended: after a race, the one left running
                 info.status, info.error = final.status, final.error.message
-                fallback, decision = policy.after_error(fallback, final, content=self.first_content_at is not None,
-                                                        now=clock(), request_by=self._deadline)
+                self._fallback, decision = policy.after_error(self._fallback, final,
+                                                              content=self.first_content_at is not None,
+                                                              now=clock(), request_by=self._deadline)
                 if info.control and policy.cancels_worker(final):
                     await self._client._cancel(info.control, info.attempt, "deadline", stalled=info.stalled)
                 self._finish(info)
@@ -286,7 +321,7 @@ class Call:
                     yield decision.error
                     return
         finally:
-            if self._live is not None:
+            if self._live:
                 # Closed before its end outside `async with` (say, a response that was never
                 # sent): the attempt must not stay registered, or its worker is told "still wanted".
                 await self.__aexit__(None, None, None)
@@ -294,43 +329,121 @@ class Call:
     def _finish(self, info: AttemptInfo) -> None:
         info.ended = self._client.clock()
         self._client._unregister(info.attempt)
-        self._live = None
+        if info in self._live:
+            self._live.remove(info)
         spans.end_attempt(info)
+
+    async def _drop(self, racers: list[_Racer], loser: _Racer, error: Error | None) -> None:
+        """End one of two racing attempts: it failed before content (`error`), or the other won."""
+        info = loser.info
+        racers.remove(loser)
+        self._current = racers[0].info
+        if error is None:
+            info.error = "lost the race to a hedge" if not info.hedge else "lost the race to the attempt it hedged"
+            if info.control:
+                await self._client._cancel(info.control, info.attempt, "client_gone")
+        else:
+            info.status, info.error = error.status, error.error.message
+            if info.control and policy.cancels_worker(error):
+                await self._client._cancel(info.control, info.attempt, "deadline", stalled=info.stalled)
+        self._finish(info)  # unregistered: a late Accepted of an attempt never placed is cancelled on arrival
 
     async def _attempt_frames(self, info: AttemptInfo,
                               queue: asyncio.Queue[Frame | _NoResponders]) -> AsyncIterator[ContentFrame]:
-        """Frames of one attempt, in order, ending with Done, Result or Error (synthesised on a deadline)."""
+        """Frames of one attempt, in order, ending with Done, Result or Error (synthesised on a deadline);
+        with a hedge, of whichever of the two racing attempts sends content first."""
         clock = self._client.clock
-        timers = policy.start(self._client.deadlines, clock(), self._deadline)
-        reader = _Reader()
+        racers = [_Racer(info, policy.start(self._client.deadlines, clock(), self._deadline))]
+        offer: HedgeOffer | None = None  # for `info`, while it may still be hedged
         while True:
-            stage = policy.stage(accepted=info.worker_id is not None, content=self.first_content_at is not None,
-                                 stream=self.request.stream)
-            probing = bool(info.control)
+            content = self.first_content_at is not None
+            if content or len(racers) > 1:
+                offer = None
+            wake = min(r.wake_at(content, self.request.stream) for r in racers)
+            if offer is not None:
+                wake = min(wake, hedging.due_at(info.started, offer.after_s))
             try:
-                async with asyncio.timeout(max(0.0, policy.wake_at(timers, stage, probing=probing) - clock())):
+                async with asyncio.timeout(max(0.0, wake - clock())):
                     frame = await queue.get()
             except TimeoutError:
-                match policy.on_wake(timers, stage, probing=probing, now=clock(), attempt=info.attempt,
-                                     provider=info.provider):
-                    case policy.Probe(timeout_s=timeout_s):
-                        assert info.control is not None
-                        if await self._client._worker_gone(info.control, timeout_s):
-                            yield policy.worker_gone_error(info.attempt, info.provider,
-                                                          content=self.first_content_at is not None)
-                            return
-                        timers = policy.probed(timers, clock())
-                    case policy.Expired(stalled=stalled, error=error):
-                        info.stalled = stalled
-                        yield error
-                        return
+                now = clock()
+                if offer is not None and now >= hedging.due_at(info.started, offer.after_s):
+                    budgets = self._client.hedge_budgets
+                    budget = budgets.get(offer.group) or hedging.new_budget(offer.max_fraction)
+                    budgets[offer.group], decision = hedging.decide(
+                        started=info.started, after_s=offer.after_s, provider=offer.provider, now=now, budget=budget)
+                    if isinstance(decision, hedging.Hedge):
+                        offer = None
+                        self.hedged_from = decision.excluded
+                        self._client.hedges_started += 1
+                        hedge, _ = await self._begin(queue, hedge_from=decision.excluded)
+                        racers.append(_Racer(hedge, policy.start(self._client.deadlines, clock(), self._deadline)))
+                    elif isinstance(decision, hedging.Skip):
+                        offer = None
+                for due in list(racers):
+                    error = await due.on_wake(self, content, now)
+                    if error is None:
+                        continue
+                    if len(racers) > 1:
+                        await self._drop(racers, due, error)
+                        continue
+                    yield error
+                    return
                 continue
-            timers = policy.frame_arrived(timers, clock())
-            out, ended = reader.read(info, frame)
+            racer = next((r for r in racers if r.info.attempt == frame.attempt), None)
+            if racer is None:
+                continue  # queued for an attempt that dropped out of the race
+            racer.timers = policy.frame_arrived(racer.timers, clock())
+            if isinstance(frame, HedgeOffer):
+                if racer.info is info and not info.hedge and not content and len(racers) == 1:
+                    offer = frame
+                    budgets = self._client.hedge_budgets
+                    budgets[frame.group] = hedging.offered(budgets.get(frame.group), frame.max_fraction)
+                continue
+            out, ended = racer.reader.read(racer.info, frame)
+            if len(racers) > 1:
+                if isinstance(out, Error):
+                    await self._drop(racers, racer, out)
+                    continue
+                if isinstance(frame, Chunk | Result | ResultPart | Done):
+                    await self._drop(racers, next(r for r in racers if r is not racer), None)  # first content wins
+                    if racer.info.hedge:
+                        self.hedge_won = True
+                        self._client.hedges_won += 1
             if out is not None:
                 yield out
             if ended:
                 return
+
+
+class _Racer:
+    """One attempt's deadlines and reader; two of them while a hedge races the first."""
+
+    def __init__(self, info: AttemptInfo, timers: policy.Timers) -> None:
+        self.info = info
+        self.timers = timers
+        self.reader = _Reader()
+
+    def _stage(self, content: bool, stream: bool) -> policy.Stage:
+        return policy.stage(accepted=self.info.worker_id is not None, content=content, stream=stream)
+
+    def wake_at(self, content: bool, stream: bool) -> float:
+        return policy.wake_at(self.timers, self._stage(content, stream), probing=bool(self.info.control))
+
+    async def on_wake(self, call: Call, content: bool, now: float) -> Error | None:
+        """What is due at `now`: None (wait on), or the error that ends this attempt."""
+        info = self.info
+        match policy.on_wake(self.timers, self._stage(content, call.request.stream), probing=bool(info.control),
+                             now=now, attempt=info.attempt, provider=info.provider):
+            case policy.Probe(timeout_s=timeout_s):
+                assert info.control is not None
+                if await call._client._worker_gone(info.control, timeout_s):
+                    return policy.worker_gone_error(info.attempt, info.provider, content=content)
+                self.timers = policy.probed(self.timers, call._client.clock())
+            case policy.Expired(stalled=stalled, error=error):
+                info.stalled = stalled
+                return error
+        return None
 
 
 class _Reader:

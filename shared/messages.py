@@ -53,6 +53,10 @@ class InferenceRequest(msgspec.Struct, frozen=True, kw_only=True):
     # computed where the body is; the router's prefix_affinity strategy maps it to a provider.
     # None: the router derives it from `body` itself.
     prefix_hash: str | None = None
+    # A hedge: the caller's second attempt, racing a first one that has sent no token yet
+    # (shared/hedging.py). The router skips paid providers for it unless the model's hedging
+    # settings allow them, and never offers to hedge it again.
+    hedge: bool = False
 
 
 class WorkOrder(msgspec.Struct, frozen=True, kw_only=True):
@@ -177,7 +181,21 @@ class Error(msgspec.Struct, frozen=True, kw_only=True, tag="error"):
     provider: str | None = None
 
 
-Frame = Accepted | Busy | Chunk | Result | ResultPart | Heartbeat | Done | Error
+class HedgeOffer(msgspec.Struct, frozen=True, kw_only=True, tag="hedge_offer"):
+    """The router's word to the caller, after a worker accepted an attempt of a model with
+    `hedging` settings: if this attempt has sent no token `after_s` after it started, a second
+    attempt elsewhere is worth starting (budget permitting). Not in the worker's sequence
+    (`seq` -1). A caller that does not hedge ignores it; one from before it drops it unread."""
+
+    attempt: str
+    seq: int = -1
+    provider: str  # the accepting provider, to exclude from the hedge
+    after_s: float
+    max_fraction: float
+    group: str  # whose budget: the model name the hedging settings are keyed by
+
+
+Frame = Accepted | Busy | Chunk | Result | ResultPart | Heartbeat | Done | Error | HedgeOffer
 
 
 CancelReason = Literal["client_gone", "deadline"]

@@ -63,6 +63,11 @@ class GatewayMetrics:
         self.cache_hit_rate = Gauge("cache_hit_rate", "Hits / (hits + misses) since start", registry=registry)
         self.throughput = Gauge("total_throughput_tokens_per_second", "Completion tokens per second, last 10 s",
                                 registry=registry)
+        # Hedging (shared/hedging.py): by the provider of the slow attempt that was hedged.
+        self.hedges_started = Counter("gateway_hedges_started", "Second attempts started because the first "
+                                      "sent no token in time", ["provider"], registry=registry)
+        self.hedges_won = Counter("gateway_hedges_won", "Hedges that answered before the attempt they raced",
+                                  ["provider"], registry=registry)
 
 
 def serve(registry: CollectorRegistry, port: int | None, host: str | None = None) -> int | None:

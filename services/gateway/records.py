@@ -38,7 +38,8 @@ async def record(state: GatewayState, call: Call, started: float, status: int, c
     ttft = call.first_content_at - started if call.first_content_at else None
     state.telemetry.finished(kind=call.request.kind, model=call.request.model, provider=call.provider,
                              status=status, cache_hit=False, latency_s=latency, ttft_s=ttft,
-                             attempts=len(call.attempts), completion_tokens=completion_tokens)
+                             attempts=len(call.attempts), completion_tokens=completion_tokens,
+                             hedged_from=call.hedged_from, hedge_won=call.hedge_won)
     nc = state.nc
     if nc is None:
         return

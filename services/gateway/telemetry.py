@@ -21,8 +21,14 @@ class RequestTelemetry:
         self._tokens = TokenRate()
 
     def finished(self, *, kind: str, model: str, provider: str | None, status: int, cache_hit: bool,
-                 latency_s: float, ttft_s: float | None, attempts: int, completion_tokens: int) -> None:
+                 latency_s: float, ttft_s: float | None, attempts: int, completion_tokens: int,
+                 hedged_from: str | None = None, hedge_won: bool = False) -> None:
+        """`hedged_from`: the provider of the attempt a hedge raced; `hedge_won`: the hedge answered."""
         self._metrics.requests.labels(endpoint=kind, status=f"{status // 100}xx").inc()
+        if hedged_from is not None:
+            self._metrics.hedges_started.labels(provider=hedged_from).inc()
+            if hedge_won:
+                self._metrics.hedges_won.labels(provider=hedged_from).inc()
         self._metrics.latency.labels(endpoint=kind).observe(latency_s)
         if completion_tokens:
             self._tokens.add(completion_tokens, time.monotonic())

@@ -17,7 +17,8 @@ The matched pool is ranked by its strategy (`strategies`), then the model's fall
 follows in its configured order. Dropped, with the reason kept for the refusal: providers
 already tried, disabled, `unavailable`, in `cooldown` and not admitted by this draw (the
 health service publishes `admit_fraction`), or, for capability routing, with no model that
-has the capability.
+has the capability, or, for a hedge attempt, with a cost (unless the model's hedging settings
+allow paid providers: services/router/hedging.py).
 
 Context-window fallbacks: after the n-th `context_length_exceeded`, the request routes the
 n-th model of `context_window_fallbacks.<model>` among those whose context window (from
@@ -30,6 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from services.router import hedging
 from services.router.affinity import rank_by_affinity
 from services.router.load import LoadView
 from services.router.stats import UsageStats
@@ -200,6 +202,8 @@ def decide(config: Config, request: InferenceRequest, *, states: Mapping[str, Pr
     skipped: list[str] = []
     seen: set[str] = set()
     not_admitted: list[tuple[str, str]] = []  # cooldown providers this draw turned away
+    hedge = hedging.settings(config, request) if request.hedge else None
+    free_only = request.hedge and (hedge is None or not hedge.allow_paid)
 
     def admit(name: str) -> str | None:
         """The model `name` would run, or None (the reason goes to `skipped`) when it may not serve."""
@@ -216,6 +220,8 @@ def decide(config: Config, request: InferenceRequest, *, states: Mapping[str, Pr
                 config, name, model, rule.capability, rule.capability_name or "", alias)
             if served is None:
                 reason = f"no model with capability {rule.capability_name!r}"
+            elif free_only and hedging.paid(config, name, served):
+                served, reason = None, "has a cost: not hedged to"
         if reason is not None:
             skipped.append(f"{name} ({reason})")
         return served

@@ -26,7 +26,8 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from prometheus_client import CollectorRegistry
 
-from services.router.decision import Plan, RoutedBy, decide
+from services.router import hedging
+from services.router.decision import Plan, RoutedBy, Target, decide
 from services.router.load import LoadView
 from services.router.stats import UsageStats
 from services.router.strategies import Balancer
@@ -192,6 +193,7 @@ class Router:
                 case Accepted(worker_id=worker_id):
                     self._placed(request, decided, target.provider, worker_id)
                     span.set_attributes({"aiub.provider": target.provider, "aiub.worker_id": worker_id})
+                    await self._offer_hedge(request, decided, target, reply)
                     return
                 case Busy(worker_id=worker_id):
                     self.load.refused(target.provider, worker_id)
@@ -216,6 +218,17 @@ class Router:
                         provider=provider, attempt=request.attempt_number)
         log.debug("request_routed", model=request.model, provider=provider,
                   routed_by=decided.routed_by, strategy=decided.strategy, attempt=request.attempt)
+
+    async def _offer_hedge(self, request: InferenceRequest, decided: Plan, placed: Target, reply: str) -> None:
+        """Tell the caller it may hedge this attempt (services/router/hedging.py), for models with `hedging`."""
+        if not self._config.mappings.hedging:
+            return
+        offer = hedging.offer(self._config, request, provider=placed.provider, model=placed.model,
+                              others=[(t.provider, t.model) for t in decided.targets if t is not placed],
+                              usage=self.usage, now=self._clock())
+        if offer is not None:
+            with contextlib.suppress(Exception):
+                await self._nc.publish(reply, encode(offer))
 
     async def _refuse(self, reply: str, attempt: str, refusal: AiubError) -> None:
         self.metrics.refusals.labels(reason=refusal.code or refusal.type).inc()

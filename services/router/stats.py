@@ -5,11 +5,13 @@ that say something about the provider count: `ok` is a success, an upstream fail
 a failure; a client's 4xx or a cancel says nothing. Latency is time to first token when the
 attempt streamed (it does not grow with the answer's length), else the whole call. Statistics
 cover the last `window` outcomes no older than `max_age_s`: an old bad spell is forgotten, and
-a provider with no recent data scores as unknown, so `usage_based` tries it again.
+a provider with no recent data scores as unknown, so `usage_based` tries it again. Time to first
+token is also kept on its own (streamed attempts only), for hedging's `auto` threshold.
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass
 
@@ -24,6 +26,7 @@ class _Sample:
     at: float
     ok: bool
     latency_s: float | None
+    ttft_s: float | None = None
 
 
 class UsageStats:
@@ -35,7 +38,8 @@ class UsageStats:
     def record(self, outcome: Outcome, now: float) -> None:
         if outcome.kind == "ok":
             latency = outcome.ttft_s if outcome.ttft_s is not None else outcome.latency_s
-            sample = _Sample(now, True, latency if latency >= 0 else None)
+            ttft = outcome.ttft_s if outcome.ttft_s is not None and outcome.ttft_s >= 0 else None
+            sample = _Sample(now, True, latency if latency >= 0 else None, ttft)
         elif outcome.upstream_failure or outcome.kind == "rate_limited":
             sample = _Sample(now, False, None)
         else:
@@ -58,3 +62,12 @@ class UsageStats:
     def success_rate(self, provider: str, now: float) -> float | None:
         recent = self._recent(provider, now)
         return sum(1 for s in recent if s.ok) / len(recent) if recent else None
+
+    def ttft_quantile(self, provider: str, now: float, q: float) -> tuple[float | None, int]:
+        """(the q-quantile of recent successful streamed attempts' time to first token, how many there
+        were); (None, 0) without any. Nearest rank: the smallest value at or above a q share."""
+        values = sorted(s.ttft_s for s in self._recent(provider, now) if s.ok and s.ttft_s is not None)
+        if not values:
+            return None, 0
+        rank = max(1, math.ceil(q * len(values)))
+        return values[rank - 1], len(values)

@@ -37,6 +37,7 @@ from shared.config.schema import (
     CustomStrategy,
     ExactMatch,
     HealthCheckSpec,
+    HedgingSpec,
     LoadBalancing,
     ModelMappingsFile,
     ModelSpec,
@@ -51,7 +52,8 @@ from shared.config.schema import (
 
 __all__ = [
     "DEFAULT_HEALTH_ENDPOINTS", "AuthSettings", "CacheSettings", "CapabilityRoute", "Config", "ConfigError",
-    "CustomStrategy", "Deadlines", "Environment", "ExactMatch", "GatewaySettings", "HealthCheckSpec", "LimitSettings",
+    "CustomStrategy", "Deadlines", "Environment", "ExactMatch", "GatewaySettings", "HealthCheckSpec", "HedgingSpec",
+    "LimitSettings",
     "LoadBalancing", "ModelLimits", "ModelMappingsFile", "ModelSpec", "PatternRoute", "ProviderSpec",
     "ProviderType", "ProvidersFile", "RedisSettings", "RuntimeFile", "Strategy", "WorkerSettings",
     "default_config_dir", "expand_env", "load_config", "provider_references", "read_environment",

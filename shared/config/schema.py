@@ -6,7 +6,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
@@ -192,6 +192,18 @@ class LoadBalancing(_Strict):
     weights: dict[str, float] = {}
 
 
+class HedgingSpec(_Strict):
+    """`hedging.<model>` in model-mappings.yaml (docs/routing.md, "Hedging"): opt-in per model name
+    as clients ask for it (a load_balancing group, an exact match, a `capability:<name>` alias,
+    a model a provider lists)."""
+
+    # A fixed threshold, or "auto": the accepting provider's recent p95 time to first token,
+    # as the router measures it from every worker's outcomes.
+    after_ms: Annotated[float, Field(gt=0)] | Literal["auto"] = "auto"
+    max_fraction: float = Field(default=0.1, gt=0, le=1)  # hedges per request, per caller process
+    allow_paid: bool = False  # hedge from and to providers whose model has a cost_per_1k_tokens
+
+
 class CustomStrategy(_Strict):
     description: str = ""
     logic: str = ""
@@ -207,6 +219,7 @@ class ModelMappingsFile(_Strict):
     load_balancing: dict[str, LoadBalancing] = {}
     default_provider: str | None = None
     custom_strategies: dict[str, CustomStrategy] = {}
+    hedging: dict[str, HedgingSpec] = {}
 
 
 class Config(BaseModel):
