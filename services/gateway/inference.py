@@ -1,7 +1,9 @@
 """One inference request, from HTTP to the bus and back.
 
 In order: authenticate, read and validate the body, the policies' admission (limits, cache),
-then one call through the client library. The status is decided by the first frame: an error
+then one call through the client library. A route that had to authenticate and read the body
+itself first (the Responses door looks up `previous_response_id` before anything is generated)
+hands both over as `Received`, so neither happens twice. The status is decided by the first frame: an error
 before any content is an ordinary JSON error with its status (so SDKs raise the right
 exception), a result is a JSON answer, and content is relayed as SSE (relay.py).
 """
@@ -9,7 +11,7 @@ exception), a result is a JSON answer, and content is relayed as SSE (relay.py).
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
@@ -38,10 +40,20 @@ log = logs.get("gateway")
 _BUS_ENVELOPE_BYTES = 16 * 1024
 
 
+@dataclass(frozen=True)
+class Received:
+    """What a route did before calling `infer`: authenticated the caller (with the dialect's
+    credential) and read the body, within the gateway's limits."""
+
+    principal: Principal
+    raw: bytes
+
+
 async def infer(state: GatewayState, request: Request, kind: RequestKind = "chat",
-                dialect: Dialect | None = None) -> Response:
+                dialect: Dialect | None = None, received: Received | None = None) -> Response:
     """An OpenAI request of `kind`; or, with a `dialect`, a front door's request (its kind is the
-    translation's), answered in that dialect (dialects/__init__.py)."""
+    translation's), answered in that dialect (dialects/__init__.py). `received`: the caller is
+    already authenticated and the body already read."""
     started = time.monotonic()
     asked = request.headers
     if dialect is not None:
@@ -51,9 +63,12 @@ async def infer(state: GatewayState, request: Request, kind: RequestKind = "chat
     response_id = echo_id or request_id
     tracing.bind(response_id)  # every log line of this request carries the id the client sees
     policies, settings = state.policies, state.config.runtime.gateway
-    principal = await policies.auth.authenticate(
-        asked.get("authorization") if dialect is None else dialect.authorization(asked))
-    raw = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
+    if received is None:
+        principal = await policies.auth.authenticate(
+            asked.get("authorization") if dialect is None else dialect.authorization(asked))
+        raw = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
+    else:
+        principal, raw = received.principal, received.raw
     door: tuple[Dialect, Translated] | None = None
     if dialect is None:
         parsed = validation.parse(kind, raw, settings)

@@ -22,6 +22,9 @@ How a dialect plugs in:
    and one line calling it in `_add_dialect_routes` in services/gateway/app.py.
    `infer` sets `request.state.dialect` first thing, so every exception raised while the request
    runs (auth, body size, validation, limits) is answered by `MY_DIALECT.error`, in your shape.
+   A handler that must authenticate or read the body before inferring (the Responses door looks
+   up `previous_response_id` first) passes `received=Received(principal, raw)`: infer then
+   neither reads the key store nor the body again.
 3. A route of yours that is not inference (a model list, a version, a stored object) calls
    `use(request, MY_DIALECT)` first for the same effect on its errors, and authenticates with
    `state.policies.auth.authenticate(MY_DIALECT.authorization(request.headers))`.

@@ -2,8 +2,8 @@
 
 A create runs in this order: authenticate, read the body, look up `previous_response_id` (so
 an unknown or another key's id is a 404 before anything is generated), then the chat path
-(`infer`, which reads the body from what was already read, and authenticates again: it is the
-one place a request's key is checked for its model and limits). A finished answer is stored
+(`infer`, handed the principal and the body as `Received`: the key is read from its store once;
+infer checks it for the model and the limits, as for any request). A finished answer is stored
 before its body is returned, or (a stream) before its last event is sent, so a next turn that
 names it finds it on any replica. Errors are OpenAI's JSON, as on the chat path: the Responses
 API shares them, so these routes need no `dialects.use` of their own.
@@ -18,34 +18,19 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response, StreamingResponse
-from starlette.types import Message
 
 from services.gateway.body import read_body
 from services.gateway.dialects import responses_store as store
 from services.gateway.dialects.responses import ResponsesDoor
 from services.gateway.dialects.responses_kv import ResponseKV
 from services.gateway.dialects.responses_request import previous_id
-from services.gateway.inference import infer
+from services.gateway.inference import Received, infer
 from services.gateway.responses import JSON
 from services.gateway.state import GatewayState
 from shared import logs
 from shared.errors import AiubError
 
 log = logs.get("gateway.responses")
-
-def _replayed(request: Request, raw: bytes) -> Request:
-    """The request again, its body already read: `infer` reads it from here, and the client's
-    disconnect still arrives through the original `receive`."""
-    sent = False
-
-    async def receive() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": raw, "more_body": False}
-        return await request.receive()
-
-    return Request(request.scope, receive)
 
 
 def add_routes(app: FastAPI, state: GatewayState) -> None:
@@ -84,7 +69,7 @@ def add_routes(app: FastAPI, state: GatewayState) -> None:
             found = store.visible(await kv.get(key), principal.tenant, previous, "previous_response_id")
             earlier = store.earlier_items(found)
         door = ResponsesDoor(state.config, store.new_id(), int(time.time()), earlier)
-        response = await infer(state, _replayed(request, raw), dialect=door)
+        response = await infer(state, request, dialect=door, received=Received(principal, raw))
         notes = door.notes
         if notes is None or response.status_code != 200:
             return response
