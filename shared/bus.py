@@ -8,13 +8,14 @@ connection state drives the service's readiness.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import nats
 from nats.aio.client import Client
-from nats.errors import NoServersError, SlowConsumerError
+from nats.errors import ConnectionClosedError, ConnectionReconnectingError, NoServersError, SlowConsumerError
 
 from shared import logs, subjects
 
@@ -50,6 +51,18 @@ def server_address(nc: Client) -> str | None:
     """host:port of the server `nc` is on, for logs: the URL's userinfo holds a password."""
     url = nc.connected_url
     return f"{url.hostname}:{url.port}" if url is not None else None
+
+
+async def close(nc: Client) -> None:
+    """Drain on shutdown, or just close when the server is gone: nats-py refuses to drain while
+    it is reconnecting, and a service stopping during a bus outage must still stop cleanly."""
+    try:
+        await nc.drain()
+    except (ConnectionReconnectingError, ConnectionClosedError):
+        # nats-py's close can itself raise while its transport is half gone; the process is
+        # leaving, and nothing is left to flush to a server that is not there.
+        with contextlib.suppress(Exception):
+            await nc.close()
 
 
 async def connect(name: str, url: str | None = None, health: BusHealth | None = None) -> tuple[Client, BusHealth]:

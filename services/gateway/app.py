@@ -101,7 +101,7 @@ def _lifespan(state: GatewayState) -> Callable[[FastAPI], AbstractAsyncContextMa
             yield
         finally:
             with contextlib.suppress(Exception):
-                await nc.drain()
+                await bus.close(nc)
             await policies.close()
 
     return lifespan

@@ -25,4 +25,4 @@ async def serve(config: Config, nats_url: str | None, stop: asyncio.Event, metri
     log.info("health_ready", holder=service.holder, providers=list(service.providers), metrics_port=port)
     await stop.wait()
     await service.stop()
-    await nc.drain()
+    await bus.close(nc)

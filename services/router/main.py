@@ -26,6 +26,6 @@ async def serve(config: Config, nats_url: str | None, stop: asyncio.Event, metri
     await router.start()
     log.info("router_ready", metrics_port=served_on)
     await stop.wait()
-    await nc.drain()
+    await bus.close(nc)
     await router.wait_idle()
     await view.stop()

@@ -27,5 +27,5 @@ async def serve(config: Config, providers: list[str], nats_url: str | None, stop
     log.info("worker_ready", providers=providers, worker_id=worker.worker_id, metrics_port=served_on)
     await stop.wait()
     await worker.stop()
-    await nc.drain()
+    await bus.close(nc)
     await http.aclose()

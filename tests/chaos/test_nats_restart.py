@@ -6,6 +6,7 @@ an operator restarts it; no service is touched.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -62,5 +63,24 @@ def test_services_reconnect_after_a_nats_restart(own_nats: EmbeddedNats, tmp_pat
         wait_served(stack.gateway_url, "m", deadline_s=15)
         assert ask(stack).status_code == 200
         assert all(p.alive for p in stack.processes), stack.logs()
+    finally:
+        stack.stop()
+
+
+def test_services_asked_to_stop_while_the_bus_is_down_exit_cleanly(own_nats: EmbeddedNats, tmp_path: Path) -> None:
+    stack = Stack(tmp_path / "stack", own_nats.url)
+    try:
+        sim = stack.simulator("openai", ["m"])
+        stack.write_config(providers={"p": {"type": "vllm", "base_url": sim.url}},
+                           mappings={"exact_matches": {"m": {"provider": "p"}}})
+        services = [stack.service("router"), stack.service("health"), stack.worker("p")]
+        stack.gateway()
+        wait_served(stack.gateway_url, "m")
+        own_nats.stop()
+        wait_until(lambda: ready(stack) == 503, 10, "the services to lose NATS")
+        for service in services:
+            service.popen.send_signal(signal.SIGTERM)
+            assert service.popen.wait(15) == 0, service.log()[-2000:]
+            assert "Traceback" not in service.log(), service.log()[-2000:]
     finally:
         stack.stop()
