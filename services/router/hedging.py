@@ -11,9 +11,11 @@ times from every worker's outcomes. Rules:
 - Only when another target of the plan could take the hedge (not the accepting provider, and
   free unless paid ones are allowed). The hedge attempt is routed afresh, with the accepting
   provider excluded; this only checks that there is somewhere to go.
-- `after_s`: `after_ms` / 1000; for "auto", the accepting provider's p95 time to first token over
-  the router's recent outcomes (UsageStats: the last 50 of the last 5 minutes), once there are
-  AUTO_MIN_SAMPLES of them, and never under AUTO_FLOOR_S. Fewer samples: no offer yet.
+- `after_s`: `after_ms` / 1000; for "auto", the p95 time to first token of the pool (the plan's
+  providers, the accepting one included) over the router's recent outcomes (UsageStats: each
+  provider's last 50 of the last 5 minutes), once there are AUTO_MIN_SAMPLES of them, and never
+  under AUTO_FLOOR_S. Fewer samples: no offer yet. The pool's, not the accepting provider's
+  own: a provider that stalls often has a p95 in its stalls, and would never be hedged.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ def offer(config: Config, request: InferenceRequest, *, provider: str, model: st
     if not any(name != provider and (spec.allow_paid or not paid(config, name, served)) for name, served in others):
         return None
     if spec.after_ms == "auto":
-        p95, samples = usage.ttft_quantile(provider, now, AUTO_QUANTILE)
+        p95, samples = usage.ttft_quantile([provider, *(name for name, _ in others)], now, AUTO_QUANTILE)
         if p95 is None or samples < AUTO_MIN_SAMPLES:
             return None
         after_s = max(AUTO_FLOOR_S, p95)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from shared.messages import Outcome
@@ -63,10 +64,11 @@ class UsageStats:
         recent = self._recent(provider, now)
         return sum(1 for s in recent if s.ok) / len(recent) if recent else None
 
-    def ttft_quantile(self, provider: str, now: float, q: float) -> tuple[float | None, int]:
-        """(the q-quantile of recent successful streamed attempts' time to first token, how many there
-        were); (None, 0) without any. Nearest rank: the smallest value at or above a q share."""
-        values = sorted(s.ttft_s for s in self._recent(provider, now) if s.ok and s.ttft_s is not None)
+    def ttft_quantile(self, providers: Iterable[str], now: float, q: float) -> tuple[float | None, int]:
+        """(the q-quantile of `providers`' recent successful streamed attempts' time to first token, how
+        many there were); (None, 0) without any. Nearest rank: the smallest value at or above a q share."""
+        values = sorted(s.ttft_s for p in dict.fromkeys(providers) for s in self._recent(p, now)
+                        if s.ok and s.ttft_s is not None)
         if not values:
             return None, 0
         rank = max(1, math.ceil(q * len(values)))

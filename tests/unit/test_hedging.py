@@ -168,18 +168,32 @@ def ok(provider: str, ttft_s: float, at: float = 5.0) -> Outcome:
                    latency_s=ttft_s + 1, ttft_s=ttft_s, at=at)
 
 
-def test_auto_waits_for_enough_samples_then_uses_the_providers_p95() -> None:
+def test_auto_waits_for_enough_samples_then_uses_the_pools_p95() -> None:
     cfg = config({"after_ms": "auto"})
     usage = UsageStats()
     for i in range(router_hedging.AUTO_MIN_SAMPLES - 1):
         usage.record(ok("a", 0.1 + i / 100), 5.0)
     assert offer(cfg, usage=usage) is None
-    for i in range(11):
-        usage.record(ok("a", 0.1 + i / 100), 5.0)
-    usage.record(ok("b", 9.0), 5.0)  # another provider's samples do not count
+    for i in range(10):
+        usage.record(ok("b", 0.2 + i / 100), 5.0)  # the pool's other providers count too
+    usage.record(ok("elsewhere", 0.01), 5.0)  # a provider outside the plan does not
     made = offer(cfg, usage=usage)
-    ttfts = sorted([0.1 + i / 100 for i in range(9)] + [0.1 + i / 100 for i in range(11)])
-    assert made is not None and made.after_s == pytest.approx(ttfts[18])  # nearest rank: ceil(0.95 x 20) = 19th
+    ttfts = sorted([0.1 + i / 100 for i in range(9)] + [0.2 + i / 100 for i in range(10)])
+    assert made is not None and made.after_s == pytest.approx(ttfts[18])  # nearest rank: ceil(0.95 x 19) = 19th
+
+
+def test_auto_is_not_raised_by_the_stalling_providers_own_stalls() -> None:
+    usage = UsageStats()
+    for i in range(20):
+        usage.record(ok("a", 2.0 if i % 5 == 0 else 0.1), 5.0)  # a stalls one time in five
+        usage.record(ok("b", 0.1), 5.0)
+        usage.record(ok("paid", 0.1), 5.0)
+    made = offer(config({"after_ms": "auto"}), usage=usage)
+    assert made is not None and made.after_s == pytest.approx(2.0)  # 4 of 60 samples stall: p95 is a stall
+    for _ in range(40):
+        usage.record(ok("b", 0.1), 5.0)
+    made = offer(config({"after_ms": "auto"}), usage=usage)
+    assert made is not None and made.after_s == pytest.approx(0.1)  # the pool's p95 is healthy
 
 
 def test_auto_never_hedges_under_the_floor() -> None:
