@@ -11,7 +11,12 @@ checks the parts against each other:
   fallbacks have no cycles and point at larger windows;
 - API keys: a provider that requires one names its variable (error) and the variable is set
   (warning: the stack starts; its requests to that provider fail over);
-- URLs and ports parse: every base_url, and NATS_URL / REDIS_URL from the environment.
+- URLs and ports parse: every base_url, and NATS_URL / REDIS_URL from the environment;
+- hedging settings name a model that routes (error: they would be ignored), to a pool with
+  somewhere to hedge to (warning); hedging that pays (`allow_paid` with a paid provider) or
+  can never apply (every provider paid) is a warning;
+- a `backend_load` or `prefix_affinity` pool whose providers lack `load_endpoint` (warning: they
+  are ranked on our own counts only).
 Errors stop `aiub up` or misroute requests; warnings are worth reading. Exit code 1 on errors.
 """
 
@@ -95,6 +100,8 @@ def check(parsed: Parsed, files: Mapping[str, str], environ: Mapping[str, str],
     _references(parsed, files["mappings"], problems)
     _routes(parsed, files, problems)
     _chains(parsed, files["mappings"], problems)
+    _hedging(parsed, files["mappings"], problems)
+    _backend_load(parsed, files, problems)
     _providers(parsed, files["providers"], environ, problems)
     _environment(environ, problems)
     # An unset variable leaves an empty value behind: what else is wrong with it is the same problem.
@@ -163,6 +170,55 @@ def _routes(parsed: Parsed, files: Mapping[str, str], problems: list[Problem]) -
                                         f"serves it", f"route it there: exact_matches.{model}: {{provider: {name}}}, "
                                         f"a more specific pattern, or {name!r} in fallback_chains.{model}; or "
                                         "remove the model here", "warning"))
+
+
+def _paid(parsed: Parsed, provider: str, model: str) -> bool:
+    spec = parsed.providers.get(provider)
+    model_spec = spec.models.get(model) if spec is not None else None
+    return model_spec is not None and model_spec.cost_per_1k_tokens > 0
+
+
+def _hedging(parsed: Parsed, file: str, problems: list[Problem]) -> None:
+    m = parsed.mappings
+    for model, spec in m.hedging.items():
+        path = f"hedging.{model}"
+        found = route(parsed, model)
+        if found is None:
+            problems.append(Problem(file, path, f"model {model!r} routes nowhere: these settings would never apply",
+                                    "key hedging by a model name clients ask for (a load_balancing group, an "
+                                    "exact match, capability:<name>, a model a provider lists)"))
+            continue
+        pool = tuple(dict.fromkeys((*found[1], *m.fallback_chains.get(model, ()))))
+        if len(pool) < 2:
+            problems.append(Problem(file, path, f"{found[0]} sends {model!r} to {', '.join(pool)} only: a hedge has "
+                                    "nowhere else to go", "hedge a pool of two or more providers, or add a "
+                                    f"fallback_chains.{model} entry", "warning"))
+            continue
+        paid = [p for p in pool if _paid(parsed, p, model)]
+        if spec.allow_paid and paid:
+            problems.append(Problem(file, f"{path}.allow_paid", f"hedging pays for both attempts on "
+                                    f"{', '.join(paid)} (cost_per_1k_tokens > 0)", "set allow_paid: false unless "
+                                    "the latency is worth up to max_fraction more spend", "warning"))
+        elif not spec.allow_paid and len(pool) - len(paid) < 2:
+            problems.append(Problem(file, path, f"{', '.join(paid)} {'has' if len(paid) == 1 else 'have'} a cost and "
+                                    "is not hedged from or to: fewer than two free providers are left, so no request "
+                                    "is ever hedged", "add free providers to the pool, or set allow_paid: true",
+                                    "warning"))
+
+
+def _backend_load(parsed: Parsed, files: Mapping[str, str], problems: list[Problem]) -> None:
+    m = parsed.mappings
+    pools = [(f"load_balancing.{k}", lb.strategy, lb.providers) for k, lb in m.load_balancing.items()]
+    pools += [(f"capabilities.{k}", r.strategy, r.providers) for k, r in m.capabilities.items()]
+    for path, strategy, providers in pools:
+        if strategy not in ("backend_load", "prefix_affinity"):
+            continue
+        blind = [p for p in providers if (spec := parsed.providers.get(p)) is not None and spec.load_endpoint is None]
+        if blind:
+            problems.append(Problem(files["mappings"], f"{path}.strategy", f"{strategy} without the backends' own "
+                                    f"load for {', '.join(blind)} (no load_endpoint): ranked on aiub's own in-flight "
+                                    "counts only", "set load_endpoint (vLLM and llama.cpp: /metrics; llama.cpp: "
+                                    f"/slots) on providers.{blind[0]}", "warning"))
 
 
 def _chains(parsed: Parsed, file: str, problems: list[Problem]) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
@@ -199,9 +199,17 @@ class HedgingSpec(_Strict):
 
     # A fixed threshold, or "auto": the accepting provider's recent p95 time to first token,
     # as the router measures it from every worker's outcomes.
-    after_ms: Annotated[float, Field(gt=0)] | Literal["auto"] = "auto"
+    after_ms: float | Literal["auto"] = "auto"
     max_fraction: float = Field(default=0.1, gt=0, le=1)  # hedges per request, per caller process
     allow_paid: bool = False  # hedge from and to providers whose model has a cost_per_1k_tokens
+
+    @field_validator("after_ms", mode="before")
+    @classmethod
+    def _milliseconds_or_auto(cls, value: Any) -> Any:
+        # One message for both forms (a union would report each branch's failure separately).
+        if value == "auto" or (isinstance(value, int | float) and not isinstance(value, bool) and value > 0):
+            return value
+        raise ValueError('must be a number of milliseconds above 0, or "auto"')
 
 
 class CustomStrategy(_Strict):

@@ -316,3 +316,55 @@ def test_import_litellm_writes_files_that_validate_and_never_overwrites_silently
     again = io.StringIO()
     assert run_import(str(ROOT / "config" / "litellm-unified.yaml"), str(target), False, again) == 2
     assert "--force" in again.getvalue()
+
+
+# -- hedging and backend load ------------------------------------------------------------------------
+POOLED = {"providers": {
+    "a": {"type": "vllm", "base_url": "http://a:8000", "load_endpoint": "/metrics", "models": ["m"]},
+    "b": {"type": "vllm", "base_url": "http://b:8000", "models": ["m"]},
+    "paid": {"type": "openai", "base_url": "https://api.openai.com/v1", "requires_api_key": True,
+             "env_var": "OPENAI_API_KEY", "models": {"m": {"cost_per_1k_tokens": 0.5}}},
+}}
+KEY = {"OPENAI_API_KEY": "sk-x"}
+
+
+def pooled(hedging: Any, providers: tuple[str, ...] = ("a", "b"), strategy: str = "round_robin") -> dict[str, Any]:
+    return {"load_balancing": {"m": {"providers": list(providers), "strategy": strategy}},
+            "exact_matches": {"solo": {"provider": "a"}}, "hedging": hedging}
+
+
+def test_good_hedging_settings_have_no_problems() -> None:
+    for hedging in ({"m": {"after_ms": 300, "max_fraction": 0.05}}, {"m": {"after_ms": "auto"}}):
+        problems = check(KEY, providers=POOLED, mappings=pooled(hedging))
+        assert [p for p in problems if p.path.startswith("hedging")] == [], problems
+
+
+def test_hedging_values_are_checked_with_their_key_path() -> None:
+    problems = check(KEY, providers=POOLED, mappings=pooled({"m": {"after_ms": "soon", "max_fraction": 2,
+                                                                   "afer": 1}}))
+    paths = {p.path for p in problems if p.severity == "error"}
+    assert {"hedging.m.after_ms", "hedging.m.max_fraction", "hedging.m.afer"} <= paths, problems
+
+
+def test_hedging_a_model_that_routes_nowhere_is_an_error() -> None:
+    (problem,) = at(check(KEY, providers=POOLED, mappings=pooled({"nope": {}})), "hedging.nope")
+    assert "routes nowhere" in problem.message
+
+
+def test_hedging_with_nowhere_to_go_or_that_pays_is_a_warning() -> None:
+    (solo,) = at(check(KEY, providers=POOLED, mappings=pooled({"solo": {}})), "hedging.solo", "warning")
+    assert "nowhere else" in solo.message
+    paying = check(KEY, providers=POOLED, mappings=pooled({"m": {"allow_paid": True}}, ("a", "b", "paid")))
+    (pays,) = at(paying, "hedging.m.allow_paid", "warning")
+    assert "paid" in pays.message and not has_errors(paying)
+    (never,) = at(check(KEY, providers=POOLED, mappings=pooled({"m": {}}, ("a", "paid"))), "hedging.m", "warning")
+    assert "no request is ever hedged" in never.message
+
+
+def test_a_backend_load_pool_without_load_endpoints_is_a_warning() -> None:
+    for strategy in ("backend_load", "prefix_affinity"):
+        problems = check(KEY, providers=POOLED, mappings=pooled({}, strategy=strategy))
+        (problem,) = at(problems, "load_balancing.m.strategy", "warning")
+        assert "'b'" not in problem.message and "b (no load_endpoint)" in problem.message
+    assert at(check(KEY, providers=POOLED, mappings=pooled({}, strategy="least_loaded")),
+              "load_balancing.m.strategy", "warning") == []
