@@ -22,11 +22,11 @@ import pytest
 from services.gateway.served_models import ServedModels, ask_workers
 from shared.config import load_config
 from tests.support.processes import Simulator, Stack
+from tests.support.three_backends import EXPECTED, MODEL_NAMES, three_backends
 
-EXPECTED = "".join(f"tok{i} " for i in range(16))
 _counter = itertools.count()
 ANTHROPIC_KEY = "sk-ant-sdk-test"
-CHAT_MODELS = ["llama3.1:8b", "qwen-coder", "claude-sonnet"]
+CHAT_MODELS = MODEL_NAMES
 TEXT_MODELS = ["llama3.1:8b", "qwen-coder"]  # the backends with completions and embeddings
 WEATHER: Any = {"type": "function", "function": {"name": "get_weather", "parameters": {
     "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
@@ -35,24 +35,12 @@ WEATHER: Any = {"type": "function", "function": {"name": "get_weather", "paramet
 @pytest.fixture(scope="module")
 def stack(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     s = Stack(Path(tmp_path_factory.mktemp("sdk")), nats_url)
-    s.env["AIUB_SDK_ANTHROPIC_KEY"] = ANTHROPIC_KEY
-    sims = {"ollama": s.simulator("ollama", ["llama3.1:8b"]),
-            "vllm": s.simulator("openai", ["Qwen/Qwen2.5-Coder-7B-Instruct-AWQ"]),
-            "anthropic": s.simulator("anthropic", ["claude-sonnet-4-20250514"], "--api-key", ANTHROPIC_KEY)}
+    three = three_backends(s, ANTHROPIC_KEY, "AIUB_SDK_ANTHROPIC_KEY")
     s.write_config(
-        providers={
-            "ollama": {"type": "ollama", "base_url": sims["ollama"].url},
-            "vllm": {"type": "vllm", "base_url": sims["vllm"].url,
-                     "models": {"qwen-coder": {"backend_model": "Qwen/Qwen2.5-Coder-7B-Instruct-AWQ"}}},
-            "anthropic": {"type": "anthropic", "base_url": sims["anthropic"].url + "/v1", "requires_api_key": True,
-                          "env_var": "AIUB_SDK_ANTHROPIC_KEY",
-                          "models": {"claude-sonnet": {"backend_model": "claude-sonnet-4-20250514"}}},
-        },
-        mappings={"exact_matches": {"llama3.1:8b": {"provider": "ollama"}, "qwen-coder": {"provider": "vllm"},
-                                    "claude-sonnet": {"provider": "anthropic"}}},
+        providers=three.providers, mappings={"exact_matches": three.exact_matches},
         runtime={"deadlines": {"first_token_s": 5, "idle_s": 5, "total_s": 30, "retry_budget": 0}},
     )
-    s.sims = sims
+    s.sims = three.sims
     s.service("router")
     s.worker("ollama", "vllm", "anthropic")
     s.gateway()
@@ -106,14 +94,9 @@ def test_every_backend_streams_the_same_chunk_sequence(client: openai.OpenAI) ->
 
 
 @pytest.mark.parametrize("model", CHAT_MODELS)
-def test_tool_calls_through_the_sdk(stack: Stack, client: openai.OpenAI, model: str) -> None:
-    backend = sim(stack, {"llama3.1:8b": "ollama", "qwen-coder": "vllm", "claude-sonnet": "anthropic"}[model])
-    backend.knobs(tool_call=True)
-    try:
-        reply = client.chat.completions.create(model=model, messages=fresh(), tools=[WEATHER])
-        streamed = list(client.chat.completions.create(model=model, messages=fresh(), tools=[WEATHER], stream=True))
-    finally:
-        backend.knobs(tool_call=False)
+def test_tool_calls_through_the_sdk(client: openai.OpenAI, model: str) -> None:
+    reply = client.chat.completions.create(model=model, messages=fresh(), tools=[WEATHER])
+    streamed = list(client.chat.completions.create(model=model, messages=fresh(), tools=[WEATHER], stream=True))
     call = reply.choices[0].message.tool_calls[0]  # type: ignore[index]
     assert reply.choices[0].finish_reason == "tool_calls"
     assert (call.type, call.function.name, call.function.arguments) == ("function", "get_weather", '{"city":"tok0"}')

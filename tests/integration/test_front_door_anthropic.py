@@ -1,8 +1,10 @@
-"""The official `anthropic` SDK through the whole stack: the gateway's Anthropic front door.
+"""The official `anthropic` SDK through the whole stack: what only the Anthropic front door has.
 
 Behind it sit three simulated backends speaking three different APIs (Ollama's native API,
-vLLM's OpenAI API, Anthropic's Messages API): the SDK must get the same answers, events and
-errors from each. Auth is on (a master key), so the SDK's `x-api-key` is the credential.
+vLLM's OpenAI API, Anthropic's Messages API; tests/support/three_backends.py), and more for
+fallback, failures and hang-ups. Text, streaming, tool calls, usage, a bad field and an unknown
+model are the front-door contract's (tests/contract/test_front_door_contract.py), for every door.
+Auth is on (a master key), so the SDK's `x-api-key` is the credential.
 Each request says something new (`fresh()`) unless a test wants the response cache.
 """
 
@@ -21,13 +23,10 @@ import httpx
 import pytest
 
 from tests.support.processes import Simulator, Stack, wait_until
+from tests.support.three_backends import EXPECTED, MODEL_NAMES, three_backends
 
 MASTER = "master-" + uuid.uuid4().hex
 ANTHROPIC_KEY = "sk-ant-front-door"
-EXPECTED = "".join(f"tok{i} " for i in range(16))
-MODELS = ["llama3.1:8b", "qwen-coder", "claude-sonnet"]
-WEATHER: Any = {"name": "get_weather", "description": "The weather in a city",
-                "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
 _counter = itertools.count()
 
 
@@ -36,23 +35,14 @@ def stack(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
     s = Stack(Path(tmp_path_factory.mktemp("anthropic-door")), nats_url)
     s.env.pop("REDIS_URL", None)
     s.env["AIUB_MASTER_KEY"] = MASTER
-    s.env["AIUB_DOOR_ANTHROPIC_KEY"] = ANTHROPIC_KEY
-    sims = {"ollama": s.simulator("ollama", ["llama3.1:8b"]),
-            "vllm": s.simulator("openai", ["Qwen/Qwen2.5-Coder-7B-Instruct-AWQ"]),
-            "anthropic": s.simulator("anthropic", ["claude-sonnet-4-20250514"], "--api-key", ANTHROPIC_KEY),
+    three = three_backends(s, ANTHROPIC_KEY, "AIUB_DOOR_ANTHROPIC_KEY")
+    sims = {**three.sims,
             "broken": s.simulator("openai", ["ha-model"], "--error-rate", "1", "--error-status", "503"),
             "dropper": s.simulator("openai", ["drop-model"]),
             "slow": s.simulator("openai", ["slow-model"])}
-    for name in ("ollama", "vllm", "anthropic"):
-        sims[name].knobs(tool_call=True)  # only requests that offer tools get a call
     s.write_config(
         providers={
-            "ollama": {"type": "ollama", "base_url": sims["ollama"].url},
-            "vllm": {"type": "vllm", "base_url": sims["vllm"].url,
-                     "models": {"qwen-coder": {"backend_model": "Qwen/Qwen2.5-Coder-7B-Instruct-AWQ"}}},
-            "anthropic": {"type": "anthropic", "base_url": sims["anthropic"].url + "/v1", "requires_api_key": True,
-                          "env_var": "AIUB_DOOR_ANTHROPIC_KEY",
-                          "models": {"claude-sonnet": {"backend_model": "claude-sonnet-4-20250514"}}},
+            **three.providers,
             "broken": {"type": "vllm", "base_url": sims["broken"].url,
                        "models": {"ha-model": {"backend_model": "ha-model"}}},
             "ha_ollama": {"type": "ollama", "base_url": sims["ollama"].url,
@@ -60,8 +50,7 @@ def stack(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
             "dropper": {"type": "vllm", "base_url": sims["dropper"].url},
             "slow": {"type": "vllm", "base_url": sims["slow"].url},
         },
-        mappings={"exact_matches": {"llama3.1:8b": {"provider": "ollama"}, "qwen-coder": {"provider": "vllm"},
-                                    "claude-sonnet": {"provider": "anthropic"}, "ha-model": {"provider": "broken"},
+        mappings={"exact_matches": {**three.exact_matches, "ha-model": {"provider": "broken"},
                                     "drop-model": {"provider": "dropper"}, "slow-model": {"provider": "slow"}},
                   "fallback_chains": {"ha-model": ["broken", "ha_ollama"]}},
         runtime={"deadlines": {"first_token_s": 5, "idle_s": 5, "total_s": 30, "retry_budget": 1}},
@@ -71,7 +60,7 @@ def stack(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
     s.worker("ollama", "vllm", "anthropic", "broken", "ha_ollama", "dropper", "slow")
     s.gateway()
     try:
-        for model in (*MODELS, "ha-model", "drop-model", "slow-model"):
+        for model in (*MODEL_NAMES, "ha-model", "drop-model", "slow-model"):
             s.wait_serving(model, MASTER)
         sims["dropper"].knobs(drop_after=3)  # after the probes, which must succeed
         sims["slow"].knobs(tokens=10_000, itl_ms=20)
@@ -94,24 +83,6 @@ def sim(stack: Stack, name: str) -> Simulator:
     return stack.sims[name]
 
 
-@pytest.mark.parametrize("model", MODELS)
-def test_text(client: anthropic.Anthropic, model: str) -> None:
-    reply = client.messages.create(model=model, max_tokens=100, messages=fresh(), system="be brief")
-    assert reply.type == "message" and reply.role == "assistant" and reply.model == model
-    assert [(b.type, getattr(b, "text", None)) for b in reply.content] == [("text", EXPECTED)]
-    assert reply.stop_reason == "end_turn"
-    assert reply.usage.output_tokens == 16 and reply.usage.input_tokens > 0
-
-
-@pytest.mark.parametrize("model", MODELS)
-def test_streaming(client: anthropic.Anthropic, model: str) -> None:
-    with client.messages.stream(model=model, max_tokens=100, messages=fresh()) as stream:
-        text = "".join(stream.text_stream)
-        final = stream.get_final_message()
-    assert text == EXPECTED
-    assert final.stop_reason == "end_turn" and final.usage.output_tokens == 16 and final.usage.input_tokens > 0
-
-
 def test_streaming_event_sequence_on_the_wire(stack: Stack) -> None:
     with httpx.stream("POST", stack.gateway_url + "/v1/messages", trust_env=False, timeout=20,
                       headers={"x-api-key": MASTER, "anthropic-version": "2023-06-01",
@@ -122,29 +93,6 @@ def test_streaming_event_sequence_on_the_wire(stack: Stack) -> None:
         names = [line[7:] for line in response.iter_lines() if line.startswith("event: ")]
     assert names == ["message_start", "content_block_start", "ping", *["content_block_delta"] * 4,
                      "content_block_stop", "message_delta", "message_stop"]
-
-
-@pytest.mark.parametrize("model", MODELS)
-def test_a_tool_call_and_its_result_round_trip(client: anthropic.Anthropic, model: str) -> None:
-    asked = fresh("Weather in Oslo?")
-    call = client.messages.create(model=model, max_tokens=100, messages=asked, tools=[WEATHER],
-                                  tool_choice={"type": "tool", "name": "get_weather"})
-    assert call.stop_reason == "tool_use"
-    uses = [b for b in call.content if b.type == "tool_use"]
-    assert len(uses) == 1 and uses[0].name == "get_weather" and uses[0].input == {"city": "tok0"}
-    follow_up = [*asked, {"role": "assistant", "content": [b.model_dump() for b in call.content]},
-                 {"role": "user", "content": [{"type": "tool_result", "tool_use_id": uses[0].id, "content": "4C"}]}]
-    answer = client.messages.create(model=model, max_tokens=100, messages=follow_up)
-    assert answer.stop_reason == "end_turn" and answer.content[0].type == "text"
-    assert answer.content[0].text == EXPECTED
-
-
-@pytest.mark.parametrize("model", MODELS)
-def test_a_streamed_tool_call(client: anthropic.Anthropic, model: str) -> None:
-    with client.messages.stream(model=model, max_tokens=100, messages=fresh("Weather?"), tools=[WEATHER]) as stream:
-        final = stream.get_final_message()
-    uses = [b for b in final.content if b.type == "tool_use"]
-    assert final.stop_reason == "tool_use" and len(uses) == 1 and uses[0].input == {"city": "tok0"}
 
 
 def test_bearer_credentials_and_count_tokens(stack: Stack) -> None:
@@ -160,17 +108,11 @@ def test_errors_in_anthropics_shape(stack: Stack, client: anthropic.Anthropic) -
     assert missing.status_code == 400
     assert missing.json() == {"type": "error", "error": {"type": "invalid_request_error",
                                                          "message": "max_tokens: Field required"}}
-    with pytest.raises(anthropic.BadRequestError) as bad:
-        client.messages.create(model="qwen-coder", max_tokens=10, messages=[{"role": "system", "content": "x"}])
-    assert "messages.0.role" in str(bad.value)
     with anthropic.Anthropic(base_url=stack.gateway_url, api_key="wrong-key", max_retries=0) as stranger, \
             pytest.raises(anthropic.AuthenticationError) as unauthorized:
         stranger.messages.create(model="qwen-coder", max_tokens=10, messages=fresh())
     assert unauthorized.value.body == {"type": "error", "error": {"type": "authentication_error",
                                                                   "message": "invalid API key"}}
-    with pytest.raises(anthropic.NotFoundError) as unknown:
-        client.messages.create(model="no-such-model", max_tokens=10, messages=fresh())
-    assert isinstance(unknown.value.body, dict) and unknown.value.body["error"]["type"] == "not_found_error"
     nowhere = httpx.post(stack.gateway_url + "/v1/messages/count_tokens", trust_env=False, timeout=10, json={})
     assert nowhere.status_code == 401 and nowhere.json()["type"] == "error"
 
@@ -178,7 +120,7 @@ def test_errors_in_anthropics_shape(stack: Stack, client: anthropic.Anthropic) -
 def test_images_reach_backends_that_take_them_and_are_a_400_where_not(client: anthropic.Anthropic) -> None:
     png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
     image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": png}}
-    for model in MODELS:
+    for model in MODEL_NAMES:
         content: Any = [image, {"type": "text", "text": f"what is this #{next(_counter)}"}]
         reply = client.messages.create(model=model, max_tokens=20, messages=[{"role": "user", "content": content}])
         assert reply.content[0].type == "text"
