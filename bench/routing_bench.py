@@ -1,7 +1,7 @@
 """Routing that knows the engines, measured: simulated engines behind aiub, one stack per strategy.
 
-  python bench/routing_bench.py                 # both scenarios (~3 minutes)
-  python bench/routing_bench.py --only prefix   # or: --only uneven
+  python bench/routing_bench.py                 # every scenario (~4 minutes)
+  python bench/routing_bench.py --only prefix   # or: --only uneven, --only stall
 
 - prefix: 4 engines (`aiub simulator --engine vllm`), `--conversations` multi-turn chats at once,
   each on one of 4 shared system prompts, every turn resending the whole history (as chat clients
@@ -10,6 +10,11 @@
 - uneven: 3 engines, one twice as fast (half the prefill and per-token time), prompts that share
   nothing, a closed loop of `--concurrency` clients; worker slots above the engines' sequence cap,
   so requests queue inside the engines. Per strategy: throughput and p99 latency.
+- stall: 4 engines, one of which stalls now and then (`--stall-rate` of the requests it starts
+  wait `--stall-ms` more before their first token), round robin, a closed loop of
+  `--concurrency` streaming clients. Without hedging, with `after_ms` fixed (`--hedge-ms`) and
+  with `auto`: p50/p99 time to first token, and the extra requests (the gateway's
+  gateway_hedges_started_total over the requests sent).
 
 Every engine and stack is fresh per strategy (cold caches). Results: docs/benchmarks.md.
 """
@@ -56,13 +61,14 @@ class Engine:
     url: str
 
 
-def start_engine(*, prefill_ms: float, itl_ms: float, max_seqs: int, tokens: int) -> Engine:
+def start_engine(*, prefill_ms: float, itl_ms: float, max_seqs: int, tokens: int, stall_rate: float = 0.0,
+                 stall_ms: float = 0.0) -> Engine:
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "services.simulator", "--flavor", "openai", "--port", str(port), "--models", MODEL,
          "--engine", "vllm", "--max-seqs", str(max_seqs), "--base-ttft-ms", "20",
          "--prefill-ms-per-token", str(prefill_ms), "--itl-ms", str(itl_ms), "--tokens", str(tokens),
-         "--kv-tokens", "100000"],
+         "--kv-tokens", "100000", "--stall-rate", str(stall_rate), "--stall-ms", str(stall_ms)],
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent)
     url = f"http://127.0.0.1:{port}"
     for _ in range(100):
@@ -74,14 +80,17 @@ def start_engine(*, prefill_ms: float, itl_ms: float, max_seqs: int, tokens: int
     raise RuntimeError("simulator did not start")
 
 
-def up(engines: list[Engine], strategy: str, workdir: Path, max_concurrency: int) -> subprocess.Popen[bytes]:
+def up(engines: list[Engine], strategy: str, workdir: Path, max_concurrency: int,
+       hedging: dict[str, object] | None = None) -> subprocess.Popen[bytes]:
     config = workdir / "config"
     config.mkdir(parents=True)
     providers = {f"e{i}": {"type": "vllm", "base_url": e.url, "max_concurrency": max_concurrency, "queue_size": 256,
                            "load_endpoint": "/metrics", "models": {MODEL: {}}} for i, e in enumerate(engines)}
     (config / "providers.yaml").write_text(yaml.safe_dump({"providers": providers}))
-    (config / "model-mappings.yaml").write_text(yaml.safe_dump(
-        {"load_balancing": {MODEL: {"providers": list(providers), "strategy": strategy}}}))
+    mappings: dict[str, object] = {"load_balancing": {MODEL: {"providers": list(providers), "strategy": strategy}}}
+    if hedging is not None:
+        mappings["hedging"] = {MODEL: hedging}
+    (config / "model-mappings.yaml").write_text(yaml.safe_dump(mappings))
     (config / "aiub.yaml").write_text(yaml.safe_dump({"cache": {"enabled": False}}))
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("NATS_URL", "AIUB_CONFIG", "REDIS_URL", "AIUB_MASTER_KEY")}
@@ -222,19 +231,71 @@ def uneven_scenario(args: argparse.Namespace) -> None:
               f"{p(latencies, 0.99) * 1000:.0f} |", flush=True)
 
 
+async def ttft_loop(url: str, concurrency: int, duration_s: float, seed: int) -> list[float]:
+    rng = random.Random(seed)
+    ttfts: list[float] = []
+    end = time.perf_counter() + duration_s
+
+    async def client_loop(client: httpx.AsyncClient) -> None:
+        while time.perf_counter() < end:
+            ttft, _, _ = await stream(client, [{"role": "user", "content": words(rng, 100)}])
+            ttfts.append(ttft)
+
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=httpx.Limits(max_connections=256)) as client:
+        await asyncio.gather(*(client_loop(client) for _ in range(concurrency)))
+    return ttfts
+
+
+def hedges_started(url: str) -> float:
+    text = httpx.get(url + "/metrics", timeout=5).text
+    return sum(float(v) for v in re.findall(r"^gateway_hedges_started_total\S* (\S+)", text, re.M))
+
+
+def stall_scenario(args: argparse.Namespace) -> None:
+    print(f"\n### One engine of 4 stalling: {args.stall_rate:.0%} of its requests wait {args.stall_ms:g} ms more; "
+          f"round robin, {args.concurrency} clients, {args.duration:g} s\n")
+    print("| hedging | requests | p50 TTFT (ms) | p99 TTFT (ms) | max TTFT (ms) | extra requests |")
+    print("|---|---|---|---|---|---|")
+    for label, hedging in (("off", None), (f"after_ms: {args.hedge_ms:g}", {"after_ms": args.hedge_ms}),
+                           ("after_ms: auto", {"after_ms": "auto"})):
+        engines = [start_engine(prefill_ms=0.5, itl_ms=2, max_seqs=8, tokens=16, stall_rate=args.stall_rate,
+                                stall_ms=args.stall_ms)]
+        engines += [start_engine(prefill_ms=0.5, itl_ms=2, max_seqs=8, tokens=16) for _ in range(3)]
+        with tempfile.TemporaryDirectory(prefix="aiub-routing-") as tmp:
+            stack = up(engines, "round_robin", Path(tmp), max_concurrency=16, hedging=hedging)
+            url = stack.url  # type: ignore[attr-defined]
+            try:
+                if hedging is not None and hedging["after_ms"] == "auto":
+                    asyncio.run(ttft_loop(url, args.concurrency, 3.0, args.seed + 1))  # the router learns the p95
+                before = hedges_started(url)
+                ttfts = asyncio.run(ttft_loop(url, args.concurrency, args.duration, args.seed))
+                extra = hedges_started(url) - before
+            finally:
+                stop(stack)
+                for e in engines:
+                    e.process.terminate()
+        print(f"| {label} | {len(ttfts)} | {p(ttfts, 0.5) * 1000:.0f} | {p(ttfts, 0.99) * 1000:.0f} | "
+              f"{max(ttfts) * 1000:.0f} | {extra / len(ttfts):.1%} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=("prefix", "uneven"))
+    parser.add_argument("--only", choices=("prefix", "uneven", "stall"))
     parser.add_argument("--conversations", type=int, default=24)
     parser.add_argument("--turns", type=int, default=8)
     parser.add_argument("--concurrency", type=int, default=24)
     parser.add_argument("--duration", type=float, default=15.0)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--stall-rate", type=float, default=0.08, help="stall: share of the stalling engine's requests")
+    parser.add_argument("--stall-ms", type=float, default=2000.0, help="stall: how long a stall lasts")
+    parser.add_argument("--hedge-ms", type=float, default=250.0, help="stall: the fixed hedging threshold")
     args = parser.parse_args()
     if args.only in (None, "prefix"):
         prefix_scenario(args)
     if args.only in (None, "uneven"):
         uneven_scenario(args)
+    if args.only in (None, "stall"):
+        stall_scenario(args)
 
 
 if __name__ == "__main__":
