@@ -13,7 +13,7 @@ For the doors' stream translators: `Tally` keeps what a stream's chunks said abo
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -22,16 +22,16 @@ _decode = msgspec.json.decode
 _encode = msgspec.json.encode
 
 
-@dataclass(frozen=True)
-class ToolCallPiece:
+# Structs, not frozen dataclasses: one is made per streamed chunk, and a frozen dataclass's
+# __init__ (object.__setattr__ per field) was most of a door's cost per chunk (bench/front_door_bench.py).
+class ToolCallPiece(msgspec.Struct, frozen=True, kw_only=True):
     index: int
     id: str | None
     name: str | None
     arguments: str
 
 
-@dataclass(frozen=True)
-class Piece:
+class Piece(msgspec.Struct, frozen=True, kw_only=True):
     """What one OpenAI object (chunk or whole) says, in reading order: reasoning, text, tool calls."""
 
     reasoning: str = ""
@@ -42,7 +42,6 @@ class Piece:
     completion_tokens: int | None = None
     model: str | None = None
     id: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
