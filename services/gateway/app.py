@@ -42,6 +42,9 @@ from shared.messages import encode
 
 log = logs.get("gateway")
 
+# Every method a route answers (the Responses door's and the admin API's DELETE, the admin API's
+# PATCH, Ollama's HEAD), so a browser's preflight allows what the API serves.
+CORS_METHODS = ["GET", "HEAD", "POST", "PATCH", "DELETE", "OPTIONS"]
 EXPOSED_HEADERS = ["x-request-id", "x-aiub-cache", "x-aiub-provider", "retry-after"] + [
     f"x-ratelimit-{what}-{unit}" for what in ("limit", "remaining", "reset") for unit in ("requests", "tokens")]
 
@@ -64,7 +67,7 @@ def create_app(config: Config, nats_url: str | None = None, *, host: str = "127.
     app.add_middleware(StripTrailingSlash)
     if config.runtime.gateway.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(config.runtime.gateway.cors_origins),
-                           allow_methods=["GET", "POST", "OPTIONS"], allow_headers=["*"],
+                           allow_methods=CORS_METHODS, allow_headers=["*"],
                            expose_headers=EXPOSED_HEADERS)
     _add_error_handlers(app)
     state.bus_secret = config.runtime.auth.bus_secret()
