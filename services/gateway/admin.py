@@ -63,14 +63,7 @@ def add_routes(app: FastAPI, state: GatewayState) -> None:
 
 def router(state: GatewayState) -> APIRouter:
     async def master_only(request: Request) -> None:
-        auth = state.policies.auth
-        if not auth.required:
-            raise Unauthorized("the admin API needs the master key, and auth is off on this gateway (no master key "
-                               f"is set): set {state.config.runtime.auth.master_key_env} and restart it",
-                               code="admin_requires_master_key")
-        principal = await auth.authenticate(request.headers.get("authorization"))
-        if principal.key_id is not None or principal.tenant != "master":
-            raise Forbidden("the admin API takes the master key only, not a virtual key", code="admin_forbidden")
+        await require_master(state, request.headers.get("authorization"))
 
     api = APIRouter(prefix="/admin", tags=[TAG], dependencies=[Depends(master_only)],
                     responses={401: {"description": "no key, a wrong key, or auth is off"},
@@ -196,6 +189,19 @@ def router(state: GatewayState) -> APIRouter:
         return ProviderList(data=found, health_found=True)
 
     return api
+
+
+async def require_master(state: GatewayState, authorization: str | None, what: str = "the admin API") -> None:
+    """Returns for the master key; raises Unauthorized (no key, a wrong key, auth off) or Forbidden
+    (a virtual key). The GraphQL interface (graphql_api/) asks the same."""
+    auth = state.policies.auth
+    if not auth.required:
+        raise Unauthorized(f"{what} needs the master key, and auth is off on this gateway (no master key "
+                           f"is set): set {state.config.runtime.auth.master_key_env} and restart it",
+                           code="admin_requires_master_key")
+    principal = await auth.authenticate(authorization)
+    if principal.key_id is not None or principal.tenant != "master":
+        raise Forbidden(f"{what} takes the master key only, not a virtual key", code="admin_forbidden")
 
 
 def _expiry(text: str, now: float) -> float | None:

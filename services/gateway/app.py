@@ -24,6 +24,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from services.gateway import admin, dialects, usage_store
 from services.gateway.dialects import anthropic_routes, ollama_routes, responses_routes
+from services.gateway.graphql_api import endpoint as graphql_api
 from services.gateway.inference import infer
 from services.gateway.model_catalog import models_body
 from services.gateway.paths import StripTrailingSlash
@@ -76,6 +77,7 @@ def create_app(config: Config, nats_url: str | None = None, *, host: str = "127.
     _add_model_routes(app, state)
     _add_service_routes(app, state)
     admin.add_routes(app, state)
+    graphql_api.add_routes(app, state)  # /graphql (docs/graphql.md)
     return app
 
 

@@ -1,0 +1,1 @@
+"""The gateway's GraphQL interface at `/graphql` (docs/graphql.md): endpoint.py mounts it."""
