@@ -73,6 +73,9 @@ def add_routes(app: FastAPI, state: GatewayState) -> None:
         async with inner(app_) as value:
             if state.nc is not None:
                 await live.start(state.nc)
+                # nats-py recreates a KV watcher only 10-20 s after a server restart: watch again
+                # at once, as the routers do, so no transition is missed.
+                state.bus_health.on_reconnect.append(live.health.rewatch)
             try:
                 yield value
             finally:
