@@ -19,6 +19,7 @@ HEALTH_BUCKET = "aiub_health"
 HEALTH_HEARTBEAT_KEY = "_heartbeat"
 HEALTH_LEADER_KEY = "_leader"
 RESPONSES_BUCKET = "aiub_responses"  # the Responses API's stored responses (gateway only)
+CONFIG_BUCKET = "aiub_config"  # config revisions: `current` and rev.<n> (shared/config/revisions.py)
 
 _BAD_TOKEN = re.compile(r"[.*>\s]")
 

@@ -11,14 +11,15 @@ every error names the file, the key path and what is wrong.
     environment.py what the process environment says besides config (NATS_URL, ...)
     documents.py one file read, expanded and validated
     loading.py   load_config: a directory, or the LiteLLM switch (litellm.py); the secrets
-                 the files name by variable, read once
+                 the files name by variable, read once; load_texts: the same from texts
+    revisions.py config revisions on the bus: records, diffs, what applies live (pure)
     litellm_*.py a LiteLLM proxy config as our three documents
 """
 
 from shared.config.base import ConfigError
 from shared.config.env import expand_env
 from shared.config.environment import Environment, read_environment
-from shared.config.loading import default_config_dir, load_config, with_secrets
+from shared.config.loading import default_config_dir, load_config, load_texts, with_secrets
 from shared.config.runtime import (
     AuthSettings,
     CacheSettings,
@@ -56,6 +57,6 @@ __all__ = [
     "LimitSettings",
     "LoadBalancing", "ModelLimits", "ModelMappingsFile", "ModelSpec", "PatternRoute", "ProviderSpec",
     "ProviderType", "ProvidersFile", "RedisSettings", "RuntimeFile", "Strategy", "WorkerSettings",
-    "default_config_dir", "expand_env", "load_config", "provider_references", "read_environment",
+    "default_config_dir", "expand_env", "load_config", "load_texts", "provider_references", "read_environment",
     "unknown_provider_references", "with_secrets",
 ]

@@ -33,6 +33,16 @@ def read_yaml(path: Path, environ: Mapping[str, str]) -> Any:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
 
 
+def read_yaml_text(text: str | None, path: Path, environ: Mapping[str, str]) -> Any:
+    """`read_yaml` of a file's text as it was read elsewhere (a config revision on the bus)."""
+    if text is None:
+        raise ConfigError(f"{path}: file not found")
+    try:
+        return expand(yaml.safe_load(text) or {}, path, environ)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+
+
 def describe(path: Path, error: ValidationError) -> str:
     lines = []
     for item in error.errors():

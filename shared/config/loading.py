@@ -16,7 +16,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from shared.config.base import ConfigError
-from shared.config.documents import describe, parse, read_yaml
+from shared.config.documents import describe, parse, read_yaml, read_yaml_text
 from shared.config.litellm import load_litellm
 from shared.config.runtime import RuntimeFile
 from shared.config.schema import Config, ModelMappingsFile, ProvidersFile
@@ -48,6 +48,28 @@ def with_secrets(config: Config, environ: Mapping[str, str]) -> Config:
         "auth": auth.with_secrets(environ.get(auth.master_key_env), environ.get(auth.bus_secret_env)),
     })
     return config.model_copy(update={"providers": providers, "runtime": runtime})
+
+
+def load_texts(texts: Mapping[str, str], directory: str | Path, environ: Mapping[str, str] = os.environ) -> Config:
+    """A config directory's files as texts (`providers.yaml`, `model-mappings.yaml`, optional
+    `aiub.yaml`: a revision on the bus, shared/config/revisions.py), loaded as `load_config`
+    loads the directory: `${VAR}` expanded and secrets read from `environ`, here and now."""
+    root = Path(directory)
+    return with_secrets(_from_texts(root, texts, environ), environ)
+
+
+def _from_texts(root: Path, texts: Mapping[str, str], environ: Mapping[str, str]) -> Config:
+    def read(name: str) -> object:
+        return read_yaml_text(texts.get(name), root / name, environ)
+
+    providers = parse(ProvidersFile, root / "providers.yaml", read("providers.yaml"))
+    mappings = parse(ModelMappingsFile, root / "model-mappings.yaml", read("model-mappings.yaml"))
+    runtime = (parse(RuntimeFile, root / "aiub.yaml", read("aiub.yaml")) if "aiub.yaml" in texts
+               else RuntimeFile())
+    try:
+        return Config(directory=root, providers=providers.providers, mappings=mappings, runtime=runtime)
+    except ValidationError as e:
+        raise ConfigError(describe(root, e)) from None
 
 
 def _load_directory(root: Path, environ: Mapping[str, str]) -> Config:
