@@ -47,7 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     keys_arguments(commands.add_parser("keys", help="create, list and revoke virtual API keys"))
 
+    from cli.config_live import add_arguments as config_arguments
     from cli.usage import add_arguments as usage_arguments
+
+    config_arguments(commands.add_parser("config", help="config revisions on the bus: push, history, diff, rollback"))
 
     usage_arguments(commands.add_parser("usage", help="tokens and cost per key, model, provider and day"))
 
@@ -138,6 +141,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.envi
         from cli.status import main as status_main
 
         return status_main(args, environment)
+    if args.command == "config":
+        from cli.config_live import main as config_main
+
+        return config_main(args, environ, environment)
     if args.command == "validate":
         from cli.validate.command import run_validate
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import tempfile
@@ -11,7 +12,9 @@ from pathlib import Path
 
 import nats
 import pytest
+from nats.js.errors import NotFoundError
 
+from shared import subjects
 from shared.embedded_nats import EmbeddedNats
 from shared.health_view import forget_states
 from tests.support.redis import EXTERNAL_REDIS_ENV
@@ -44,6 +47,8 @@ async def _forget_health_state(url: str) -> None:
     nc = await nats.connect(url)
     try:
         await forget_states(nc.jetstream())
+        with contextlib.suppress(NotFoundError):  # a previous module's config revisions too
+            await nc.jetstream().delete_key_value(subjects.CONFIG_BUCKET)
     finally:
         await nc.close()
 

@@ -38,6 +38,7 @@ from services.gateway.unexpected_errors import ContainUnexpectedErrors
 from shared import bus, logs
 from shared.client import InferenceClient
 from shared.config import Config
+from shared.config_watch import ConfigWatch
 from shared.errors import AiubError, BadRequest, ClientError, ModelNotFound
 from shared.messages import encode
 
@@ -52,12 +53,14 @@ EXPOSED_HEADERS = ["x-request-id", "x-aiub-cache", "x-aiub-provider", "retry-aft
 
 def create_app(config: Config, nats_url: str | None = None, *, host: str = "127.0.0.1",
                insecure_no_auth: bool = False, state_dir: Path = Path(".aiub"),
-               tracer_provider: TracerProvider | None = None) -> FastAPI:
+               tracer_provider: TracerProvider | None = None, config_revision: int = 0) -> FastAPI:
     """Raises auth.StartupRefused when the bind address needs a master key and none is set.
-    `tracer_provider`: trace each request (FastAPI's server span, our attempts under it); None: off."""
+    `tracer_provider`: trace each request (FastAPI's server span, our attempts under it); None: off.
+    `config_revision`: the `aiub_config` revision `config` is (0: files); later ones apply live."""
     policies = Policies.build(config, host=host, insecure_no_auth=insecure_no_auth, state_dir=state_dir)
     state = GatewayState(config=config, nats_url=nats_url, policies=policies,
-                         telemetry=RequestTelemetry(policies.metrics, log), tracer_provider=tracer_provider)
+                         telemetry=RequestTelemetry(policies.metrics, log), tracer_provider=tracer_provider,
+                         live=ConfigWatch("gateway", config, number=config_revision))
     # FastAPI's built-in OpenTelemetry wraps every request even with no exporter configured:
     # off, it is a measured ~35 µs of CPU per request (docs/benchmarks.md).
     # /openapi.json documents the admin API (docs/admin-api.md); no docs pages are served.
@@ -99,6 +102,7 @@ def _lifespan(state: GatewayState) -> Callable[[FastAPI], AbstractAsyncContextMa
         state.client = await InferenceClient.start(nc, state.config.runtime.deadlines, tracer=tracer)
         state.served_models = ServedModels(nc, state.config)
         policies.usage.start(usage_store.open_store(policies.link, nc))
+        await _follow_config(state)
         log.info("gateway_ready", nats=bus.server_address(nc), **policies.describe())
         if policies.auth.mode == "off_insecure":
             log.warning("auth_disabled", reason="--insecure-no-auth on a non-loopback bind: anyone can call")
@@ -107,9 +111,23 @@ def _lifespan(state: GatewayState) -> Callable[[FastAPI], AbstractAsyncContextMa
         finally:
             with contextlib.suppress(Exception):
                 await bus.close(nc)
+            if state.live is not None:
+                await state.live.stop()
             await policies.close()
 
     return lifespan
+
+
+async def _follow_config(state: GatewayState) -> None:
+    """Revisions of `aiub_config` from now on apply live (GatewayState.reconfigure)."""
+    assert state.nc is not None
+    live = state.live = state.live or ConfigWatch("gateway", state.config)
+    started = state.config  # the listener, CORS, auth and Redis were built from it
+    await live.start(state.nc.jetstream())
+    if live.config is not started:  # pushed since main.py read the bucket
+        state.reconfigure(live.config)
+    live.bind(state.reconfigure, started=started)
+    state.bus_health.on_reconnect.append(live.rewatch)
 
 
 def _add_error_handlers(app: FastAPI) -> None:

@@ -106,6 +106,29 @@ class HealthService:
         await self._trials.stop()
         await self._http.aclose()
 
+    def reconfigure(self, config: Config) -> None:
+        """A new config revision (shared/config_watch.py). When the active providers or their
+        settings (health checks, URLs) changed, a leader leads again on them: each breaker resumes
+        from the state the bucket holds (as a newly elected leader does), probes restart with the
+        new intervals, and removed providers are no longer checked."""
+        self._config = config
+        self._trials.reconfigure(config)
+        providers = {n: s for n, s in config.providers.items() if s.status == "active"}
+        if providers == self.providers:
+            return
+        self.providers = providers
+        if self.is_leader:
+            task = asyncio.create_task(self._relead())
+            self._background.append(task)
+
+    async def _relead(self) -> None:
+        await self._deposed()
+        for name in [n for n in self.breakers if n not in self.providers]:
+            del self.breakers[name]
+        if self.is_leader:
+            self._spawn(self._lead())
+        log.info("health_reconfigured", providers=list(self.providers))
+
     # -- leadership -----------------------------------------------------------------------
     async def _elected(self) -> None:
         self._spawn(self._lead())

@@ -82,6 +82,9 @@ class TrialRunner:
         self._waiting: dict[str, asyncio.Queue[Frame]] = {}
         self._sub: Subscription | None = None
 
+    def reconfigure(self, config: Config) -> None:
+        self._config = config  # the next trial picks its model and deadline from it
+
     async def start(self) -> None:
         self._sub = await self._nc.subscribe(self._process_inbox + ".*", cb=self._on_frame)
 

@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry
 from services.router.service import Router
 from shared import bus, logs, metrics
 from shared.config import Config
+from shared.config_watch import ConfigWatch
 from shared.health_view import HealthView
 
 log = logs.get("router")
@@ -22,10 +23,15 @@ async def serve(config: Config, nats_url: str | None, stop: asyncio.Event, metri
     view = HealthView()
     await view.start(nc.jetstream())
     bus_health.on_reconnect.append(view.rewatch)
-    router = Router(nc, config, view, metrics.RouterMetrics(registry))
+    live = ConfigWatch("router", config)
+    await live.start(nc.jetstream())
+    bus_health.on_reconnect.append(live.rewatch)
+    router = Router(nc, live.config, view, metrics.RouterMetrics(registry))
+    live.bind(router.reconfigure)
     await router.start()
     log.info("router_ready", metrics_port=served_on)
     await stop.wait()
     await bus.close(nc)
     await router.wait_idle()
+    await live.stop()
     await view.stop()

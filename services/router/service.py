@@ -108,12 +108,17 @@ class Router:
         self.usage.record(outcome, self._clock())
         self.load.ended(outcome.provider, outcome.worker_id, outcome.attempt)
 
+    def reconfigure(self, config: Config) -> None:
+        """A new config revision (shared/config_watch.py): requests placed from now on use it;
+        those already being placed finish on the one they read."""
+        self._config = config
+
     async def wait_idle(self) -> None:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def plan(self, request: InferenceRequest) -> Plan:
-        return decide(self._config, request, states=self._health.states, load=self.load, usage=self.usage,
+    def plan(self, request: InferenceRequest, config: Config | None = None) -> Plan:
+        return decide(config or self._config, request, states=self._health.states, load=self.load, usage=self.usage,
                       balancer=self.balancer, admit_draw=self._rng.random(), now=self._clock(),
                       wall_now=time.time())
 
@@ -140,7 +145,8 @@ class Router:
             await self._refuse(reply, "", BadRequest(f"malformed InferenceRequest: {e}", code="bad_request"))
             return
         tracing.bind(tracing.request_id(request))  # this task's log lines carry the client-visible id
-        decided = self.plan(request)
+        config = self._config  # read once: a new revision applies to the next request, not this one
+        decided = self.plan(request, config)
         if span.is_recording():
             span.set_attributes({"aiub.request_id": tracing.request_id(request), "aiub.attempt": request.attempt,
                                  "aiub.attempt_number": request.attempt_number, "gen_ai.request.model": request.model,
@@ -157,7 +163,7 @@ class Router:
         tried: list[str] = [*decided.skipped]
         # Half the caller's Accepted deadline: a worker that has not answered by then is hung or
         # frozen (a live one accepts in milliseconds), and the caller still has time to retry.
-        timeout = self._config.runtime.deadlines.accepted_s / 2
+        timeout = config.runtime.deadlines.accepted_s / 2
         for target in decided.targets:
             # The worker checks the caller's scope against the model the caller asked for.
             routed = request if target.model == request.model else msgspec.structs.replace(
@@ -193,7 +199,7 @@ class Router:
                 case Accepted(worker_id=worker_id):
                     self._placed(request, decided, target.provider, worker_id)
                     span.set_attributes({"aiub.provider": target.provider, "aiub.worker_id": worker_id})
-                    await self._offer_hedge(request, decided, target, reply)
+                    await self._offer_hedge(config, request, decided, target, reply)
                     return
                 case Busy(worker_id=worker_id):
                     self.load.refused(target.provider, worker_id)
@@ -219,11 +225,12 @@ class Router:
         log.debug("request_routed", model=request.model, provider=provider,
                   routed_by=decided.routed_by, strategy=decided.strategy, attempt=request.attempt)
 
-    async def _offer_hedge(self, request: InferenceRequest, decided: Plan, placed: Target, reply: str) -> None:
+    async def _offer_hedge(self, config: Config, request: InferenceRequest, decided: Plan, placed: Target,
+                           reply: str) -> None:
         """Tell the caller it may hedge this attempt (services/router/hedging.py), for models with `hedging`."""
-        if not self._config.mappings.hedging:
+        if not config.mappings.hedging:
             return
-        offer = hedging.offer(self._config, request, provider=placed.provider, model=placed.model,
+        offer = hedging.offer(config, request, provider=placed.provider, model=placed.model,
                               others=[(t.provider, t.model) for t in decided.targets if t is not placed],
                               usage=self.usage, now=self._clock())
         if offer is not None:

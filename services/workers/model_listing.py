@@ -60,6 +60,10 @@ class ModelListResponder:
         self._cache: dict[str, tuple[float, ModelList]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
+    def reconfigure(self, config: Config) -> None:
+        self._config = config
+        self._cache.clear()  # a provider's base_url or key may have changed
+
     async def start(self) -> list[Subscription]:
         return [await self._nc.subscribe(subjects.models(p), queue=subjects.worker_queue(p), cb=self._on_request)
                 for p in self._providers]

@@ -148,6 +148,7 @@ class Worker:
         self.served = 0
         self._bus_secret = config.runtime.auth.bus_secret()  # None: every request on the bus is trusted
         self.telemetry = WorkerTelemetry(metrics, log)
+        self._listing = ModelListResponder(nc, config, providers, http)
         self.backend_load: dict[str, BackendLoad] = {}  # provider -> its backend's last readable load
         for provider, slots in self.slots.items():
             self.telemetry.watch(provider, queued=slots.queued_now, running=slots.running_now)
@@ -156,13 +157,20 @@ class Worker:
         for provider in self.providers:
             self._subs.append(await self._nc.subscribe(
                 subjects.work(provider), queue=subjects.worker_queue(provider), cb=self._work_handler(provider)))
-        self._subs.extend(await ModelListResponder(self._nc, self._config, self.providers, self._http).start())
+        self._subs.extend(await self._listing.start())
         await self._nc.subscribe(self.control_subject, cb=self._on_cancel)
         self._background.append(asyncio.create_task(self._report_load()))
         for provider in self.providers:
             if self._config.providers[provider].load_endpoint:
                 self._background.append(asyncio.create_task(self._poll_backend_load(provider)))
         self._background.append(asyncio.create_task(self._watch_callers()))
+
+    def reconfigure(self, config: Config) -> None:
+        """A new config revision (shared/config_watch.py): attempts accepted from now on call the
+        backend with its provider settings; running ones finish on theirs. Slots, intervals and the
+        served providers stay as started (shared/config/revisions.py names them in the log)."""
+        self._config = config
+        self._listing.reconfigure(config)
 
     def _forget(self, attempt: str) -> None:
         self._attempts.pop(attempt, None)
