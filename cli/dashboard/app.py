@@ -13,7 +13,7 @@ model, so a burst of traffic costs one redraw per interval.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from rich.text import Text
@@ -45,8 +45,10 @@ class DashboardApp(App[None]):
 
     def __init__(self, model: Model, feed: Feed | None = None, config_dir: Path | None = None,
                  refresh_s: float = 1.0, clock: Callable[[], float] = time.time,
-                 driver_class: type[Driver] | None = None) -> None:
+                 driver_class: type[Driver] | None = None, environ: Mapping[str, str] | None = None) -> None:
+        """`environ`: what a config saved from the config view is validated against (`${VAR}`)."""
         super().__init__(driver_class=driver_class)
+        self.environ = environ if environ is not None else {}
         self.model = model
         self.feed = feed
         self.config_dir = config_dir
@@ -163,4 +165,5 @@ class DashboardApp(App[None]):
         if self.config_dir is None:
             self.notify("no config directory: start with --config DIR", severity="warning")
             return
-        self.push_screen(ConfigScreen(self.config_dir))
+        self.push_screen(ConfigScreen(self.config_dir, self.feed.nats_url if self.feed is not None else None,
+                                      self.environ))

@@ -95,7 +95,7 @@ def main(args: argparse.Namespace, environ: Mapping[str, str], environment: Envi
     # Drawn on the terminal even when stderr is redirected (Textual's own driver draws on stderr).
     # Under `--web`, textual-serve names its own driver in TEXTUAL_DRIVER: the terminal is not ours to draw on.
     app = DashboardApp(model, Feed(model, nats_url), config_dir=config_dir, refresh_s=args.refresh,
-                       driver_class=None if environ.get("TEXTUAL_DRIVER") else driver_for())
+                       driver_class=None if environ.get("TEXTUAL_DRIVER") else driver_for(), environ=environ)
     try:
         app.run()
     finally:

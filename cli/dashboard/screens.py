@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from rich.text import Text
@@ -60,9 +61,13 @@ class ConfigScreen(Screen[None]):
         Binding("escape", "back", "Back", priority=True),
     ]
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, nats_url: str | None = None,
+                 environ: Mapping[str, str] | None = None) -> None:
+        """`nats_url`: save by publishing a revision (cli/config_live.py) as well as writing the files."""
         super().__init__()
         self.directory = directory
+        self.nats_url = nats_url
+        self.environ = environ if environ is not None else {}
         self.original = config_edit.read_files(directory)
 
     def compose(self) -> ComposeResult:
@@ -77,8 +82,19 @@ class ConfigScreen(Screen[None]):
     def edited(self) -> dict[str, str]:
         return {name: self.query_one(f"#edit-{pane}", TextArea).text for name, pane in _PANES.items()}
 
-    def action_save(self) -> None:
+    async def action_save(self) -> None:
         status = self.query_one("#config-status", Static)
+        if self.nats_url is not None:
+            try:
+                saved, said = await config_edit.publish(self.nats_url, self.directory, self.edited(), self.environ)
+            except ConfigError as e:
+                status.update(Text(f"NOT saved: the config is invalid\n{e}", "bold red"))
+                return
+            except OSError as e:
+                status.update(Text(f"NOT saved: {e}", "bold red"))
+                return
+            status.update(Text(said, "green" if saved else "bold red"))
+            return
         try:
             changed = config_edit.save(self.directory, self.edited())
         except ConfigError as e:
@@ -90,7 +106,8 @@ class ConfigScreen(Screen[None]):
         if not changed:
             status.update(Text("valid; nothing changed", "green"))
             return
-        status.update(Text(f"valid; saved {', '.join(changed)} — restart the services to apply it", "green"))
+        status.update(Text(f"valid; saved {', '.join(changed)} — no bus: `aiub config push` applies it live",
+                           "green"))
 
     def action_back(self) -> None:
         self.app.pop_screen()

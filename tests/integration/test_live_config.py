@@ -20,7 +20,8 @@ import httpx
 import pytest
 import yaml
 
-from tests.support.processes import Stack, wait_until
+from shared.config import ConfigError
+from tests.support.processes import Stack, wait_until, wait_until_async
 
 TOKENS = {3: "a", 7: "b"}
 _asked = itertools.count()
@@ -172,3 +173,18 @@ def test_a_worker_that_cannot_apply_a_revision_keeps_its_own(stack: Stack) -> No
     wait_until(lambda: "config_revision_refused" in worker.log(), 2.0, "the worker to refuse revision 5")
     assert "this worker serves b (--provider)" in worker.log()
     wait_until(lambda: answered_by(stack) == "a", 2.0, "revision 5 to route to a")
+
+
+async def test_the_dashboards_config_view_saves_through_the_same_push(stack: Stack) -> None:
+    from cli.dashboard import config_edit
+
+    directory = write(stack.root / "dashboard", stack.runtime["sims"], "a")
+    edited = {"model-mappings.yaml": yaml.safe_dump(mappings("b"))}
+    with pytest.raises(ConfigError, match="nowhere"):  # refused: nothing published, nothing written
+        await config_edit.publish(stack.nats_url, directory, {"model-mappings.yaml": yaml.safe_dump(
+            mappings("nowhere"))}, stack.env)
+    assert yaml.safe_load((directory / "model-mappings.yaml").read_text()) == mappings("a")
+    saved, said = await config_edit.publish(stack.nats_url, directory, edited, stack.env)
+    assert saved and "published revision 6 (dashboard)" in said and "wrote model-mappings.yaml" in said, said
+    assert yaml.safe_load((directory / "model-mappings.yaml").read_text()) == mappings("b")
+    await wait_until_async(lambda: answered_by(stack) == "b", 3.0, "the dashboard's revision to route to b")
