@@ -167,6 +167,7 @@ def run_stack(config: Config, args: argparse.Namespace, environment: Environment
     env = {**os.environ, "NATS_URL": nats_url, "PYTHONUNBUFFERED": "1"}
     children: list[Child] = []
     config_dir = _demo_config(config, state_dir, children, env) if args.demo else Path(config.directory)
+    publish_config(nats_url, config_dir)
     gateway = _plan(children, args, active, scale, config_dir, state_dir, env)
     pointer = _record_stack(state_dir, nats_url, args, _assign_metrics_ports(children, gateway, args.port),
                             environment)
@@ -202,6 +203,21 @@ def _bus(nats_url: str | None, state_dir: Path) -> tuple[EmbeddedNats | None, st
     embedded = EmbeddedNats(state_dir / "nats").start()
     forget_provider_states(embedded.url)
     return embedded, embedded.url
+
+
+def publish_config(nats_url: str, config_dir: Path) -> None:
+    """The config `aiub up` was given becomes the bus's current revision before any service starts
+    (docs/configuration.md, "Live config"): services follow the bucket, not their files, once it
+    holds a revision. Unchanged files publish nothing; a refused push leaves the bucket's revision."""
+    from cli.config_live import push_directory
+
+    if not config_dir.is_dir():
+        print(f"aiub up: {config_dir} is a LiteLLM file: not published; services run it from the file "
+              f"(`aiub import-litellm` makes a directory that `aiub config push` can publish)", file=sys.stderr)
+        return
+    if push_directory(nats_url, config_dir, "aiub up", os.environ) != 0:
+        print("aiub up: --config was not published (above); services run the bucket's current revision, if any, "
+              "else their files", file=sys.stderr)
 
 
 def _plan(children: list[Child], args: argparse.Namespace, active: list[str], scale: dict[str, int],

@@ -5,6 +5,7 @@ found" when there is none instead of asking a default NATS some other server may
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -70,3 +71,9 @@ def test_models_lists_only_what_answers_and_the_demo_embeds(demo: AiubUp) -> Non
     data = embedded.json()["data"]
     assert [d["index"] for d in data] == [0, 1] and all(d["embedding"] for d in data)
     assert embedded.json()["model"] == "nomic-embed-text"
+
+
+def test_up_publishes_its_config_as_the_first_revision(demo: AiubUp, state_home: Path, tmp_path: Path) -> None:
+    ran = aiub("config", "history", "--json", cwd=tmp_path, state_home=state_home)
+    assert ran.returncode == 0, ran.stderr
+    assert [(r["revision"], r["source"], r["current"]) for r in json.loads(ran.stdout)] == [(1, "aiub up", True)]
