@@ -21,12 +21,12 @@ from services.gateway.state import GatewayState
 from shared import logs
 from shared.client import Call, ContentFrame
 from shared.errors import AiubError, UpstreamError, error_json
-from shared.messages import Chunk, Done, Error, Result
+from shared.messages import Chunk, Done, Error, ErrorBody, Result
 from shared.sse import DONE_EVENT, event
 
 log = logs.get("gateway")
 
-_INTERNAL_ERROR = error_json(AiubError("internal error").body())
+_INTERNAL_ERROR = AiubError("internal error").body()
 
 
 async def settle(policies: Policies, admission: Admission, answer: CachedAnswer | None, prompt_tokens: int,
@@ -74,6 +74,13 @@ class _Kept:
                             provider=call.provider or "")
 
 
+def _failure(door: StreamTranslator | None, status: int, error: ErrorBody) -> tuple[bytes, ...]:
+    """How a stream that fails ends: OpenAI's error event then [DONE], or the door's own ending."""
+    if door is not None:
+        return (door.error(status, error),)
+    return event(error_json(error)), DONE_EVENT
+
+
 async def relay(state: GatewayState, call: Call, frames: AsyncIterator[ContentFrame], first: ContentFrame,
                 started: float, admission: Admission, door: StreamTranslator | None = None) -> AsyncIterator[bytes]:
     """`door`: a front door's translator says each event in its dialect (None: OpenAI's SSE, as is)."""
@@ -102,11 +109,8 @@ async def relay(state: GatewayState, call: Call, frames: AsyncIterator[ContentFr
                         return
                     case Error(error=error, status=status):
                         log.warning("stream_failed", provider=call.provider, status=status, message=error.message)
-                        if door is not None:
-                            yield door.error(status, error)
-                            return
-                        yield event(error_json(error))
-                        yield DONE_EVENT
+                        for part in _failure(door, status, error):
+                            yield part
                         return
                     case Result(data=data):  # a backend that ignored stream=true
                         payload = bytes(data)
@@ -120,13 +124,10 @@ async def relay(state: GatewayState, call: Call, frames: AsyncIterator[ContentFr
                         yield DONE_EVENT
                         return
                 frame = await anext(frames, None)
-            status = 502
             truncated = UpstreamError("the response ended without a final frame")
-            if door is not None:
-                yield door.error(truncated.status, truncated.body())
-                return
-            yield event(error_json(truncated.body()))
-            yield DONE_EVENT
+            status = truncated.status
+            for part in _failure(door, status, truncated.body()):
+                yield part
     except (asyncio.CancelledError, GeneratorExit):
         status = 499  # how Starlette ends a stream whose client went away: it cancels the task, or closes us
         raise
@@ -135,11 +136,8 @@ async def relay(state: GatewayState, call: Call, frames: AsyncIterator[ContentFr
         # in an error event rather than looking complete.
         status = 500
         log.error("stream_relay_failed", provider=call.provider, error=repr(e), exc_info=True)
-        if door is not None:
-            yield door.error(500, AiubError("internal error").body())
-        else:
-            yield event(_INTERNAL_ERROR)
-            yield DONE_EVENT
+        for part in _failure(door, status, _INTERNAL_ERROR):
+            yield part
     finally:
         state.active_connections -= 1
         await release(state.policies, admission)
