@@ -8,7 +8,7 @@ import sys
 from collections.abc import Mapping, Sequence
 
 from shared import logs
-from shared.config import ConfigError, load_config, read_environment
+from shared.config import Config, ConfigError, Environment, load_config, read_environment
 
 
 def _common(parser: argparse.ArgumentParser,
@@ -22,7 +22,13 @@ def _common(parser: argparse.ArgumentParser,
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aiub", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+    _add_stack_commands(commands)
+    _add_tool_commands(commands)
+    return parser
 
+
+def _add_stack_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """What runs: the whole stack, each service, a lab's hub and GPU hosts, the simulator."""
     up = commands.add_parser("up", help="start NATS (unless $NATS_URL) and every service")
     _common(up, nats_default="$NATS_URL, else its own nats-server on a free loopback port, supervised, "
                              "its state in --state-dir")
@@ -34,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="replicas per service, e.g. router=2,worker.ollama=3 (worker=N: every provider's worker)")
     up.add_argument("--insecure-no-auth", action="store_true",
                     help="let the gateway serve a non-loopback --host without a master key")
+    up.add_argument("--combined", action="store_true",
+                    help="run router, health and the workers in one process (`aiub services`), each still its "
+                         "own NATS client, queue group and /metrics: less memory on a small box")
 
     gateway = commands.add_parser("gateway", help="the OpenAI-compatible HTTP gateway")
     _common(gateway)
@@ -42,17 +51,6 @@ def build_parser() -> argparse.ArgumentParser:
     gateway.add_argument("--insecure-no-auth", action="store_true",
                          help="serve a non-loopback address without a master key (anyone can call)")
     gateway.add_argument("--state-dir", default=".aiub", help="where the virtual key file lives without Redis")
-
-    from cli.keys import add_arguments as keys_arguments
-
-    keys_arguments(commands.add_parser("keys", help="create, list and revoke virtual API keys"))
-
-    from cli.config_live import add_arguments as config_arguments
-    from cli.usage import add_arguments as usage_arguments
-
-    config_arguments(commands.add_parser("config", help="config revisions on the bus: push, history, diff, rollback"))
-
-    usage_arguments(commands.add_parser("usage", help="tokens and cost per key, model, provider and day"))
 
     for name, text in (("router", "the routing service"), ("health", "the health service")):
         _common(commands.add_parser(name, help=text))
@@ -67,10 +65,38 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--metrics-port", type=int, default=None,
                         help="serve Prometheus /metrics on this port (0: any free port; default: not served)")
 
+    from cli.up.combined import add_arguments as services_arguments
+
+    services = commands.add_parser("services", help="several services in one process, e.g. router,health,worker:ollama")
+    _common(services)
+    services_arguments(services)
+
     from services.simulator.main import add_arguments as simulator_arguments
 
     simulator = commands.add_parser("simulator", help="a simulated Ollama or OpenAI-compatible backend")
     simulator_arguments(simulator)
+
+    from cli.up.roles import add_hub_arguments, add_join_arguments
+
+    hub = commands.add_parser("hub", help="a hub host of a lab: its NATS cluster node, gateway, router, health")
+    _common(hub)
+    add_hub_arguments(hub)
+    join = commands.add_parser("join", help="a GPU host joins a lab: its providers' workers, connecting out to the hub")
+    _common(join)
+    add_join_arguments(join)
+
+
+def _add_tool_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The operator's tools: keys, config, usage, status, dashboard, logs, credentials, validation."""
+    from cli.config_live import add_arguments as config_arguments
+    from cli.creds import add_arguments as creds_arguments
+    from cli.keys import add_arguments as keys_arguments
+    from cli.usage import add_arguments as usage_arguments
+
+    keys_arguments(commands.add_parser("keys", help="create, list and revoke virtual API keys"))
+    config_arguments(commands.add_parser("config", help="config revisions on the bus: push, history, diff, rollback"))
+    usage_arguments(commands.add_parser("usage", help="tokens and cost per key, model, provider and day"))
+    creds_arguments(commands.add_parser("creds", help="make a multi-host lab's NATS credentials and TLS certificates"))
 
     status = commands.add_parser("status", help="provider states, from the health service's KV bucket")
     status.add_argument("--json", action="store_true", help="machine-readable output")
@@ -86,17 +112,6 @@ def build_parser() -> argparse.ArgumentParser:
     dashboard_arguments(commands.add_parser("dashboard", help="live Textual dashboard: providers, latency, requests"))
     logs_arguments(commands.add_parser("logs", help="read the services' log files that `aiub up` writes"))
 
-    from cli.creds import add_arguments as creds_arguments
-    from cli.up.roles import add_hub_arguments, add_join_arguments
-
-    creds_arguments(commands.add_parser("creds", help="make a multi-host lab's NATS credentials and TLS certificates"))
-    hub = commands.add_parser("hub", help="a hub host of a lab: its NATS cluster node, gateway, router, health")
-    _common(hub)
-    add_hub_arguments(hub)
-    join = commands.add_parser("join", help="a GPU host joins a lab: its providers' workers, connecting out to the hub")
-    _common(join)
-    add_join_arguments(join)
-
     validate = commands.add_parser("validate", help="check the config and report every problem")
     validate.add_argument("--config", default=None,
                           help="config directory or LiteLLM proxy YAML (default: $AIUB_CONFIG, else config/)")
@@ -105,7 +120,6 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("file", help="the LiteLLM proxy config (a YAML file with model_list)")
     convert.add_argument("--out", required=True, help="directory for providers.yaml and model-mappings.yaml")
     convert.add_argument("--force", action="store_true", help="overwrite files already there")
-    return parser
 
 
 def _invalid_config(command: str, config: str | None, environ: Mapping[str, str]) -> int:
@@ -124,7 +138,25 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.envi
     environment = read_environment(environ)
     if getattr(args, "metrics_port", 0) is None:
         args.metrics_port = environment.metrics_port
-    nats = getattr(args, "nats", None) or environment.nats_url
+    done = _run_tool(args, environ, environment)
+    if done is not None:
+        return done
+    logs.configure(args.command, getattr(args, "log_level", "INFO"))
+    if args.command in ("gateway", "router", "worker", "services"):  # spans over OTLP when the environment names a collector
+        from shared.spans import install
+
+        install(args.command, environment.otlp_traces_url)
+    try:
+        config = load_config(args.config, environ)
+    except ConfigError:
+        return _invalid_config(args.command, args.config, environ)
+    for note in config.notes:
+        print(f"aiub: LiteLLM config: {note}", file=sys.stderr)
+    return _run_with_config(args, config, environment)
+
+
+def _run_tool(args: argparse.Namespace, environ: Mapping[str, str], environment: Environment) -> int | None:
+    """The commands that load no config themselves; None for the others."""
     if args.command == "simulator":
         from services.simulator.main import main as simulator_main
 
@@ -157,17 +189,11 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.envi
         from cli.import_litellm import run_import
 
         return run_import(args.file, args.out, args.force)
-    logs.configure(args.command, getattr(args, "log_level", "INFO"))
-    if args.command in ("gateway", "router", "worker"):  # spans over OTLP when the environment names a collector
-        from shared.spans import install
+    return None
 
-        install(args.command, environment.otlp_traces_url)
-    try:
-        config = load_config(args.config, environ)
-    except ConfigError:
-        return _invalid_config(args.command, args.config, environ)
-    for note in config.notes:
-        print(f"aiub: LiteLLM config: {note}", file=sys.stderr)
+
+def _run_with_config(args: argparse.Namespace, config: Config, environment: Environment) -> int:
+    nats = getattr(args, "nats", None) or environment.nats_url
     if args.command == "gateway":
         from services.gateway.main import serve as gateway
 
@@ -189,6 +215,11 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.envi
         from cli.up.stack import run_stack
 
         return run_stack(config, args, environment)
+
+    if args.command == "services":
+        from cli.up.combined import main as services_main
+
+        return services_main(args, config, nats, environment.metrics_host)
 
     from shared.lifecycle import run_until_signalled
 
