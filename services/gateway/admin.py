@@ -31,7 +31,7 @@ from services.gateway.admin_models import (
     UsageEntry,
     UsageReport,
 )
-from services.gateway.key_store import KeyStoreUnavailable
+from services.gateway.key_store import KeyStore, KeyStoreUnavailable
 from services.gateway.state import GatewayState
 from shared import subjects
 from shared.errors import AiubError, BadRequest, ClientError, Forbidden, ServiceUnavailable, Unauthorized
@@ -68,8 +68,13 @@ def router(state: GatewayState) -> APIRouter:
     api = APIRouter(prefix="/admin", tags=[TAG], dependencies=[Depends(master_only)],
                     responses={401: {"description": "no key, a wrong key, or auth is off"},
                                403: {"description": "a virtual key"}})
-    store = state.policies.auth.store
+    _add_key_routes(api, state.policies.auth.store)
+    _add_usage_route(api, state)
+    _add_provider_route(api, state)
+    return api
 
+
+def _add_key_routes(api: APIRouter, store: KeyStore) -> None:
     async def _get(key_id: str) -> keys.KeyRecord:
         record = await store.get(key_id) if keys.valid_id(key_id) else None
         if record is None:
@@ -106,18 +111,7 @@ def router(state: GatewayState) -> APIRouter:
         request on every gateway."""
         record = await _get(key_id)
         now = time.time()
-        changes: dict[str, Any] = {}
-        for name in body.model_fields_set:
-            value = getattr(body, name)
-            if name == "expires":
-                changes["expires_at"] = _expiry(value or "never", now)
-            elif name == "models":
-                changes["models"] = tuple(m for m in value or () if m)
-            elif name == "name":
-                changes["name"] = value or ""
-            else:
-                changes[name] = value
-        record = msgspec.structs.replace(record, **changes)
+        record = msgspec.structs.replace(record, **_changes(body, now))
         await _put(record)
         return KeyInfo.of(record, now)
 
@@ -137,6 +131,9 @@ def router(state: GatewayState) -> APIRouter:
         except KeyStoreUnavailable as e:
             raise _unavailable(e) from None
 
+
+
+def _add_usage_route(api: APIRouter, state: GatewayState) -> None:
     @api.get("/usage", response_model=UsageReport, summary="Token usage and cost per key, model, provider, day")
     async def usage_report(
             key: Annotated[str | None, Query(description="a key id, master or anonymous")] = None,
@@ -161,34 +158,55 @@ def router(state: GatewayState) -> APIRouter:
                        prompt_tokens=r.prompt_tokens, completion_tokens=r.completion_tokens,
                        total_tokens=r.total_tokens, cost=r.cost) for r in grouped])
 
+
+
+def _add_provider_route(api: APIRouter, state: GatewayState) -> None:
     @api.get("/providers", response_model=ProviderList, summary="Provider states, as the health service keeps them")
     async def providers() -> ProviderList:
-        nc = state.nc
-        if nc is None or not state.bus_health.connected:
-            raise ServiceUnavailable("the gateway is not connected to NATS", code="bus_unavailable")
-        try:
-            kv = await nc.jetstream().key_value(subjects.HEALTH_BUCKET)
-        except BucketNotFoundError:
-            return ProviderList(data=[], health_found=False)
-        try:
-            names = await kv.keys()
-        except NoKeysError:
-            names = []
-        found: list[ProviderInfo] = []
-        for name in sorted(names):
-            if name.startswith("_"):  # the leader's heartbeat and lease
-                continue
-            try:
-                entry = await kv.get(name)
-                s = state_decoder.decode(entry.value or b"")
-            except (KeyNotFoundError, KeyDeletedError, msgspec.DecodeError, msgspec.ValidationError):
-                continue
-            found.append(ProviderInfo(provider=s.provider, state=s.state, previous=s.previous, reason=s.reason,
-                                      since=s.since, admit_fraction=s.admit_fraction, open_until=s.open_until,
-                                      probe_latency_s=s.probe_latency_s, probed_at=s.probed_at))
-        return ProviderList(data=found, health_found=True)
+        return await _provider_states(state)
 
-    return api
+
+async def _provider_states(state: GatewayState) -> ProviderList:
+    nc = state.nc
+    if nc is None or not state.bus_health.connected:
+        raise ServiceUnavailable("the gateway is not connected to NATS", code="bus_unavailable")
+    try:
+        kv = await nc.jetstream().key_value(subjects.HEALTH_BUCKET)
+    except BucketNotFoundError:
+        return ProviderList(data=[], health_found=False)
+    try:
+        names = await kv.keys()
+    except NoKeysError:
+        names = []
+    found: list[ProviderInfo] = []
+    for name in sorted(names):
+        if name.startswith("_"):  # the leader's heartbeat and lease
+            continue
+        try:
+            entry = await kv.get(name)
+            s = state_decoder.decode(entry.value or b"")
+        except (KeyNotFoundError, KeyDeletedError, msgspec.DecodeError, msgspec.ValidationError):
+            continue
+        found.append(ProviderInfo(provider=s.provider, state=s.state, previous=s.previous, reason=s.reason,
+                                  since=s.since, admit_fraction=s.admit_fraction, open_until=s.open_until,
+                                  probe_latency_s=s.probe_latency_s, probed_at=s.probed_at))
+    return ProviderList(data=found, health_found=True)
+
+
+def _changes(body: KeyUpdate, now: float) -> dict[str, Any]:
+    """A PATCH's fields as the key record's: left out stays, `null` removes a limit or budget."""
+    changes: dict[str, Any] = {}
+    for name in body.model_fields_set:
+        value = getattr(body, name)
+        if name == "expires":
+            changes["expires_at"] = _expiry(value or "never", now)
+        elif name == "models":
+            changes["models"] = tuple(m for m in value or () if m)
+        elif name == "name":
+            changes["name"] = value or ""
+        else:
+            changes[name] = value
+    return changes
 
 
 async def require_master(state: GatewayState, authorization: str | None, what: str = "the admin API") -> None:
