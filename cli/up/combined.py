@@ -180,3 +180,14 @@ def main(args: argparse.Namespace, config: Config, nats: str | None, metrics_hos
         return await host_all(services, stop)
 
     return uvloop.run(runner())
+
+
+def child_argv(active: list[str], common: list[str]) -> tuple[list[str], dict[str, str]]:
+    """`aiub up --combined`: the `aiub services` command line hosting router, health and a worker
+    per active provider, each on a free `/metrics` port; and each service's metrics URL."""
+    from shared.embedded_nats import free_port
+
+    hosted = [Hosted("router"), Hosted("health")] + [Hosted("worker", (name,)) for name in active]
+    ports = {h.name: free_port() for h in hosted}
+    urls = {name: f"http://127.0.0.1:{port}/metrics" for name, port in ports.items()}
+    return [sys.executable, "-m", "cli", "services", *argv(hosted, ports), *common], urls

@@ -48,6 +48,7 @@ class Child:
     next_start: float = 0.0
     started_at: float = field(default=0.0)
     metrics_url: str | None = None
+    metrics_urls: dict[str, str] = field(default_factory=dict)  # --combined: each hosted service's
 
     def start(self) -> None:
         with self.log_path.open("ab") as log:
@@ -154,6 +155,10 @@ def run_stack(config: Config, args: argparse.Namespace, environment: Environment
     except ScaleError as e:
         print(f"aiub up: --scale: {e}", file=sys.stderr)
         return 2
+    if getattr(args, "combined", False) and any(n > 1 for n in scale.values()):
+        print("aiub up: --combined hosts one of each service in one process; --scale needs their own processes",
+              file=sys.stderr)
+        return 2
     if _listening(args.host, args.port):
         print(f"aiub up: something already listens on {args.host}:{args.port} (another aiub, or LiteLLM?); "
               f"stop it or pass --port", file=sys.stderr)
@@ -226,6 +231,12 @@ def _plan(children: list[Child], args: argparse.Namespace, active: list[str], sc
     common = ["--config", str(config_dir), "--log-level", args.log_level]
     services = [("router", _aiub("router", *common)), ("health", _aiub("health", *common))]
     services += [(f"worker-{name}", _aiub("worker", "--provider", name, *common)) for name in active]
+    if getattr(args, "combined", False):  # one process for all of them (cli/up/combined.py)
+        from cli.up.combined import child_argv
+
+        argv, urls = child_argv(active, common)
+        services = []
+        children.append(Child("services", argv, env, state_dir / "services.log", metrics_urls=urls))
     for service, argv in services:
         for name in replica_names(service, scale.get(service, 1)):
             children.append(Child(name, argv, env, state_dir / f"{name}.log"))
@@ -285,11 +296,14 @@ def _assign_metrics_ports(children: list[Child], gateway: Child, gateway_port: i
     for child in children:
         if child is gateway:
             child.metrics_url = f"http://127.0.0.1:{gateway_port}/metrics"
+        elif child.metrics_urls:
+            child.metrics_url = next(iter(child.metrics_urls.values()))
         elif not child.name.startswith("simulator-"):
             port = free_port()
             child.env = {**child.env, "AIUB_METRICS_PORT": str(port)}
             child.metrics_url = f"http://127.0.0.1:{port}/metrics"
-    return {c.name: c.metrics_url for c in children if c.metrics_url}
+    return {name: url for c in children
+            for name, url in (c.metrics_urls or {c.name: c.metrics_url or ""}).items() if url}
 
 
 def _simulator_url(child: Child) -> str | None:
