@@ -142,7 +142,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.envi
     if done is not None:
         return done
     logs.configure(args.command, getattr(args, "log_level", "INFO"))
-    if args.command in ("gateway", "router", "worker", "services"):  # spans over OTLP when the environment names a collector
+    # Spans over OTLP when the environment names a collector.
+    if args.command in ("gateway", "router", "worker", "services"):
         from shared.spans import install
 
         install(args.command, environment.otlp_traces_url)
