@@ -120,7 +120,7 @@ def _ready(url: str) -> bool:
 
 def start(backend_url: str, port: int, *, workdir: Path | None = None, provider_type: str = "openai_compatible",
           max_concurrency: int = 256, log_level: str = "INFO", env: dict[str, str] | None = None,
-          cache: bool = False, deadline_s: float = 60.0) -> RunningStack:
+          cache: bool = False, deadline_s: float = 60.0, combined: bool = False) -> RunningStack:
     tmp = None
     if workdir is None:
         tmp = tempfile.TemporaryDirectory(prefix="aiub-bench-")
@@ -136,14 +136,16 @@ def start(backend_url: str, port: int, *, workdir: Path | None = None, provider_
         child_env.pop(name, None)
     log = log_path.open("ab")
     proc = subprocess.Popen([sys.executable, "-m", "cli", "up", "--config", str(config_dir), "--port", str(port),
-                             "--state-dir", str(state_dir), "--log-level", log_level],
+                             "--state-dir", str(state_dir), "--log-level", log_level]
+                            + (["--combined"] if combined else []),
                             cwd=REPO, env=child_env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             preexec_fn=die_with_parent)
     log.close()
     stack = RunningStack(proc, port, state_dir, log_path, tmp)
     give_up_at = time.monotonic() + deadline_s
     try:
-        while not (_ready(stack.url) and {"gateway", "router", "worker"} <= stack.pids().keys()):
+        services = {"gateway", "services"} if combined else {"gateway", "router", "worker"}
+        while not (_ready(stack.url) and services <= stack.pids().keys()):
             if proc.poll() is not None or time.monotonic() > give_up_at:
                 raise RuntimeError(f"aiub up did not become ready on :{port}; its log:\n"
                                    + log_path.read_text(errors="replace")[-3000:])
@@ -168,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-concurrency", type=int, default=256)
     ap.add_argument("--log-level", default="INFO")
     ap.add_argument("--cache", action="store_true", help="leave the response cache on (off by default)")
+    ap.add_argument("--combined", action="store_true",
+                    help="aiub up --combined: router, health and worker in one process")
     ap.add_argument("--workdir", default=None, help="keep config, state and logs here (default: a temp dir)")
     a = ap.parse_args(argv)
     if not a.backend:
@@ -178,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"port {a.port} is already in use; pick another with --port", file=sys.stderr)
         return 1
     stack = start(a.backend, a.port, workdir=Path(a.workdir) if a.workdir else None, provider_type=a.type,
-                  max_concurrency=a.max_concurrency, log_level=a.log_level, cache=a.cache)
+                  max_concurrency=a.max_concurrency, log_level=a.log_level, cache=a.cache,
+                  combined=a.combined)
     try:
         print(f"aiub up on {stack.url}/v1 -> {a.backend}; pids {stack.pids()}; log {stack.log_path}", flush=True)
         while True:
