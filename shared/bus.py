@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 import nats
@@ -51,6 +52,16 @@ def server_address(nc: Client) -> str | None:
     """host:port of the server `nc` is on, for logs: the URL's userinfo holds a password."""
     url = nc.connected_url
     return f"{url.hostname}:{url.port}" if url is not None else None
+
+
+async def retire_follower(task: asyncio.Task[None], watcher: Any) -> None:
+    """Stop a KV follower that a fresh watcher replaced: its task first, then its watcher."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
+    if watcher is not None:
+        with contextlib.suppress(Exception):
+            await watcher.stop()
 
 
 async def close(nc: Client) -> None:

@@ -23,7 +23,7 @@ import msgspec
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
-from shared import logs, subjects
+from shared import bus, logs, subjects
 from shared.config import Config, ConfigError, load_texts
 from shared.config.revisions import CURRENT_KEY, Apply, Ignore, Keep, Revision, Role, decide, revision_decoder
 from shared.config_store import current, open_bucket
@@ -96,12 +96,7 @@ class ConfigWatch:
             return
         old_task, old_watcher = self._task, self._watcher
         self._watcher, self._task = watcher, asyncio.create_task(self._follow(watcher))
-        old_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await old_task
-        if old_watcher is not None:
-            with contextlib.suppress(Exception):
-                await old_watcher.stop()  # type: ignore[no-untyped-call]
+        await bus.retire_follower(old_task, old_watcher)
 
     async def stop(self) -> None:
         if self._task is not None:

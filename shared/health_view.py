@@ -25,7 +25,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import APIError, BucketNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 
-from shared import logs, subjects
+from shared import bus, logs, subjects
 from shared.messages import ProviderState, state_decoder
 
 log = logs.get("health_view")
@@ -108,12 +108,7 @@ class HealthView:
             return
         old_task, old_watcher = self._task, self._watcher
         self._watcher, self._task = watcher, asyncio.create_task(self._follow(watcher))
-        old_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await old_task
-        if old_watcher is not None:
-            with contextlib.suppress(Exception):
-                await old_watcher.stop()  # type: ignore[no-untyped-call]
+        await bus.retire_follower(old_task, old_watcher)
         log.info("health_rewatched")
 
     async def stop(self) -> None:
