@@ -40,6 +40,7 @@ class Tally:
     def __init__(self) -> None:
         self.latency: list[float] = []
         self.ttft: list[float] = []
+        self.done_at: list[float] = []  # perf_counter() when each answered request ended
         self.errors: dict[str, int] = {}
 
     def error(self, kind: str) -> None:
@@ -59,6 +60,7 @@ async def one(session: aiohttp.ClientSession, url: str, body: bytes, stream: boo
                 tally.error("bad_body")
                 return
             tally.latency.append(time.perf_counter() - t0)
+            tally.done_at.append(time.perf_counter())
             return
         first = None
         buf = b""
@@ -76,6 +78,7 @@ async def one(session: aiohttp.ClientSession, url: str, body: bytes, stream: boo
             return
         tally.ttft.append(first)
         tally.latency.append(time.perf_counter() - t0)
+        tally.done_at.append(time.perf_counter())
 
 
 async def phase(session: aiohttp.ClientSession, url: str, body: bytes, stream: bool, conc: int, seconds: float,
