@@ -13,8 +13,6 @@ import time
 import msgspec
 from nats.js import JetStreamContext
 from nats.js.errors import (
-    APIError,
-    BucketNotFoundError,
     KeyDeletedError,
     KeyNotFoundError,
     KeyWrongLastSequenceError,
@@ -22,7 +20,7 @@ from nats.js.errors import (
 )
 from nats.js.kv import KeyValue
 
-from shared import logs, subjects
+from shared import buckets, logs, subjects
 from shared.config.revisions import (
     CURRENT_KEY,
     Revision,
@@ -35,27 +33,13 @@ from shared.config.revisions import (
 )
 
 log = logs.get("config_store")
-BAD_REQUEST_IN_USE = 10058  # the stream exists with another config (a racing creator's)
 
 
 async def open_bucket(js: JetStreamContext, create: bool = True) -> KeyValue:
     """The bucket, created if absent (whoever comes first: the config is the same), R3 where the
     cluster allows it. `create=False`: BucketNotFoundError when nobody has pushed yet."""
-    try:
-        return await js.key_value(subjects.CONFIG_BUCKET)
-    except BucketNotFoundError:
-        if not create:
-            raise
-    for replicas in (3, 1):
-        try:
-            return await js.create_key_value(bucket=subjects.CONFIG_BUCKET, history=1, replicas=replicas,
-                                             description="aiub config revisions (writer: aiub config push)")
-        except APIError as e:
-            if e.err_code == BAD_REQUEST_IN_USE:
-                return await js.key_value(subjects.CONFIG_BUCKET)
-            if replicas == 1:
-                raise
-    raise AssertionError("unreachable")
+    return await buckets.open_bucket(js, subjects.CONFIG_BUCKET, create=create,
+                                     description="aiub config revisions (writer: aiub config push)")
 
 
 async def current(kv: KeyValue) -> tuple[Revision | None, int | None]:

@@ -22,14 +22,13 @@ from collections.abc import Callable
 
 import msgspec
 from nats.js import JetStreamContext
-from nats.js.errors import APIError, BucketNotFoundError, NotFoundError
+from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
 
-from shared import bus, logs, subjects
+from shared import buckets, bus, logs, subjects
 from shared.messages import ProviderState, state_decoder
 
 log = logs.get("health_view")
-BAD_REQUEST_IN_USE = 10058  # JetStream: the stream exists with another config (a racing creator's)
 
 
 class Heartbeat(msgspec.Struct, frozen=True, kw_only=True):
@@ -42,24 +41,8 @@ heartbeat_decoder = msgspec.json.Decoder(Heartbeat)
 
 
 async def open_bucket(js: JetStreamContext) -> KeyValue:
-    try:
-        return await js.key_value(subjects.HEALTH_BUCKET)
-    except BucketNotFoundError:
-        pass
-    # Creating with the same config is idempotent, so whoever starts first may create it. Three
-    # replicas on a cluster of three or more (docs/multi-host.md): the states survive a lost node.
-    # A single server (or a cluster short of nodes) refuses R3, and gets R1.
-    for replicas in (3, 1):
-        try:
-            return await js.create_key_value(bucket=subjects.HEALTH_BUCKET, history=1, replicas=replicas,
-                                             description="aiub provider states (writer: health service)")
-        except APIError as e:
-            if e.err_code == BAD_REQUEST_IN_USE:
-                return await js.key_value(subjects.HEALTH_BUCKET)
-            if replicas == 1:
-                raise
-            log.info("health_bucket_single_replica", reason=e.description)
-    raise AssertionError("unreachable")
+    return await buckets.open_bucket(js, subjects.HEALTH_BUCKET,
+                                     description="aiub provider states (writer: health service)")
 
 
 async def forget_states(js: JetStreamContext) -> None:

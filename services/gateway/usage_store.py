@@ -33,7 +33,7 @@ from nats.js.kv import KeyValue
 
 from services.gateway.redis_link import RedisLink
 from services.gateway.usage import MAX_DAYS, Tally, UsageRow, decode_row, encode_row
-from shared import logs
+from shared import buckets, logs
 
 log = logs.get("gateway.usage")
 
@@ -115,13 +115,11 @@ class KvUsageStore:
         if self._kv is None:
             js = self._nc.jetstream()
             try:
-                self._kv = await js.key_value(USAGE_BUCKET)
-            except BucketNotFoundError:
-                if not create:
-                    return None
-                self._kv = await js.create_key_value(bucket=USAGE_BUCKET, history=1, ttl=KEEP_S,
+                self._kv = await buckets.open_bucket(js, USAGE_BUCKET, ttl_s=KEEP_S, create=create,
                                                      description="aiub usage per day, key, model, provider "
                                                                  "(writer: gateway)")
+            except BucketNotFoundError:
+                return None
         return self._kv
 
     async def add(self, rows: Sequence[UsageRow]) -> None:

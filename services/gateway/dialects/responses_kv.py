@@ -18,7 +18,7 @@ from nats.aio.client import Client
 from nats.js.errors import BucketNotFoundError, KeyDeletedError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
-from shared import logs, subjects
+from shared import buckets, logs, subjects
 from shared.errors import ServiceUnavailable
 
 log = logs.get("gateway.responses")
@@ -42,7 +42,7 @@ class ResponseKV:
         try:
             kv = await js.key_value(subjects.RESPONSES_BUCKET)
         except BucketNotFoundError:
-            return await js.create_key_value(bucket=subjects.RESPONSES_BUCKET, history=1, ttl=self._ttl_s,
+            return await buckets.open_bucket(js, subjects.RESPONSES_BUCKET, ttl_s=self._ttl_s,
                                              description="aiub: stored Responses API responses (writer: gateway)")
         info = await js.stream_info(f"KV_{subjects.RESPONSES_BUCKET}")
         if info.config.max_age is None or abs(info.config.max_age - self._ttl_s) > 0.001:
