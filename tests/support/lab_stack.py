@@ -10,7 +10,9 @@ NATS drops its connections (no worker left: the router skips it at once).
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -25,6 +27,7 @@ from tests.support.processes import wait_until
 
 SIM_PORT = 8001
 GATEWAY_PORT = 4000
+DELAY_PORT = 4223  # each hub node's client port behind tests/support/delay_proxy.py
 
 
 def _env() -> dict[str, str]:
@@ -49,6 +52,8 @@ class LabStack:
         self.gpu_names = [f"gpu{i}" for i in range(1, gpus + 1)]
         self.sim_args = sim_args
         self.models = ["lab-model", *(f"only-{g}" for g in self.gpu_names)]
+        self.joins: dict[str, subprocess.Popen[bytes]] = {}
+        self.delay_proxies: list[subprocess.Popen[bytes]] = []
         try:
             for i, name in enumerate(self.hub_names, start=1):
                 self.net.add_host(name, i)
@@ -86,13 +91,41 @@ class LabStack:
                                        "--insecure-no-auth", "--port", str(GATEWAY_PORT)), _env())
 
     def start_gpu(self, name: str) -> None:
-        index = self.gpu_names.index(name)
         self.net.run(name, "simulator", aiub("simulator", "--flavor", "openai", "--host", "0.0.0.0", "--port",
                                              str(SIM_PORT), "--models", ",".join(self.models), *self.sim_args), _env())
-        self.net.run(name, "join", aiub("join", "--lab", str(self.lab_dir / "gpu"), "--provider", name,
-                                        "--config", str(self.config_dir), "--prefer",
-                                        self.hub_names[index % len(self.hub_names)],
-                                        "--state-dir", str(self.root / name)), _env())
+        self._join(name, self.lab_dir / "gpu")
+
+    def _join(self, name: str, lab_dir: Path) -> None:
+        index = self.gpu_names.index(name)
+        self.joins[name] = self.net.run(name, "join", aiub(
+            "join", "--lab", str(lab_dir), "--provider", name, "--config", str(self.config_dir), "--prefer",
+            self.hub_names[index % len(self.hub_names)], "--state-dir", str(self.root / name)), _env())
+
+    def delay_gpu(self, name: str, delay_ms: float) -> None:
+        """`name`'s workers reach the hub through a proxy adding `delay_ms` each way (a round trip
+        of twice that): every hub node gets tests/support/delay_proxy.py on DELAY_PORT in front of
+        its client port, and the GPU host joins again with a lab.json naming that port. Where
+        netem works, `net.netem` is the closer copy of a real link; this works on any kernel."""
+        if not self.delay_proxies:
+            for hub in self.hub_names:
+                self.delay_proxies.append(self.net.run(hub, "delay-proxy", [
+                    sys.executable, "-m", "tests.support.delay_proxy", "--listen", f"0.0.0.0:{DELAY_PORT}",
+                    "--to", "127.0.0.1:4222", "--delay-ms", str(delay_ms)], _env()))
+        delayed = self.lab_dir / "gpu-delayed"
+        if not delayed.exists():
+            shutil.copytree(self.lab_dir / "gpu", delayed)
+            described = json.loads((delayed / "lab.json").read_text())
+            (delayed / "lab.json").write_text(json.dumps({**described, "client_port": DELAY_PORT}))
+        self.net.stop(name, self.joins[name])
+        self._join(name, delayed)
+
+    def undelay_gpu(self, name: str) -> None:
+        """`name` joins again directly; the proxies stop."""
+        self.net.stop(name, self.joins[name])
+        self._join(name, self.lab_dir / "gpu")
+        for proxy, hub in zip(self.delay_proxies, self.hub_names, strict=True):
+            self.net.stop(hub, proxy)
+        self.delay_proxies.clear()
 
     def start(self) -> LabStack:
         for hub in self.hub_names:

@@ -7,7 +7,8 @@ Faults are made the way a network makes them:
 
 - `partition(host)`: the host's cable is pulled (its bridge port goes down; no FIN, no RST);
 - `netem(host, delay_ms, loss)`: `tc netem` on the host's interface, so every packet the host
-  sends waits (a 20 ms delay on a GPU host is a 20 ms round trip to the hub);
+  sends waits (a 20 ms delay on a GPU host is a 20 ms round trip to the hub); where the kernel
+  has no netem, tests/support/delay_proxy.py delays a chosen TCP path instead (LabStack.delay_gpu);
 - `kill(host)`: every process started in the host dies (SIGKILL), as in a power cut.
 
 Processes run as `ip netns exec <ns> <argv>`, each in its own process group, and are killed by
@@ -111,6 +112,16 @@ class Netlab:
         done = subprocess.run(["ip", "netns", "exec", h.ns, *args], capture_output=True, text=True)
         if done.returncode != 0:
             raise NetemUnavailable(f"tc netem on {host}: {done.stderr.strip()} (this kernel has no sch_netem?)")
+
+    def stop(self, host: str, process: subprocess.Popen[bytes]) -> None:
+        """One process of the host (and its group) dies: SIGTERM, SIGKILL after 10 s."""
+        _kill_group(process, signal.SIGTERM)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            _kill_group(process, signal.SIGKILL)
+            process.wait()
+        self.hosts[host].processes.remove(process)
 
     def kill(self, host: str) -> None:
         for process in self.hosts[host].processes:
