@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -215,3 +217,12 @@ def test_an_abusive_query_is_refused(stack: Stack) -> None:
                            "totalTokens cost } recentRequests(limit: 500) { requestId model status provider "
                            "attempts { attempt provider workerId status error latencyS } } }").json()
     assert costly["data"] is None and "costs more than" in costly["errors"][0]["message"]
+
+
+def test_the_gateway_imports_strawberry_only_when_graphql_is_called() -> None:
+    # A second and 11 MB per gateway start (docs/benchmarks.md, footprint): the tests above show
+    # the first call still works; this shows a gateway that is never asked does not pay.
+    probe = "import sys, services.gateway.main; print(sorted(m for m in sys.modules if m.split('.')[0] in " \
+            "('strawberry', 'graphql')))"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60)
+    assert loaded.stdout.strip() == "[]", loaded.stdout

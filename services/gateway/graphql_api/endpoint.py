@@ -10,62 +10,57 @@ Who may call is decided before the query is read (admin.require_master, docs/adm
   `connection_ack`, and the protocol refuses every operation before the ack.
 
 `add_routes` also joins the app's lifespan: once the gateway is connected it starts following
-provider states and request records (live.py), and stops before the bus closes.
+provider states and request records (live.py), and stops before the bus closes. Strawberry itself
+(router.py) is imported on the first call, in a thread: a second and 11 MB that a gateway nobody
+queries by GraphQL never spends, and that delays no other request when it is spent.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI
-from starlette.requests import HTTPConnection
-from strawberry.exceptions import ConnectionRejectionError
-from strawberry.fastapi import GraphQLRouter
-from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
-from strawberry.types.unset import UnsetType
+from starlette.routing import Route, WebSocketRoute
+from starlette.types import Receive, Scope, Send
 
-from services.gateway.admin import require_master
-from services.gateway.graphql_api import schema
+from services.gateway.graphql_api import PATH
 from services.gateway.graphql_api.live import Live
 from services.gateway.state import GatewayState
-from shared.errors import AiubError
 
-PATH = "/graphql"
-WHAT = "the GraphQL interface"
-MAX_SUBSCRIPTIONS = 10  # per WebSocket connection
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-class _Router(GraphQLRouter[dict[str, Any], None]):
+class _OnFirstCall:
+    """An ASGI app that builds Strawberry's router when `/graphql` is first called, then hands every
+    call to it."""
+
     def __init__(self, state: GatewayState, live: Live) -> None:
-        async def context(connection: HTTPConnection) -> dict[str, Any]:
-            if connection.scope["type"] != "websocket":
-                await require_master(state, connection.headers.get("authorization"), WHAT)
-            return {"state": state, "live": live}
+        self._state = state
+        self._live = live
+        self._router: ASGIApp | None = None
+        self._building = asyncio.Lock()
 
-        self.gateway = state
-        super().__init__(schema.build(), path=PATH, graphql_ide=None, allow_queries_via_get=False,
-                         context_getter=context, subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
-                         connection_init_wait_timeout=timedelta(seconds=10),
-                         max_subscriptions_per_connection=MAX_SUBSCRIPTIONS, include_in_schema=False)
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._router is None:
+            async with self._building:
+                if self._router is None:
+                    self._router = await asyncio.to_thread(self._build)
+        await self._router(scope, receive, send)
 
-    async def on_ws_connect(self, context: dict[str, Any]) -> UnsetType | dict[str, object] | None:
-        params = context.get("connection_params")
-        authorization = params.get("authorization") if isinstance(params, dict) else None
-        if not isinstance(authorization, str):
-            authorization = context["request"].headers.get("authorization")
-        try:
-            await require_master(self.gateway, authorization, WHAT)
-        except AiubError:
-            raise ConnectionRejectionError from None
-        return await super().on_ws_connect(context)
+    def _build(self) -> ASGIApp:
+        from services.gateway.graphql_api.router import Router  # the slow import this module defers
+
+        return Router(self._state, self._live)
 
 
 def add_routes(app: FastAPI, state: GatewayState) -> None:
     live = Live()
-    app.include_router(_Router(state, live))
+    graphql = _OnFirstCall(state, live)
+    app.router.routes.append(Route(PATH, graphql, include_in_schema=False))
+    app.router.routes.append(WebSocketRoute(PATH, graphql))
     inner = app.router.lifespan_context
 
     @asynccontextmanager
