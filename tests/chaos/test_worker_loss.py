@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import re
 import signal
 import time
 from collections.abc import Iterator
@@ -78,17 +79,31 @@ def test_a_stream_whose_worker_is_killed_ends_with_an_error_within_the_liveness_
     assert error["code"] == "worker_gone" and "stopped mid-request" in error["message"]
 
 
+def _worker_with_metrics(stack: Stack) -> tuple[Process, str]:
+    """A replica serving `solo`, subscribed, and the address of its /metrics page."""
+    worker = stack.spawn("worker-solo", "worker", "--config", str(stack.config_dir), "--provider", "solo",
+                         "--metrics-port", "0")
+    wait_until(lambda: "worker_ready" in worker.log(), 30, "the replica to subscribe")
+    ready = next(json.loads(line) for line in worker.log().splitlines() if '"worker_ready"' in line)
+    return worker, f"http://127.0.0.1:{ready['metrics_port']}/metrics"
+
+
+def _in_flight(metrics_url: str) -> float:
+    text = httpx.get(metrics_url, trust_env=False, timeout=5).text
+    found = re.search(r'^provider_in_flight\{provider="solo"\} (\S+)$', text, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
 def test_a_request_whose_worker_is_killed_before_answering_is_served_by_another(stack: Stack) -> None:
-    victim = _serving_worker(stack)
-    active_before = _sim(stack).stats()["active"]
+    # Both replicas subscribed before the request, and the one that took it is the one killed: the
+    # re-run needs a worker to go to, and a process's start is not what this test measures.
+    replicas = [_worker_with_metrics(stack), _worker_with_metrics(stack)]
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         answer = pool.submit(httpx.post, stack.gateway_url + "/v1/chat/completions", trust_env=False, timeout=60,
                              json={"model": "loss-model", "messages": [{"role": "user", "content": "x"}],
                                    "simulator": {"ttft_ms": 1500}})
-        wait_until(lambda: _sim(stack).stats()["active"] > active_before, 10, "the worker to call the backend")
-        # Another replica, up before the kill: the re-run needs a worker to go to, and a restarted
-        # process's start (imports, NATS, the config bucket) is not what this test measures.
-        _serving_worker(stack)
+        wait_until(lambda: any(_in_flight(url) for _, url in replicas), 10, "a replica to call the backend")
+        victim = next(worker for worker, url in replicas if _in_flight(url))
         assert not answer.done(), "answered before the kill: the victim was never killed mid-request"
         victim.kill()
         killed_at = time.monotonic()
@@ -96,6 +111,9 @@ def test_a_request_whose_worker_is_killed_before_answering_is_served_by_another(
     assert time.monotonic() - killed_at < IDLE_S / 4  # without the probe, idle_s would pass first
     assert response.status_code == 200, response.text
     assert response.json()["choices"][0]["message"]["content"] == EXPECTED
+    for worker, _ in replicas:
+        if worker is not victim:
+            worker.stop()
 
 
 def test_a_live_worker_answers_the_probe_and_a_slow_answer_is_not_cut_short(stack: Stack) -> None:
