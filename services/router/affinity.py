@@ -8,10 +8,13 @@ Rules:
   keeps its provider and its whole order. No state and no randomness: every router replica
   computes the same order from the same key and candidates.
 - Bounded by load: walking that order, the first candidate whose pressure (backend_load's
-  score: (busy + 1) / (capacity x weight) + KV term) is at most
-  `AFFINITY_LOAD_FACTOR` x the least pressure + `AFFINITY_SLACK` goes first; the rest keep
-  their order. So a key stays put until its provider is much busier than the least busy one,
-  and then spills to its *second* choice (the same for every replica), not to whoever is idle.
+  score: (busy + 1) / (capacity x weight) + KV term) is at most the bound goes first; the rest
+  keep their order. The bound is the larger of `FREE_SLOT` (the request still finds a free
+  sequence slot: an engine batches running sequences, so a cached prefix is worth more than a
+  few sequences more or less) and `AFFINITY_LOAD_FACTOR` x the least pressure +
+  `AFFINITY_SLACK`. So a key stays put until its provider would queue it while another has
+  room, and then spills to its *second* choice (the same for every replica), not to whoever
+  is idle.
 - Candidates with no live load report go after those with one (no worker may be running).
 - A request without a key is ranked as backend_load.
 """
@@ -24,6 +27,7 @@ from collections.abc import Sequence
 
 from services.router.strategies import Candidate, pressure
 
+FREE_SLOT = 1.0  # (busy + 1) / capacity <= 1: this request runs at once, it does not wait
 AFFINITY_LOAD_FACTOR = 2.0
 AFFINITY_SLACK = 0.25  # a quarter of the provider's capacity
 
@@ -46,6 +50,6 @@ def rank_by_affinity(key: str, candidates: Sequence[Candidate]) -> list[Candidat
     if not known:
         return order
     least = min(pressure(c)[1] for c in known)
-    bound = AFFINITY_LOAD_FACTOR * least + AFFINITY_SLACK
+    bound = max(FREE_SLOT, AFFINITY_LOAD_FACTOR * least + AFFINITY_SLACK)
     first = next((c for c in known if pressure(c)[1] <= bound), known[0])
     return [first, *(c for c in order if c is not first)]

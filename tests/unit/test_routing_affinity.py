@@ -8,7 +8,7 @@ from collections import Counter
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.router.affinity import AFFINITY_LOAD_FACTOR, AFFINITY_SLACK, rank_by_affinity, rendezvous
+from services.router.affinity import AFFINITY_LOAD_FACTOR, AFFINITY_SLACK, FREE_SLOT, rank_by_affinity, rendezvous
 from services.router.strategies import Candidate
 from shared.prefix import prefix_key
 
@@ -43,16 +43,32 @@ def test_keys_spread_over_the_pool_and_each_sticks() -> None:
                for _ in range(3))
 
 
-def test_balance_wins_when_the_preferred_provider_is_much_busier() -> None:
+def test_the_key_stays_while_its_provider_has_a_free_slot() -> None:
+    names = NAMES[:3]
+    preferred = rendezvous("k", pool(names))[0].provider
+    # pressure = (busy + 1) / 4; the least busy is idle (0.25), so 2 x 0.25 + 0.25 = 0.75 is below
+    # the free-slot bound: 3 of 4 slots busy still leaves this request a slot, and it stays.
+    assert FREE_SLOT == 1.0 and AFFINITY_LOAD_FACTOR == 2.0 and AFFINITY_SLACK == 0.25
+    last_slot = {n: 0.0 for n in names} | {preferred: 3.0}  # (3 + 1) / 4 = 1.0: stays
+    assert rank_by_affinity("k", pool(names, **last_slot))[0].provider == preferred
+
+
+def test_balance_wins_when_the_preferred_provider_would_queue_the_request() -> None:
     names = NAMES[:3]
     preferred, second = (c.provider for c in rendezvous("k", pool(names))[:2])
-    # pressure = (busy + 1) / 4; the least busy is idle: 0.25. The bound is 2 x 0.25 + 0.25 = 0.75.
-    assert AFFINITY_LOAD_FACTOR == 2.0 and AFFINITY_SLACK == 0.25
-    at_bound = {n: 0.0 for n in names} | {preferred: 2.0}  # (2 + 1) / 4 = 0.75: stays
-    assert rank_by_affinity("k", pool(names, **at_bound))[0].provider == preferred
-    over = {n: 0.0 for n in names} | {preferred: 3.0}  # 1.0 > 0.75: spills to its second choice
-    ranked = [c.provider for c in rank_by_affinity("k", pool(names, **over))]
+    full = {n: 0.0 for n in names} | {preferred: 4.0}  # (4 + 1) / 4 = 1.25 > 1.0: spills to its second choice
+    ranked = [c.provider for c in rank_by_affinity("k", pool(names, **full))]
     assert ranked[0] == second and ranked[1] == preferred
+
+
+def test_under_general_load_the_relative_bound_applies() -> None:
+    names = NAMES[:3]
+    preferred, second = (c.provider for c in rendezvous("k", pool(names))[:2])
+    # Every provider past its slots (least: (4 + 1) / 4 = 1.25, bound 2 x 1.25 + 0.25 = 2.75).
+    within = {n: 4.0 for n in names} | {preferred: 9.0}  # (9 + 1) / 4 = 2.5: stays
+    assert rank_by_affinity("k", pool(names, **within))[0].provider == preferred
+    beyond = {n: 4.0 for n in names} | {preferred: 11.0}  # (11 + 1) / 4 = 3.0 > 2.75: spills
+    assert rank_by_affinity("k", pool(names, **beyond))[0].provider == second
 
 
 def test_a_provider_without_a_load_report_goes_last() -> None:
