@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -19,15 +20,16 @@ def _common(parser: argparse.ArgumentParser,
     parser.add_argument("--log-level", default="INFO")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """Every command; `command`: only that one with all its options (the others still listed)."""
     parser = argparse.ArgumentParser(prog="aiub", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    _add_stack_commands(commands)
-    _add_tool_commands(commands)
+    _add_stack_commands(commands, command)
+    _add_tool_commands(commands, command)
     return parser
 
 
-def _add_stack_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_stack_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser], wanted: str | None) -> None:
     """What runs: the whole stack, each service, a lab's hub and GPU hosts, the simulator."""
     up = commands.add_parser("up", help="start NATS (unless $NATS_URL) and every service")
     _common(up, nats_default="$NATS_URL, else its own nats-server on a free loopback port, supervised, "
@@ -41,8 +43,8 @@ def _add_stack_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     up.add_argument("--insecure-no-auth", action="store_true",
                     help="let the gateway serve a non-loopback --host without a master key")
     up.add_argument("--combined", action="store_true",
-                    help="run router, health and the workers in one process (`aiub services`), each still its "
-                         "own NATS client, queue group and /metrics: less memory on a small box")
+                    help="run the gateway, router, health and the workers in one process (`aiub services`), "
+                         "each still its own NATS client, queue group and /metrics: less memory on a small box")
 
     gateway = commands.add_parser("gateway", help="the OpenAI-compatible HTTP gateway")
     _common(gateway)
@@ -65,38 +67,28 @@ def _add_stack_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     worker.add_argument("--metrics-port", type=int, default=None,
                         help="serve Prometheus /metrics on this port (0: any free port; default: not served)")
 
-    from cli.up.combined import add_arguments as services_arguments
-
-    services = commands.add_parser("services", help="several services in one process, e.g. router,health,worker:ollama")
+    services = commands.add_parser("services", help="several services in one process, "
+                                                    "e.g. gateway,router,health,worker:ollama")
     _common(services)
-    services_arguments(services)
-
-    from services.simulator.main import add_arguments as simulator_arguments
-
-    simulator = commands.add_parser("simulator", help="a simulated Ollama or OpenAI-compatible backend")
-    simulator_arguments(simulator)
-
-    from cli.up.roles import add_hub_arguments, add_join_arguments
-
+    _define(services, wanted, "services", "cli.up.combined")
+    _define(commands.add_parser("simulator", help="a simulated Ollama or OpenAI-compatible backend"),
+            wanted, "simulator", "services.simulator.main")
     hub = commands.add_parser("hub", help="a hub host of a lab: its NATS cluster node, gateway, router, health")
     _common(hub)
-    add_hub_arguments(hub)
+    _define(hub, wanted, "hub", "cli.up.roles", "add_hub_arguments")
     join = commands.add_parser("join", help="a GPU host joins a lab: its providers' workers, connecting out to the hub")
     _common(join)
-    add_join_arguments(join)
+    _define(join, wanted, "join", "cli.up.roles", "add_join_arguments")
 
 
-def _add_tool_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_tool_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser], wanted: str | None) -> None:
     """The operator's tools: keys, config, usage, status, dashboard, logs, credentials, validation."""
-    from cli.config_live import add_arguments as config_arguments
-    from cli.creds import add_arguments as creds_arguments
-    from cli.keys import add_arguments as keys_arguments
-    from cli.usage import add_arguments as usage_arguments
-
-    keys_arguments(commands.add_parser("keys", help="create, list and revoke virtual API keys"))
-    config_arguments(commands.add_parser("config", help="config revisions on the bus: push, history, diff, rollback"))
-    usage_arguments(commands.add_parser("usage", help="tokens and cost per key, model, provider and day"))
-    creds_arguments(commands.add_parser("creds", help="make a multi-host lab's NATS credentials and TLS certificates"))
+    for name, text, module in (
+            ("keys", "create, list and revoke virtual API keys", "cli.keys"),
+            ("config", "config revisions on the bus: push, history, diff, rollback", "cli.config_live"),
+            ("usage", "tokens and cost per key, model, provider and day", "cli.usage"),
+            ("creds", "make a multi-host lab's NATS credentials and TLS certificates", "cli.creds")):
+        _define(commands.add_parser(name, help=text), wanted, name, module)
 
     status = commands.add_parser("status", help="provider states, from the health service's KV bucket")
     status.add_argument("--json", action="store_true", help="machine-readable output")
@@ -106,11 +98,10 @@ def _add_tool_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
                         help="where `aiub up` keeps its state (default: $AIUB_STATE_DIR, else ./.aiub when it "
                              "holds a stack.json, else the state dir the running `aiub up` recorded)")
 
-    from cli.dashboard.main import add_arguments as dashboard_arguments
-    from cli.logs import add_arguments as logs_arguments
-
-    dashboard_arguments(commands.add_parser("dashboard", help="live Textual dashboard: providers, latency, requests"))
-    logs_arguments(commands.add_parser("logs", help="read the services' log files that `aiub up` writes"))
+    _define(commands.add_parser("dashboard", help="live Textual dashboard: providers, latency, requests"),
+            wanted, "dashboard", "cli.dashboard.main")
+    _define(commands.add_parser("logs", help="read the services' log files that `aiub up` writes"),
+            wanted, "logs", "cli.logs")
 
     validate = commands.add_parser("validate", help="check the config and report every problem")
     validate.add_argument("--config", default=None,
@@ -120,6 +111,20 @@ def _add_tool_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     convert.add_argument("file", help="the LiteLLM proxy config (a YAML file with model_list)")
     convert.add_argument("--out", required=True, help="directory for providers.yaml and model-mappings.yaml")
     convert.add_argument("--force", action="store_true", help="overwrite files already there")
+
+
+def _define(parser: argparse.ArgumentParser, wanted: str | None, command: str, module: str,
+            function: str = "add_arguments") -> None:
+    """`command`'s options, from the module that runs it; only when that command is the one asked
+    for (or every command is): a module's imports (Redis, cryptography, Textual...) are then paid
+    by the command that uses them, not by every service process that parses its own argv."""
+    if wanted is None or wanted == command:
+        getattr(importlib.import_module(module), function)(parser)
+
+
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The subcommand `argv` names (its first word), or None (`aiub --help`, no command)."""
+    return argv[0] if argv and not argv[0].startswith("-") else None
 
 
 def _invalid_config(command: str, config: str | None, environ: Mapping[str, str]) -> int:
@@ -134,7 +139,8 @@ def _invalid_config(command: str, config: str | None, environ: Mapping[str, str]
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.environ) -> int:
     """`environ` is read here and by load_config, once; what they find is passed on."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(_command_in(argv)).parse_args(argv)
     environment = read_environment(environ)
     if getattr(args, "metrics_port", 0) is None:
         args.metrics_port = environment.metrics_port
