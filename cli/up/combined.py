@@ -1,10 +1,11 @@
-"""`aiub services router,health,worker:KEY,...`: several services in one process, for a small box.
+"""`aiub services gateway,router,health,worker:KEY,...`: several services in one process, for a small box.
 
-Each service is the very `serve()` its own command runs (`aiub router`, `aiub health`, `aiub worker
---provider KEY`), started as its own asyncio task on one event loop. Nothing is shared but the
+Each service is the very `serve()` its own command runs (`aiub gateway`, `aiub router`, `aiub health`,
+`aiub worker --provider KEY`), started as its own asyncio task on one event loop. Nothing is shared but the
 loop and the interpreter: each task opens its own NATS connection (its own client name, queue
 group subscriptions, reconnects and drain), builds its own Prometheus registry on its own
-`/metrics` port, and tags its log lines with its own `service`. So moving a service to its own
+`/metrics` port (the gateway's is its HTTP port, as alone), and tags its log lines with its own
+`service`. So moving a service to its own
 process or host is a change of command line, not of code.
 
 Rules:
@@ -12,8 +13,8 @@ Rules:
 - A service that raises, or returns before it was asked to stop, stops the others and the
   process exits 1: the supervisor (`aiub up`) then restarts the whole process, and nothing runs
   half of a layout it was not asked for.
-- `aiub up --combined` hosts router, health and every worker here; the gateway keeps its own
-  process (its HTTP server and its own restarts).
+- `aiub up --combined` hosts all of them here, the gateway included: its HTTP server is one more
+  task on the same loop (`--host`, `--port`, `--state-dir`, `--insecure-no-auth` are its options).
 
 The saving is the interpreter and the libraries each process would load again (~40-60 MB a
 process); the cost is one GIL and one event loop for all of them (docs/benchmarks.md).
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 
 log = logs.get("services")
 
-KINDS = ("router", "health", "worker")
+KINDS = ("gateway", "router", "health", "worker")
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ def parse_spec(text: str) -> list[Hosted]:
             continue
         kind, _, rest = item.partition(":")
         if kind not in KINDS:
-            raise SpecError(f"{item!r}: a service is router, health or worker:PROVIDER")
+            raise SpecError(f"{item!r}: a service is gateway, router, health or worker:PROVIDER")
         providers = tuple(p for p in rest.split("+") if p)
         if (kind == "worker") != bool(providers):
             raise SpecError(f"{item!r}: a worker names its provider (worker:KEY), and only a worker does")
@@ -91,16 +92,24 @@ def parse_ports(items: list[str], hosted: list[Hosted]) -> dict[str, int]:
         if not sep or name not in names or not port.isdigit():
             raise SpecError(f"--metrics-port {item!r}: expected NAME=PORT, NAME one of "
                             f"{', '.join(sorted(h.name for h in hosted))}")
+        if names[name] == "gateway":
+            raise SpecError("the gateway serves /metrics on its own HTTP port (--port), not on a port of its own")
         ports[names[name]] = int(port)
     return ports
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("spec", metavar="SERVICES", help="comma-separated: router, health, worker:PROVIDER "
+    parser.add_argument("spec", metavar="SERVICES", help="comma-separated: gateway, router, health, worker:PROVIDER "
                                                          "(worker:a+b: one worker serving two providers)")
     parser.add_argument("--metrics-port", action="append", default=[], metavar="NAME=PORT",
                         help="serve a service's Prometheus /metrics on PORT (NAME: router, health, "
                              "worker-PROVIDER); repeatable. Default: not served")
+    gateway = parser.add_argument_group("the gateway, when hosted (as `aiub gateway`)")
+    gateway.add_argument("--host", default="127.0.0.1", help="bind address")
+    gateway.add_argument("--port", type=int, default=4000)
+    gateway.add_argument("--state-dir", default=".aiub", help="where the gateway keeps its key store")
+    gateway.add_argument("--insecure-no-auth", action="store_true",
+                         help="allow a public bind without a master key (as `aiub gateway`)")
 
 
 def argv(hosted: list[Hosted], ports: dict[str, int]) -> list[str]:
@@ -111,8 +120,13 @@ def argv(hosted: list[Hosted], ports: dict[str, int]) -> list[str]:
     return out
 
 
-def _serve(entry: Hosted, config: Config, nats: str | None, port: int | None,
-           host: str | None) -> Callable[[asyncio.Event], Awaitable[None]]:
+def _serve(entry: Hosted, config: Config, nats: str | None, port: int | None, host: str | None,
+           args: argparse.Namespace) -> Callable[[asyncio.Event], Awaitable[None]]:
+    if entry.kind == "gateway":
+        from services.gateway.main import serve_hosted as gateway
+
+        return lambda stop: gateway(config, args.host, args.port, nats, stop, insecure_no_auth=args.insecure_no_auth,
+                                    state_dir=args.state_dir)
     if entry.kind == "router":
         from services.router.main import serve as router
 
@@ -169,7 +183,7 @@ def main(args: argparse.Namespace, config: Config, nats: str | None, metrics_hos
     except SpecError as e:
         print(f"aiub services: {e}", file=sys.stderr)
         return 2
-    services = {h.name: _serve(h, config, nats, ports.get(h.name), metrics_host) for h in hosted}
+    services = {h.name: _serve(h, config, nats, ports.get(h.name), metrics_host, args) for h in hosted}
 
     async def runner() -> int:
         stop = asyncio.Event()
@@ -182,12 +196,16 @@ def main(args: argparse.Namespace, config: Config, nats: str | None, metrics_hos
     return uvloop.run(runner())
 
 
-def child_argv(active: list[str], common: list[str]) -> tuple[list[str], dict[str, str]]:
-    """`aiub up --combined`: the `aiub services` command line hosting router, health and a worker
-    per active provider, each on a free `/metrics` port; and each service's metrics URL."""
+def child_argv(active: list[str], common: list[str], gateway: list[str],
+               gateway_port: int) -> tuple[list[str], dict[str, str]]:
+    """`aiub up --combined`: the `aiub services` command line hosting the gateway (`gateway`: its
+    options), router, health and a worker per active provider, each on a free `/metrics` port (the
+    gateway on its HTTP port); and each service's metrics URL."""
     from shared.embedded_nats import free_port
 
     hosted = [Hosted("router"), Hosted("health")] + [Hosted("worker", (name,)) for name in active]
     ports = {h.name: free_port() for h in hosted}
-    urls = {name: f"http://127.0.0.1:{port}/metrics" for name, port in ports.items()}
-    return [sys.executable, "-m", "cli", "services", *argv(hosted, ports), *common], urls
+    urls = {"gateway": f"http://127.0.0.1:{gateway_port}/metrics"}
+    urls |= {name: f"http://127.0.0.1:{port}/metrics" for name, port in ports.items()}
+    hosted.insert(0, Hosted("gateway"))
+    return [sys.executable, "-m", "cli", "services", *argv(hosted, ports), *gateway, *common], urls

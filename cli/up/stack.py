@@ -227,22 +227,23 @@ def publish_config(nats_url: str, config_dir: Path) -> None:
 
 def _plan(children: list[Child], args: argparse.Namespace, active: list[str], scale: dict[str, int],
           config_dir: Path, state_dir: Path, env: dict[str, str]) -> Child:
-    """Every service's children, replicas included; returns the gateway's."""
+    """Every service's children, replicas included; returns the one that serves the gateway."""
     common = ["--config", str(config_dir), "--log-level", args.log_level]
-    services = [("router", _aiub("router", *common)), ("health", _aiub("health", *common))]
-    services += [(f"worker-{name}", _aiub("worker", "--provider", name, *common)) for name in active]
+    gateway_args = ["--host", args.host, "--port", str(args.port), "--state-dir", str(state_dir)]
+    gateway_args += ["--insecure-no-auth"] if args.insecure_no_auth else []
     if getattr(args, "combined", False):  # one process for all of them (cli/up/combined.py)
         from cli.up.combined import child_argv
 
-        argv, urls = child_argv(active, common)
-        services = []
-        children.append(Child("services", argv, env, state_dir / "services.log", metrics_urls=urls))
+        argv, urls = child_argv(active, common, gateway_args, args.port)
+        hosting = Child("services", argv, env, state_dir / "services.log", metrics_urls=urls)
+        children.append(hosting)
+        return hosting
+    services = [("router", _aiub("router", *common)), ("health", _aiub("health", *common))]
+    services += [(f"worker-{name}", _aiub("worker", "--provider", name, *common)) for name in active]
     for service, argv in services:
         for name in replica_names(service, scale.get(service, 1)):
             children.append(Child(name, argv, env, state_dir / f"{name}.log"))
-    gateway_args = ["--state-dir", str(state_dir)] + (["--insecure-no-auth"] if args.insecure_no_auth else [])
-    gateway = Child("gateway", _aiub("gateway", "--host", args.host, "--port", str(args.port), *gateway_args,
-                                     *common), env, state_dir / "gateway.log")
+    gateway = Child("gateway", _aiub("gateway", *gateway_args, *common), env, state_dir / "gateway.log")
     children.append(gateway)
     return gateway
 
@@ -294,10 +295,10 @@ def _assign_metrics_ports(children: list[Child], gateway: Child, gateway_port: i
     """A free `/metrics` port per service (the gateway serves its own on its HTTP port), given in
     `AIUB_METRICS_PORT`; returns each service's metrics URL."""
     for child in children:
-        if child is gateway:
-            child.metrics_url = f"http://127.0.0.1:{gateway_port}/metrics"
-        elif child.metrics_urls:
+        if child.metrics_urls:
             child.metrics_url = next(iter(child.metrics_urls.values()))
+        elif child is gateway:
+            child.metrics_url = f"http://127.0.0.1:{gateway_port}/metrics"
         elif not child.name.startswith("simulator-"):
             port = free_port()
             child.env = {**child.env, "AIUB_METRICS_PORT": str(port)}

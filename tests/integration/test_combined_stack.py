@@ -1,8 +1,8 @@
-"""`aiub up --demo --combined`: router, health and the worker in one `aiub services` process.
+"""`aiub up --demo --combined`: gateway, router, health and the worker in one `aiub services` process.
 
 The stack runs as a user runs it (a subprocess with its own embedded NATS and a simulated
-backend). A request is served through the one process; each hosted service answers on its own
-`/metrics` port with its own metrics; a `kill -9` of the process is seen by `aiub up`, which
+backend), once for the module (the kill comes last). A request is served through the one process;
+each hosted service answers on its own `/metrics` page with its own metrics; a `kill -9` of the process is seen by `aiub up`, which
 starts it again, and requests are served again.
 """
 
@@ -24,8 +24,9 @@ PROVIDER = "ollama"
 MODEL = "combined-model"
 
 
-@pytest.fixture
-def combined(tmp_path: Path) -> Iterator[AiubUp]:
+@pytest.fixture(scope="module")
+def combined(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AiubUp]:
+    tmp_path = tmp_path_factory.mktemp("combined")
     config = tmp_path / "config"
     config.mkdir()
     (config / "providers.yaml").write_text(yaml.safe_dump({"providers": {PROVIDER: {
@@ -39,8 +40,8 @@ def combined(tmp_path: Path) -> Iterator[AiubUp]:
         up.stop()
 
 
-def _services_pids(up: AiubUp) -> list[int]:
-    """`aiub up`'s children running `cli services`."""
+def _services_pids(up: AiubUp, command: bytes = b"services") -> list[int]:
+    """`aiub up`'s children running `cli COMMAND`."""
     pids = []
     for pid in (p for p in os.listdir("/proc") if p.isdigit()):
         try:
@@ -48,7 +49,7 @@ def _services_pids(up: AiubUp) -> list[int]:
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if int(stat[1]) == up.process.pid and b"services" in argv:
+        if int(stat[1]) == up.process.pid and argv[2:4] == [b"cli", command]:
             pids.append(int(pid))
     return pids
 
@@ -63,10 +64,11 @@ def _served(up: AiubUp) -> bool:
 
 
 @pytest.mark.timeout(120)
-def test_one_process_hosts_router_health_and_worker_and_serves(combined: AiubUp) -> None:
+def test_one_process_hosts_gateway_router_health_and_worker_and_serves(combined: AiubUp) -> None:
     assert len(_services_pids(combined)) == 1
-    assert {p.name for p in combined.state_dir.glob("*.log")} >= {"services.log", "gateway.log"}
-    assert not (combined.state_dir / "router.log").exists()
+    assert all(not _services_pids(combined, kind) for kind in (b"gateway", b"router", b"health", b"worker"))
+    assert "services.log" in {p.name for p in combined.state_dir.glob("*.log")}
+    assert not (combined.state_dir / "router.log").exists() and not (combined.state_dir / "gateway.log").exists()
     wait_until(lambda: _served(combined), 30, "a request served through the combined process", interval_s=0.2)
 
 
@@ -75,7 +77,7 @@ def test_each_hosted_service_has_its_own_metrics(combined: AiubUp) -> None:
     wait_until(lambda: _served(combined), 30, "a request served", interval_s=0.2)
     metrics = combined.stack()["metrics"]
     assert isinstance(metrics, dict)
-    expected = {"router": "router_routing_decisions_total", "health": "provider_availability",
+    expected = {"gateway": "gateway_requests_total", "router": "router_routing_decisions_total", "health": "provider_availability",
                 f"worker-{PROVIDER}": "provider_requests_total"}
     for name, family in expected.items():
         text = httpx.get(metrics[name], timeout=5, trust_env=False).text

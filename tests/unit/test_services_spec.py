@@ -6,16 +6,17 @@ import asyncio
 
 import pytest
 
-from cli.up.combined import Hosted, SpecError, argv, host_all, parse_ports, parse_spec
+from cli.up.combined import Hosted, SpecError, argv, child_argv, host_all, parse_ports, parse_spec
 
 
 def test_the_spec_names_each_service_once() -> None:
-    hosted = parse_spec("router, health,worker:ollama,worker:a+b")
-    assert hosted == [Hosted("router"), Hosted("health"), Hosted("worker", ("ollama",)), Hosted("worker", ("a", "b"))]
-    assert [h.name for h in hosted] == ["router", "health", "worker-ollama", "worker-a-b"]
+    hosted = parse_spec("gateway,router, health,worker:ollama,worker:a+b")
+    assert hosted == [Hosted("gateway"), Hosted("router"), Hosted("health"), Hosted("worker", ("ollama",)),
+                      Hosted("worker", ("a", "b"))]
+    assert [h.name for h in hosted] == ["gateway", "router", "health", "worker-ollama", "worker-a-b"]
 
 
-@pytest.mark.parametrize("spec", ["", "gateway", "worker", "router:x", "router,router", "worker:a,worker:a"])
+@pytest.mark.parametrize("spec", ["", "proxy", "worker", "router:x", "gateway:x", "router,router", "worker:a,worker:a"])
 def test_a_bad_spec_is_refused(spec: str) -> None:
     with pytest.raises(SpecError):
         parse_spec(spec)
@@ -28,6 +29,17 @@ def test_metrics_ports_by_name_or_spec_and_back_to_argv() -> None:
     assert parse_ports(argv(hosted, ports)[2::2], hosted) == ports
     with pytest.raises(SpecError):
         parse_ports(["health=9103"], hosted)
+    with pytest.raises(SpecError, match="its own HTTP port"):
+        parse_ports(["gateway=9104"], parse_spec("gateway,router"))
+
+
+def test_up_combined_hosts_the_gateway_with_its_options_and_names_every_metrics_page() -> None:
+    line, urls = child_argv(["ollama"], ["--config", "c"], ["--host", "127.0.0.1", "--port", "4100"], 4100)
+    assert line[line.index("services") + 1] == "gateway,router,health,worker:ollama"
+    assert line[-6:] == ["--host", "127.0.0.1", "--port", "4100", "--config", "c"]
+    assert urls["gateway"] == "http://127.0.0.1:4100/metrics"
+    assert set(urls) == {"gateway", "router", "health", "worker-ollama"}
+    assert len(set(urls.values())) == 4
 
 
 def _run(services: dict[str, object], stop_after: float | None) -> int:
