@@ -1,9 +1,10 @@
 """`aiub up --demo --combined`: gateway, router, health and the worker in one `aiub services` process.
 
 The stack runs as a user runs it (a subprocess with its own embedded NATS and a simulated
-backend), once for the module (the kill comes last). A request is served through the one process;
-each hosted service answers on its own `/metrics` page with its own metrics; a `kill -9` of the process is seen by `aiub up`, which
-starts it again, and requests are served again.
+backend), once for the module (the kill comes last). A request is served through the one
+process; each hosted service answers on its own `/metrics` page with its own metrics; a
+`kill -9` of the process is seen by `aiub up`, which starts it again, and requests are served
+again.
 """
 
 from __future__ import annotations
@@ -77,8 +78,8 @@ def test_each_hosted_service_has_its_own_metrics(combined: AiubUp) -> None:
     wait_until(lambda: _served(combined), 30, "a request served", interval_s=0.2)
     metrics = combined.stack()["metrics"]
     assert isinstance(metrics, dict)
-    expected = {"gateway": "gateway_requests_total", "router": "router_routing_decisions_total", "health": "provider_availability",
-                f"worker-{PROVIDER}": "provider_requests_total"}
+    expected = {"gateway": "gateway_requests_total", "router": "router_routing_decisions_total",
+                "health": "provider_availability", f"worker-{PROVIDER}": "provider_requests_total"}
     for name, family in expected.items():
         text = httpx.get(metrics[name], timeout=5, trust_env=False).text
         assert family in text, (name, text[:500])
