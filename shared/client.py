@@ -368,18 +368,7 @@ class Call:
             except TimeoutError:
                 now = clock()
                 if offer is not None and now >= hedging.due_at(info.started, offer.after_s):
-                    budgets = self._client.hedge_budgets
-                    budget = budgets.get(offer.group) or hedging.new_budget(offer.max_fraction)
-                    budgets[offer.group], decision = hedging.decide(
-                        started=info.started, after_s=offer.after_s, provider=offer.provider, now=now, budget=budget)
-                    if isinstance(decision, hedging.Hedge):
-                        offer = None
-                        self.hedged_from = decision.excluded
-                        self._client.hedges_started += 1
-                        hedge, _ = await self._begin(queue, hedge_from=decision.excluded)
-                        racers.append(_Racer(hedge, policy.start(self._client.deadlines, clock(), self._deadline)))
-                    elif isinstance(decision, hedging.Skip):
-                        offer = None
+                    offer = await self._hedge_if_due(info, offer, queue, racers, now)
                 for due in list(racers):
                     error = await due.on_wake(self, content, now)
                     if error is None:
@@ -415,6 +404,21 @@ class Call:
             if ended:
                 return
 
+
+    async def _hedge_if_due(self, info: AttemptInfo, offer: HedgeOffer, queue: asyncio.Queue[Frame | _NoResponders],
+                            racers: list[_Racer], now: float) -> HedgeOffer | None:
+        """Start a hedge for `info` if the budget allows (it joins `racers`); the offer still open, or None."""
+        budgets = self._client.hedge_budgets
+        budget = budgets.get(offer.group) or hedging.new_budget(offer.max_fraction)
+        budgets[offer.group], decision = hedging.decide(
+            started=info.started, after_s=offer.after_s, provider=offer.provider, now=now, budget=budget)
+        if isinstance(decision, hedging.Hedge):
+            self.hedged_from = decision.excluded
+            self._client.hedges_started += 1
+            hedge, _ = await self._begin(queue, hedge_from=decision.excluded)
+            racers.append(_Racer(hedge, policy.start(self._client.deadlines, self._client.clock(), self._deadline)))
+            return None
+        return None if isinstance(decision, hedging.Skip) else offer
 
 class _Racer:
     """One attempt's deadlines and reader; two of them while a hedge races the first."""

@@ -110,18 +110,7 @@ def run_hub(config: Config, args: argparse.Namespace, environment: Environment) 
     state_dir.mkdir(parents=True, exist_ok=True)
     stop = _stop_on_signals()
     node = EmbeddedNats(state_dir / "nats", port=lab.client_port, listen_host="0.0.0.0", extra_config=extra)
-    common = ["--config", str(config.directory), "--log-level", args.log_level]
-    children: list[Child] = []
-    gateway: Child | None = None
-    for service in services:
-        argv = _aiub(service, *common)
-        if service == "gateway":
-            argv = _aiub("gateway", "--host", args.host, "--port", str(args.port), "--state-dir", str(state_dir),
-                         *(["--insecure-no-auth"] if args.insecure_no_auth else []), *common)
-        for name in replica_names(service, 1 if service == "gateway" else scale.get(service, 1)):
-            child = Child(name, argv, {**env, "NATS_URL": service_urls[service]}, state_dir / f"{name}.log")
-            children.append(child)
-            gateway = child if service == "gateway" else gateway
+    children, gateway = _hub_children(config, args, services, scale, env, service_urls, state_dir)
     metrics = _assign_metrics_ports(children, gateway, args.port) if gateway else {}
     stack_file = state_dir / "stack.json"
     stack_file.touch(mode=0o600)  # the monitor user's password: `aiub status --state-dir` reads it
@@ -150,6 +139,25 @@ def run_hub(config: Config, args: argparse.Namespace, environment: Environment) 
         node.stop()
         stack_file.unlink(missing_ok=True)
     return 0
+
+
+def _hub_children(config: Config, args: argparse.Namespace, services: list[str], scale: dict[str, int],
+                  env: dict[str, str], service_urls: dict[str, str],
+                  state_dir: Path) -> tuple[list[Child], Child | None]:
+    """The hub's service processes (each replica its own), and which of them is the gateway."""
+    common = ["--config", str(config.directory), "--log-level", args.log_level]
+    children: list[Child] = []
+    gateway: Child | None = None
+    for service in services:
+        argv = _aiub(service, *common)
+        if service == "gateway":
+            argv = _aiub("gateway", "--host", args.host, "--port", str(args.port), "--state-dir", str(state_dir),
+                         *(["--insecure-no-auth"] if args.insecure_no_auth else []), *common)
+        for name in replica_names(service, 1 if service == "gateway" else scale.get(service, 1)):
+            child = Child(name, argv, {**env, "NATS_URL": service_urls[service]}, state_dir / f"{name}.log")
+            children.append(child)
+            gateway = child if service == "gateway" else gateway
+    return children, gateway
 
 
 def run_join(config: Config, args: argparse.Namespace, environment: Environment) -> int:

@@ -81,6 +81,14 @@ def _failure(door: StreamTranslator | None, status: int, error: ErrorBody) -> tu
     return event(error_json(error)), DONE_EVENT
 
 
+def _said(chunk: Chunk, kept: _Kept, door: StreamTranslator | None) -> bytes:
+    """What the client is sent for one Chunk frame (kept for the cache too, when storing)."""
+    payloads = [bytes(raw) for raw in chunk.payloads]
+    if kept.storing:
+        kept.add(payloads)
+    return b"".join(map(event, payloads)) if door is None else door.chunks(payloads)
+
+
 async def relay(state: GatewayState, call: Call, frames: AsyncIterator[ContentFrame], first: ContentFrame,
                 started: float, admission: Admission, door: StreamTranslator | None = None) -> AsyncIterator[bytes]:
     """`door`: a front door's translator says each event in its dialect (None: OpenAI's SSE, as is)."""
@@ -94,12 +102,7 @@ async def relay(state: GatewayState, call: Call, frames: AsyncIterator[ContentFr
             while frame is not None:
                 match frame:
                     case Chunk():
-                        payloads = [bytes(raw) for raw in frame.payloads]
-                        if kept.storing:
-                            kept.add(payloads)
-                        if door is None:
-                            yield b"".join(map(event, payloads))
-                        elif said := door.chunks(payloads):
+                        if said := _said(frame, kept, door):
                             yield said
                     case Done(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens):
                         # Settled before [DONE] reaches the client: its next request already sees the entry.

@@ -178,26 +178,35 @@ def _unroutable(config: Config, name: str, excluded: Sequence[str], state: Provi
     return None
 
 
+def _resolve(config: Config, request: InferenceRequest) -> tuple[str, Match] | ModelNotFound | ContextLengthExceeded:
+    """The model this attempt asks for (a context-window fallback may have moved it on) and the rule
+    that routes it, or why there is none."""
+    chain = context_chain(config, request.model)
+    if request.context_fallback >= len(chain):
+        tried = ", ".join(repr(m) for m in chain)
+        return ContextLengthExceeded(
+            f"the request does not fit the context window of {tried}, and context_window_fallbacks names no "
+            "larger model")
+    model = chain[request.context_fallback]
+    matched = match_model(config.mappings, config.providers, model, request.capability)
+    if isinstance(matched, ModelNotFound):
+        return matched
+    if matched is None:
+        return ModelNotFound(
+            f"no route for model {model!r} (no exact match, pattern, capability or provider serves it) and no "
+            "default_provider is set")
+    return model, matched
+
+
 def decide(config: Config, request: InferenceRequest, *, states: Mapping[str, ProviderState], load: LoadView,
            usage: UsageStats, balancer: Balancer, admit_draw: float, now: float,
            wall_now: float | None = None) -> Plan:
     """The targets for this attempt of `request`. `admit_draw` in [0, 1) gates cooldown admission;
     `wall_now` (epoch seconds, the clock of `ProviderState.open_until`) dates a 503's Retry-After."""
-    chain = context_chain(config, request.model)
-    if request.context_fallback >= len(chain):
-        tried = ", ".join(repr(m) for m in chain)
-        return Plan((), None, refusal=ContextLengthExceeded(
-            f"the request does not fit the context window of {tried}, and context_window_fallbacks names no "
-            "larger model"))
-    model = chain[request.context_fallback]
-    matched = match_model(config.mappings, config.providers, model, request.capability)
-    if isinstance(matched, ModelNotFound):
-        return Plan((), None, refusal=matched)
-    if matched is None:
-        return Plan((), None, refusal=ModelNotFound(
-            f"no route for model {model!r} (no exact match, pattern, capability or provider serves it) and no "
-            "default_provider is set"))
-    rule: Match = matched
+    resolved = _resolve(config, request)
+    if not isinstance(resolved, tuple):
+        return Plan((), None, refusal=resolved)
+    model, rule = resolved
     alias = model.startswith(CAPABILITY_ALIAS)
     skipped: list[str] = []
     seen: set[str] = set()

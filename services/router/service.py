@@ -147,11 +147,7 @@ class Router:
         tracing.bind(tracing.request_id(request))  # this task's log lines carry the client-visible id
         config = self._config  # read once: a new revision applies to the next request, not this one
         decided = self.plan(request, config)
-        if span.is_recording():
-            span.set_attributes({"aiub.request_id": tracing.request_id(request), "aiub.attempt": request.attempt,
-                                 "aiub.attempt_number": request.attempt_number, "gen_ai.request.model": request.model,
-                                 "aiub.routed_by": decided.routed_by or "", "aiub.strategy": decided.strategy or "",
-                                 "aiub.candidates": list(decided.candidates), "aiub.excluded": list(request.excluded)})
+        _annotate(span, request, decided)
         if decided.refusal is not None:
             refusal = decided.refusal
             log.info("request_refused", model=request.model, reason=refusal.message)
@@ -161,56 +157,64 @@ class Router:
         label = DECISION_LABELS[decided.routed_by or "default"]
         self.metrics.decisions.labels(strategy=label).inc()
         tried: list[str] = [*decided.skipped]
-        # Half the caller's Accepted deadline: a worker that has not answered by then is hung or
-        # frozen (a live one accepts in milliseconds), and the caller still has time to retry.
-        timeout = config.runtime.deadlines.accepted_s / 2
         for target in decided.targets:
-            # The worker checks the caller's scope against the model the caller asked for.
-            routed = request if target.model == request.model else msgspec.structs.replace(
-                request, model=target.model, requested_model=request.requested_model or request.model)
-            order = WorkOrder(request=routed, reply_inbox=reply, provider=target.provider,
-                              backend_model=target.backend_model, routed_by=decided.routed_by or "default")
-            try:
-                answer = await self._nc.request(subjects.work(target.provider), encode(order), timeout=timeout,
-                                                 headers=spans.inject(tracing.headers(request), span))
-            except NoRespondersError:
-                tried.append(f"{target.provider} (no worker running)")
-                span.add_event("aiub.skipped", {"aiub.provider": target.provider, "reason": "no worker running"})
-                continue
-            except NatsTimeout:
-                # Not placed elsewhere here: the silent worker may still wake and run this very
-                # attempt. The caller retries with a new attempt instead, so a late Accepted for
-                # this one is stale and cancelled, and NATS picks the queue group's worker anew.
-                log.warning("dispatch_timed_out", model=request.model, provider=target.provider, timeout_s=timeout)
-                # seq -1, like an error a caller makes up itself: a caller whose Accepted came first
-                # cancels that worker (older callers do not know this code).
-                unresponsive = ServiceUnavailable(f"a {target.provider} worker took the request and did not "
-                                                  f"answer within {timeout:g} s", code=WORKER_UNRESPONSIVE)
-                await self._nc.publish(reply, encode(unresponsive.frame(request.attempt, -1, retryable=True,
-                                                                        provider=target.provider)))
-                spans.failed(span, unresponsive.message)
+            if await self._dispatch(config, request, decided, target, reply, span, tried):
                 return
-            try:
-                reply_frame = frame_decoder.decode(answer.data)
-            except (msgspec.ValidationError, msgspec.DecodeError):
-                tried.append(f"{target.provider} (unreadable answer)")
-                continue
-            match reply_frame:
-                case Accepted(worker_id=worker_id):
-                    self._placed(request, decided, target.provider, worker_id)
-                    span.set_attributes({"aiub.provider": target.provider, "aiub.worker_id": worker_id})
-                    await self._offer_hedge(config, request, decided, target, reply)
-                    return
-                case Busy(worker_id=worker_id):
-                    self.load.refused(target.provider, worker_id)
-                    tried.append(f"{target.provider} (busy)")
-                    span.add_event("aiub.skipped", {"aiub.provider": target.provider, "reason": "busy"})
-                case _:
-                    tried.append(f"{target.provider} (unexpected {type(reply_frame).__name__})")
         message = f"no provider could take the request for {request.model!r}: tried " + ", ".join(tried)
         log.warning("request_unplaced", model=request.model, tried=tried)
         spans.failed(span, message)
         await self._refuse(reply, request.attempt, ServiceUnavailable(message))
+
+    async def _dispatch(self, config: Config, request: InferenceRequest, decided: Plan, target: Target, reply: str,
+                        span: spans.Span, tried: list[str]) -> bool:
+        """Offer the request to one target's workers. True when that settled it (a worker accepted, or
+        one took it and fell silent); False, with the reason added to `tried`, to try the next target."""
+        # The worker checks the caller's scope against the model the caller asked for.
+        routed = request if target.model == request.model else msgspec.structs.replace(
+            request, model=target.model, requested_model=request.requested_model or request.model)
+        order = WorkOrder(request=routed, reply_inbox=reply, provider=target.provider,
+                          backend_model=target.backend_model, routed_by=decided.routed_by or "default")
+        # Half the caller's Accepted deadline: a worker that has not answered by then is hung or
+        # frozen (a live one accepts in milliseconds), and the caller still has time to retry.
+        timeout = config.runtime.deadlines.accepted_s / 2
+        try:
+            answer = await self._nc.request(subjects.work(target.provider), encode(order), timeout=timeout,
+                                             headers=spans.inject(tracing.headers(request), span))
+        except NoRespondersError:
+            tried.append(f"{target.provider} (no worker running)")
+            span.add_event("aiub.skipped", {"aiub.provider": target.provider, "reason": "no worker running"})
+            return False
+        except NatsTimeout:
+            # Not placed elsewhere here: the silent worker may still wake and run this very
+            # attempt. The caller retries with a new attempt instead, so a late Accepted for
+            # this one is stale and cancelled, and NATS picks the queue group's worker anew.
+            log.warning("dispatch_timed_out", model=request.model, provider=target.provider, timeout_s=timeout)
+            # seq -1, like an error a caller makes up itself: a caller whose Accepted came first
+            # cancels that worker (older callers do not know this code).
+            unresponsive = ServiceUnavailable(f"a {target.provider} worker took the request and did not "
+                                              f"answer within {timeout:g} s", code=WORKER_UNRESPONSIVE)
+            await self._nc.publish(reply, encode(unresponsive.frame(request.attempt, -1, retryable=True,
+                                                                    provider=target.provider)))
+            spans.failed(span, unresponsive.message)
+            return True
+        try:
+            reply_frame = frame_decoder.decode(answer.data)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            tried.append(f"{target.provider} (unreadable answer)")
+            return False
+        match reply_frame:
+            case Accepted(worker_id=worker_id):
+                self._placed(request, decided, target.provider, worker_id)
+                span.set_attributes({"aiub.provider": target.provider, "aiub.worker_id": worker_id})
+                await self._offer_hedge(config, request, decided, target, reply)
+                return True
+            case Busy(worker_id=worker_id):
+                self.load.refused(target.provider, worker_id)
+                tried.append(f"{target.provider} (busy)")
+                span.add_event("aiub.skipped", {"aiub.provider": target.provider, "reason": "busy"})
+            case _:
+                tried.append(f"{target.provider} (unexpected {type(reply_frame).__name__})")
+        return False
 
     def _placed(self, request: InferenceRequest, decided: Plan, provider: str, worker_id: str) -> None:
         self.load.placed(provider, worker_id, request.attempt, self._clock())
@@ -240,3 +244,11 @@ class Router:
     async def _refuse(self, reply: str, attempt: str, refusal: AiubError) -> None:
         self.metrics.refusals.labels(reason=refusal.code or refusal.type).inc()
         await self._nc.publish(reply, encode(refusal.frame(attempt, 0)))
+
+
+def _annotate(span: spans.Span, request: InferenceRequest, decided: Plan) -> None:
+    if span.is_recording():
+        span.set_attributes({"aiub.request_id": tracing.request_id(request), "aiub.attempt": request.attempt,
+                             "aiub.attempt_number": request.attempt_number, "gen_ai.request.model": request.model,
+                             "aiub.routed_by": decided.routed_by or "", "aiub.strategy": decided.strategy or "",
+                             "aiub.candidates": list(decided.candidates), "aiub.excluded": list(request.excluded)})

@@ -57,26 +57,7 @@ def apply_settings(imp: ImportState, router: Mapping[str, Any], settings: Mappin
         return f"litellm_settings.{other}", settings.get(other)
 
     _aliases(imp, router.get("model_group_alias"))
-    mappings: dict[str, Any] = {}
-    exact: dict[str, Any] = {}
-    balanced: dict[str, dict[str, Any]] = {}
-    strategy = _strategy(imp, router.get("routing_strategy"))
-    for name, deployments in imp.groups.items():
-        keys = [imp.key(d.provider) for d in deployments]
-        if len(keys) == 1:
-            exact[name] = {"provider": keys[0]}
-            continue
-        balanced[name] = {"providers": keys, "strategy": strategy}
-        weights = {imp.key(d.provider): d.weight for d in deployments if d.weight is not None}
-        if weights:
-            balanced[name]["weights"] = weights
-    if exact:
-        mappings["exact_matches"] = exact
-    if imp.patterns:
-        mappings["patterns"] = [{"pattern": p["pattern"], "provider": imp.key(p["provider"])} for p in imp.patterns]
-    if balanced:
-        mappings["load_balancing"] = balanced
-
+    mappings = _routes(imp, _strategy(imp, router.get("routing_strategy")))
     chains = _fallbacks(imp, *merged("fallbacks"), *merged("default_fallbacks"))
     if chains:
         mappings["fallback_chains"] = chains
@@ -99,6 +80,30 @@ def apply_settings(imp: ImportState, router: Mapping[str, Any], settings: Mappin
     _cache(imp, settings)
     _master_key(imp, general.get("master_key"))
     return mappings, runtime, _health(imp, router)
+
+
+def _routes(imp: ImportState, strategy: str) -> dict[str, Any]:
+    """The model-mappings routes of the model groups: one deployment an exact match, several a
+    load-balancing group with the router's strategy and the deployments' weights."""
+    mappings: dict[str, Any] = {}
+    exact: dict[str, Any] = {}
+    balanced: dict[str, dict[str, Any]] = {}
+    for name, deployments in imp.groups.items():
+        keys = [imp.key(d.provider) for d in deployments]
+        if len(keys) == 1:
+            exact[name] = {"provider": keys[0]}
+            continue
+        balanced[name] = {"providers": keys, "strategy": strategy}
+        weights = {imp.key(d.provider): d.weight for d in deployments if d.weight is not None}
+        if weights:
+            balanced[name]["weights"] = weights
+    if exact:
+        mappings["exact_matches"] = exact
+    if imp.patterns:
+        mappings["patterns"] = [{"pattern": p["pattern"], "provider": imp.key(p["provider"])} for p in imp.patterns]
+    if balanced:
+        mappings["load_balancing"] = balanced
+    return mappings
 
 
 def _strategy(imp: ImportState, value: Any) -> str:

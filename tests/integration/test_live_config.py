@@ -188,3 +188,21 @@ async def test_the_dashboards_config_view_saves_through_the_same_push(stack: Sta
     assert saved and "published revision 6 (dashboard)" in said and "wrote model-mappings.yaml" in said, said
     assert yaml.safe_load((directory / "model-mappings.yaml").read_text()) == mappings("b")
     await wait_until_async(lambda: answered_by(stack) == "b", 3.0, "the dashboard's revision to route to b")
+
+
+def test_the_ollama_door_follows_a_pushed_revision(stack: Stack) -> None:
+    """Its model list and the names its doors accept were once read at start only."""
+    def tags() -> list[str]:
+        listed = httpx.get(stack.gateway_url + "/api/tags", timeout=10, trust_env=False)
+        return [m["name"] for m in listed.json()["models"]]
+
+    assert "m-renamed" not in tags()
+    renamed = write(stack.root / "renamed", stack.runtime["sims"], "a",
+                    {"exact_matches": {"m": {"provider": "a"}, "m-renamed": {"provider": "a", "backend_model": "m"}}})
+    pushed = aiub_config(stack, "push", str(renamed))
+    assert pushed.returncode == 0, pushed.stdout + pushed.stderr
+    wait_until(lambda: "m-renamed" in tags(), 2.0, "the pushed name in /api/tags")
+    chat = httpx.post(stack.gateway_url + "/api/chat", timeout=20, trust_env=False, json={
+        "model": "m-renamed", "stream": False, "messages": [{"role": "user", "content": "hi"}]})
+    assert chat.status_code == 200, chat.text
+    assert chat.json()["model"] == "m-renamed" and chat.json()["done"] is True

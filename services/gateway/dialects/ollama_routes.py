@@ -10,6 +10,7 @@ from the configuration (ollama_models.py), authenticated as inference is; `GET /
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
@@ -23,52 +24,66 @@ from services.gateway.inference import infer
 from services.gateway.responses import JSON
 from services.gateway.state import GatewayState
 from services.gateway.validation import decode_object
+from shared.config import Config
 from shared.errors import ClientError
 
 ENDPOINTS: tuple[Endpoint, ...] = ("chat", "generate", "embed", "embeddings")
 ROOT_TEXT = "Ollama is running"
 
 
+class _Doors:
+    """The doors and the model list for the config the gateway runs now: a pushed revision
+    (live_config.py) renames models and changes their capabilities, so both follow it."""
+
+    doors: dict[Endpoint, OllamaDialect]
+    loaded_at: str
+    tags: bytes
+
+    def __init__(self, state: GatewayState) -> None:
+        self._state = state
+        self._built_for: Config | None = None
+
+    def current(self) -> tuple[dict[Endpoint, OllamaDialect], str]:
+        """The doors, and `modified_at` for the models: when this gateway read that config."""
+        config = self._state.config
+        if config is not self._built_for:
+            self.doors = {endpoint: OllamaDialect(endpoint, config) for endpoint in ENDPOINTS}
+            self.loaded_at = iso(time.time())
+            self.tags = ollama_models.tags_body(config, self.loaded_at)
+            self._built_for = config
+        return self.doors, self.loaded_at
+
+
 def add_routes(app: FastAPI, state: GatewayState) -> None:
-    doors = {endpoint: OllamaDialect(endpoint, state.config) for endpoint in ENDPOINTS}
-    chat = doors["chat"]
-    loaded_at = iso(time.time())  # the models' `modified_at`: when this gateway read its config
-    tags = ollama_models.tags_body(state.config, loaded_at)
+    built = _Doors(state)
 
-    async def answer(request: Request, door: OllamaDialect) -> Response:
-        try:
-            return await infer(state, request, dialect=door)
-        except Answered as answered:  # a load or unload: nothing to generate
-            return Response(answered.body, media_type=JSON)
+    def inference_route(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
+        async def route(request: Request) -> Response:
+            try:
+                return await infer(state, request, dialect=built.current()[0][endpoint])
+            except Answered as answered:  # a load or unload: nothing to generate
+                return Response(answered.body, media_type=JSON)
 
-    @app.post("/api/chat")
-    async def api_chat(request: Request) -> Response:
-        return await answer(request, doors["chat"])
+        route.__name__ = f"api_{endpoint}"
+        return route
 
-    @app.post("/api/generate")
-    async def api_generate(request: Request) -> Response:
-        return await answer(request, doors["generate"])
+    for endpoint in ENDPOINTS:
+        app.add_api_route(f"/api/{endpoint}", inference_route(endpoint), methods=["POST"])
 
-    @app.post("/api/embed")
-    async def api_embed(request: Request) -> Response:
-        return await answer(request, doors["embed"])
-
-    @app.post("/api/embeddings")
-    async def api_embeddings(request: Request) -> Response:
-        return await answer(request, doors["embeddings"])
-
-    async def authenticated(request: Request) -> None:
-        dialects.use(request, chat)
-        await state.policies.auth.authenticate(chat.authorization(request.headers))
+    async def authenticated(request: Request) -> str:
+        doors, loaded_at = built.current()
+        dialects.use(request, doors["chat"])
+        await state.policies.auth.authenticate(doors["chat"].authorization(request.headers))
+        return loaded_at
 
     @app.get("/api/tags")
     async def api_tags(request: Request) -> Response:
         await authenticated(request)
-        return Response(tags, media_type=JSON)
+        return Response(built.tags, media_type=JSON)
 
     @app.post("/api/show")
     async def api_show(request: Request) -> Response:
-        await authenticated(request)
+        loaded_at = await authenticated(request)
         settings = state.config.runtime.gateway
         raw = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
         asked, _ = model_name(decode_object(raw))
@@ -89,6 +104,6 @@ def add_routes(app: FastAPI, state: GatewayState) -> None:
 
     @app.api_route("/api/{rest:path}", methods=["GET", "POST", "PUT", "DELETE", "HEAD"])
     async def api_other(request: Request, rest: str) -> Response:
-        dialects.use(request, chat)
+        dialects.use(request, built.current()[0]["chat"])
         raise ClientError(404, f"aiub does not serve /api/{rest}: it answers Ollama's chat, generate, embed, "
                                "embeddings, tags, show, ps and version; its models are configured, not pulled")

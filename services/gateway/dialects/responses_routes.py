@@ -33,29 +33,32 @@ from shared.errors import AiubError
 log = logs.get("gateway.responses")
 
 
+async def _keep(kv: ResponseKV, tenant: str, door: ResponsesDoor, notes: Any) -> None:
+    value = store.entry(tenant, notes, door.final)
+    if value is None or door.final is None:
+        return
+    try:
+        await kv.put(store.key(str(door.final["id"])), value)
+    except AiubError as e:
+        log.warning("response_not_stored", response_id=door.final["id"], error=e.message)
+
+
+async def _storing(kv: ResponseKV, body: AsyncIterable[Any], tenant: str, door: ResponsesDoor,
+                   notes: Any) -> AsyncIterator[Any]:
+    """A stream's events as they come; the finished response is stored before its last events go
+    (the translator's `end` made them, and set `final`, just before they reach here)."""
+    stored = False
+    parts = aiter(body)
+    async with contextlib.aclosing(parts):  # type: ignore[type-var]
+        async for part in parts:
+            if not stored and door.final is not None:
+                stored = True
+                await _keep(kv, tenant, door, notes)
+            yield part
+
+
 def add_routes(app: FastAPI, state: GatewayState) -> None:
     kv = ResponseKV(lambda: state.nc, state.config.runtime.gateway.responses_ttl_s)
-
-    async def keep(tenant: str, door: ResponsesDoor, notes: Any) -> None:
-        value = store.entry(tenant, notes, door.final)
-        if value is None or door.final is None:
-            return
-        try:
-            await kv.put(store.key(str(door.final["id"])), value)
-        except AiubError as e:
-            log.warning("response_not_stored", response_id=door.final["id"], error=e.message)
-
-    async def storing(body: AsyncIterable[Any], tenant: str, door: ResponsesDoor, notes: Any) -> AsyncIterator[Any]:
-        """A stream's events as they come; the finished response is stored before its last events go
-        (the translator's `end` made them, and set `final`, just before they reach here)."""
-        stored = False
-        parts = aiter(body)
-        async with contextlib.aclosing(parts):  # type: ignore[type-var]
-            async for part in parts:
-                if not stored and door.final is not None:
-                    stored = True
-                    await keep(tenant, door, notes)
-                yield part
 
     @app.post("/v1/responses")
     @app.post("/responses", include_in_schema=False)
@@ -74,9 +77,9 @@ def add_routes(app: FastAPI, state: GatewayState) -> None:
         if notes is None or response.status_code != 200:
             return response
         if isinstance(response, StreamingResponse):
-            response.body_iterator = storing(response.body_iterator, principal.tenant, door, notes)
+            response.body_iterator = _storing(kv, response.body_iterator, principal.tenant, door, notes)
         else:
-            await keep(principal.tenant, door, notes)
+            await _keep(kv, principal.tenant, door, notes)
         return response
 
     @app.get("/v1/responses/{response_id}")
