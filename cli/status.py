@@ -23,6 +23,8 @@ import nats
 from nats.js.errors import BucketNotFoundError, KeyDeletedError, KeyNotFoundError, NoKeysError
 
 from cli import stack_dir
+from cli.durations import age as age_text
+from cli.durations import duration
 from services.health.leader import Lease, lease_decoder
 from shared import bus, subjects
 from shared.config import Environment
@@ -96,23 +98,6 @@ async def read_snapshot(url: str, timeout_s: float = 3.0) -> Snapshot:
     return Snapshot(url, tuple(states), heartbeat, lease)
 
 
-def _ago(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    if seconds < 60:
-        return f"{seconds:.0f}s ago"
-    if seconds < 3600:
-        return f"{seconds / 60:.0f}m ago"
-    if seconds < 86400:
-        return f"{seconds / 3600:.1f}h ago"
-    return f"{seconds / 86400:.1f}d ago"
-
-
-def _latency(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    return f"{seconds * 1000:.0f} ms" if seconds < 10 else f"{seconds:.1f} s"
-
-
 def as_dict(snapshot: Snapshot, now: float) -> dict[str, Any]:
     age = None if snapshot.heartbeat is None else now - snapshot.heartbeat.at
     return {
@@ -133,14 +118,14 @@ def render_table(snapshot: Snapshot, now: float) -> str:
     else:
         age = now - snapshot.heartbeat.at
         stale = "  STALE: the health service is not running" if age > STALE_AFTER_S else ""
-        lines.append(f"health service: leader {snapshot.heartbeat.leader}, heartbeat {_ago(age)}{stale}")
+        lines.append(f"health service: leader {snapshot.heartbeat.leader}, heartbeat {age_text(age)} ago{stale}")
     rows = [("PROVIDER", "STATE", "SINCE", "ADMIT", "PROBE", "REASON")]
     for s in snapshot.states:
         label: str = s.state
         if s.state == "unavailable" and s.open_until is not None and s.open_until > now:
             label += f" ({s.open_until - now:.0f}s left)"
-        rows.append((s.provider, label, _ago(now - s.since) if s.since else "-", f"{s.admit_fraction:g}",
-                     _latency(s.probe_latency_s), s.reason))
+        rows.append((s.provider, label, f"{age_text(now - s.since)} ago" if s.since else "-", f"{s.admit_fraction:g}",
+                     duration(s.probe_latency_s, missing="-"), s.reason))
     if len(rows) == 1:
         lines.append("no provider states yet")
         return "\n".join(lines)

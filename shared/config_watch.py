@@ -15,7 +15,6 @@ consumer may be gone after a NATS restart, and nats-py notices only 10-20 s late
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import msgspec
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
-from shared import bus, logs, subjects
+from shared import bus, lifecycle, logs, subjects
 from shared.config import Config, ConfigError, load_texts
 from shared.config.revisions import CURRENT_KEY, Apply, Ignore, Keep, Revision, Role, decide, revision_decoder
 from shared.config_store import current, open_bucket
@@ -99,10 +98,7 @@ class ConfigWatch:
         await bus.retire_follower(old_task, old_watcher)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await lifecycle.cancel_and_wait(self._task)
 
     async def wait_for(self, number: int, timeout_s: float) -> None:
         """Until revision `number` (or a later one) was applied or refused here."""

@@ -25,7 +25,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
 
-from shared import buckets, bus, logs, subjects
+from shared import buckets, bus, lifecycle, logs, subjects
 from shared.messages import ProviderState, state_decoder
 
 log = logs.get("health_view")
@@ -95,10 +95,7 @@ class HealthView:
         log.info("health_rewatched")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await lifecycle.cancel_and_wait(self._task)
 
     async def wait_for(self, predicate: Callable[[HealthView], bool], timeout_s: float, poll_s: float = 0.05) -> None:
         """Until `predicate(self)` holds, checked on every update and every `poll_s` (staleness

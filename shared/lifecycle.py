@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import uvloop
 
@@ -25,3 +27,12 @@ def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> int
 
     uvloop.run(runner())
     return 0
+
+
+async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
+    """Stop a background task and wait until it has: its cancellation is how it ends, not an error."""
+    if task is None:
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -24,7 +24,7 @@ from nats.aio.msg import Msg
 from cli.dashboard.inspector import RequestLog
 from cli.dashboard.scrape import MetricsSummary, summarize
 from cli.dashboard.stats import RollingStats
-from shared import bus, subjects
+from shared import bus, lifecycle, subjects
 from shared.health_view import HealthView
 from shared.messages import outcome_decoder, record_decoder
 
@@ -54,10 +54,7 @@ class Feed:
         self._task = asyncio.create_task(self._connect())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await lifecycle.cancel_and_wait(self._task)
         await self.model.health.stop()
         if self._nc is not None:
             with contextlib.suppress(Exception):

@@ -10,28 +10,12 @@ from rich.text import Text
 from cli.dashboard.inspector import Entry, display_id, providers_of
 from cli.dashboard.scrape import MetricsSummary
 from cli.dashboard.stats import ProviderStats
+from cli.durations import age, duration
 from shared.messages import ProviderState, RequestRecord
 
 STATE_STYLE = {"active": "green", "degraded": "yellow", "cooldown": "cyan", "unavailable": "red"}
 
 Row = tuple[str, list[Text | str]]
-
-
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "–"
-    if seconds < 10:
-        return f"{seconds * 1000:.0f} ms"
-    return f"{seconds:.1f} s"
-
-
-def ago(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    if seconds < 60:
-        return f"{seconds:.0f}s"
-    if seconds < 3600:
-        return f"{seconds / 60:.0f}m"
-    return f"{seconds / 3600:.1f}h"
 
 
 def state_text(state: str) -> Text:
@@ -45,7 +29,7 @@ def provider_rows(states: Mapping[str, ProviderState], now: float) -> list[Row]:
         state = state_text(s.state)
         if s.state == "unavailable" and s.open_until is not None and s.open_until > now:
             state.append(f" {s.open_until - now:.0f}s left", "dim")
-        rows.append((name, [name, state, ago(now - s.since) if s.since else "–", f"{s.admit_fraction:g}",
+        rows.append((name, [name, state, age(now - s.since) if s.since else "–", f"{s.admit_fraction:g}",
                             duration(s.probe_latency_s), s.reason]))
     return rows
 

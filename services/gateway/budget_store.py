@@ -13,8 +13,6 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from redis.exceptions import NoScriptError
-
 from services.gateway.budgets import Charge, Refusal, decide
 from services.gateway.redis_link import RedisLink, RedisUnavailable
 
@@ -88,7 +86,7 @@ class RedisBudgets:
     def __init__(self, link: RedisLink, fallback: LocalBudgets | None = None) -> None:
         self._link = link
         self._fallback = fallback or LocalBudgets()
-        self._sha: str | None = None
+        self._script = link.script(LUA)
         self.fallbacks = 0
 
     async def _run(self, charges: Sequence[Charge], force: bool) -> Any:
@@ -97,16 +95,7 @@ class RedisBudgets:
         for c in charges:
             argv += [repr(c.budget.limit), repr(c.amount), c.ttl_s]
 
-        async def script(r: Any) -> Any:
-            if self._sha is None:
-                self._sha = await r.script_load(LUA)
-            try:
-                return await r.evalsha(self._sha, len(keys), *keys, *argv)
-            except NoScriptError:  # Redis restarted and forgot it
-                self._sha = await r.script_load(LUA)
-                return await r.evalsha(self._sha, len(keys), *keys, *argv)
-
-        return await self._link.run(script)
+        return await self._script(keys, argv)
 
     async def check_and_charge(self, wanted: Sequence[Charge]) -> Refusal | None:
         try:

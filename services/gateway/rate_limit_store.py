@@ -10,8 +10,6 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from redis.exceptions import NoScriptError
-
 from services.gateway.gcra import LUA, Decision, Limit, decide
 from services.gateway.redis_link import RedisLink, RedisUnavailable
 
@@ -61,7 +59,7 @@ class RedisLimiter:
     def __init__(self, link: RedisLink, fallback: LocalLimiter | None = None) -> None:
         self._link = link
         self._fallback = fallback or LocalLimiter()
-        self._sha: str | None = None
+        self._script = link.script(LUA)
         self.fallbacks = 0
 
     async def _run(self, limits: Sequence[Limit], force: bool, now_ms: float | None = None) -> Any:
@@ -70,16 +68,7 @@ class RedisLimiter:
         for limit in limits:
             argv += [limit.per_minute, limit.cost]
 
-        async def script(r: Any) -> Any:
-            if self._sha is None:
-                self._sha = await r.script_load(LUA)
-            try:
-                return await r.evalsha(self._sha, len(keys), *keys, *argv)
-            except NoScriptError:  # Redis restarted and forgot it
-                self._sha = await r.script_load(LUA)
-                return await r.evalsha(self._sha, len(keys), *keys, *argv)
-
-        return await self._link.run(script)
+        return await self._script(keys, argv)
 
     async def check(self, limits: Sequence[Limit]) -> tuple[bool, list[Decision]]:
         try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
@@ -66,6 +66,15 @@ class RedisLink:
             self._down_until = 0.0
             log.info("redis_back")
         return result
+
+    def script(self, lua: str) -> Callable[[Sequence[str], Sequence[Any]], Awaitable[Any]]:
+        """A Lua script run by its SHA through `run` (redis-py loads it again when Redis forgot it)."""
+        registered = self.client.register_script(lua)
+
+        async def call(keys: Sequence[str], args: Sequence[Any]) -> Any:
+            return await self.run(lambda r: registered(keys=keys, args=args, client=r))
+
+        return call
 
     def _failed(self, error: BaseException) -> None:
         if self.up:

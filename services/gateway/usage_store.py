@@ -33,7 +33,7 @@ from nats.js.kv import KeyValue
 
 from services.gateway.redis_link import RedisLink
 from services.gateway.usage import MAX_DAYS, Tally, UsageRow, decode_row, encode_row
-from shared import buckets, logs
+from shared import buckets, lifecycle, logs
 
 log = logs.get("gateway.usage")
 
@@ -218,11 +218,8 @@ class UsageRecorder:
         return True
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await lifecycle.cancel_and_wait(self._task)
+        self._task = None
         await self.flush()
 
 

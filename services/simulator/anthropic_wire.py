@@ -20,8 +20,9 @@ from typing import Any
 
 import orjson
 
+from services.simulator.engine import content_text
 from services.simulator.knobs import Knobs, Script, count_tokens, script
-from services.simulator.openai_wire import WireError, content_text
+from services.simulator.openai_wire import WireError
 from services.simulator.tools import ToolCall, tool_call
 
 JSON = b"application/json"

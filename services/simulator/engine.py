@@ -110,7 +110,8 @@ def chain(parts: Sequence[str], output_tokens: int = 0) -> tuple[tuple[str, int]
     return tuple(out)
 
 
-def _text(content: Any) -> str:
+def content_text(content: object) -> str:
+    """Text of a message content: a string, or the text parts of a content array."""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
@@ -122,12 +123,12 @@ def prompt_parts(body: Mapping[str, Any]) -> list[str]:
     """The prompt of any dialect's body as parts: `system` (Anthropic, Ollama generate), then each
     message (`role: text`), or `prompt`. Empty for bodies with no prompt (embeddings)."""
     parts: list[str] = []
-    system = _text(body.get("system"))
+    system = content_text(body.get("system"))
     if system:
         parts.append(f"system: {system}")
     messages = body.get("messages")
     if isinstance(messages, list):
-        parts.extend(f"{m.get('role')}: {_text(m.get('content'))}" for m in messages if isinstance(m, dict))
+        parts.extend(f"{m.get('role')}: {content_text(m.get('content'))}" for m in messages if isinstance(m, dict))
     prompt = body.get("prompt")
     if isinstance(prompt, str) and prompt:
         parts.append(prompt)

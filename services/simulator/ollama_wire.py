@@ -25,8 +25,9 @@ from typing import Any
 
 import orjson
 
+from services.simulator.engine import content_text
 from services.simulator.knobs import Knobs, Script, count_tokens, script
-from services.simulator.openai_wire import WireError, content_text, dimensions_of, embed_vector
+from services.simulator.openai_wire import WireError, dimensions_of, embed_vector
 from services.simulator.tools import tool_call
 
 JSON = b"application/json; charset=utf-8"

@@ -25,6 +25,7 @@ from typing import Any
 
 import orjson
 
+from services.simulator.engine import content_text
 from services.simulator.knobs import Knobs, Script, count_tokens, script
 from services.simulator.tools import ToolCall, tool_call
 
@@ -119,16 +120,6 @@ def _include_usage(body: dict[str, Any], stream: bool) -> bool:
         raise WireError(400, "stream_options: Input should be a valid dictionary",
                         "stream_options")
     return bool(opts.get("include_usage"))
-
-
-def content_text(content: object) -> str:
-    """Text of a message content: a string, or the text parts of a content array."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(p.get("text", "") for p in content
-                       if isinstance(p, dict) and isinstance(p.get("text"), str))
-    return ""
 
 
 def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:

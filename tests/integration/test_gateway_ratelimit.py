@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 
 from services.gateway.gcra import Limit, decide
 from services.gateway.rate_limit_store import RedisLimiter
@@ -147,3 +148,18 @@ async def test_the_lua_script_agrees_with_the_pure_decision(limiter: RedisLimite
             assert have.reset_ms == pytest.approx(-(-want.reset_ms // 1), abs=1), step
             assert have.retry_ms == pytest.approx(-(-want.retry_ms // 1), abs=1), step
     assert seen == {True, False}
+
+
+async def test_a_redis_that_forgot_the_script_is_taught_it_again(limiter: RedisLimiter, redis: RedisServer) -> None:
+    """After a Redis restart its script cache is empty: the limiter must not fail open or err."""
+    limits = [Limit("forgot", "tokens", 2, 1)]
+    now = 1_700_000_000_000.0
+    assert (await limiter.evaluate_at(limits, now, False))[0] is True
+    probe = aioredis.Redis.from_url(redis.url)
+    try:
+        await probe.script_flush()
+    finally:
+        await probe.aclose()
+    assert (await limiter.evaluate_at(limits, now, False))[0] is True
+    assert (await limiter.evaluate_at(limits, now, False))[0] is False  # the counter survived, the script came back
+    assert limiter.fallbacks == 0

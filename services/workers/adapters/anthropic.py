@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from services.workers.adapters import anthropic_request, anthropic_response
 from services.workers.adapters.base import BackendRequest, Usage
-from services.workers.adapters.openai_compatible import api_root
+from services.workers.adapters.openai_compatible import api_root, model_ids
 from services.workers.adapters.openai_request import backend_error_message
 from services.workers.adapters.openai_shapes import ChunkWriter, response_id, wants_usage
 from shared.config import ProviderSpec
@@ -60,4 +60,4 @@ class AnthropicAdapter:
                               anthropic_request.headers(api_key))
 
     def parse_models(self, body: bytes) -> list[str]:
-        return anthropic_response.model_names(body)
+        return model_ids(body)

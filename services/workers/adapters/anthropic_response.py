@@ -139,10 +139,3 @@ def messages_result(body: bytes, response_id: str, created: int, model: str) -> 
     data = chat_completion(response_id, created, model, content if content or not calls else None, calls,
                            finish_reason(obj.get("stop_reason")), usage, "".join(thinking) or None)
     return data, usage
-
-
-def model_names(body: bytes) -> list[str]:
-    data = decode_object(body, "model list").get("data")
-    if not isinstance(data, list):
-        raise StreamBroken("the model list has no 'data' array")
-    return [str(m["id"]) for m in data if isinstance(m, dict) and m.get("id")]

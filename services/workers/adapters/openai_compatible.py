@@ -155,7 +155,12 @@ class OpenAICompatibleAdapter:
         return BackendRequest("GET", api_root(provider.base_url) + "/models", None, False, headers)
 
     def parse_models(self, body: bytes) -> list[str]:
-        data = decode_object(body, "model list").get("data")
-        if not isinstance(data, list):
-            raise StreamBroken("the model list has no 'data' array")
-        return [str(m["id"]) for m in data if isinstance(m, dict) and m.get("id")]
+        return model_ids(body)
+
+
+def model_ids(body: bytes) -> list[str]:
+    """The ids of an OpenAI-shaped model list (`data[].id`), which Anthropic's `/v1/models` shares."""
+    data = decode_object(body, "model list").get("data")
+    if not isinstance(data, list):
+        raise StreamBroken("the model list has no 'data' array")
+    return [str(m["id"]) for m in data if isinstance(m, dict) and m.get("id")]
