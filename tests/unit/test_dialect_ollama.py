@@ -444,3 +444,34 @@ def test_images_to_a_model_configured_without_vision_are_a_400(config: Any) -> N
     unlisted = dialect("chat", config).parse(json.dumps({"model": "somewhere-else", "messages": [
         {"role": "user", "content": "y", "images": [PNG]}]}).encode())
     assert unlisted.kind == "chat"  # no configured capabilities: its backend judges
+
+
+def test_iso_dates_agree_with_datetime_to_the_microsecond() -> None:
+    from datetime import UTC, datetime
+
+    from services.gateway.dialects.ollama import iso
+
+    for epoch in (0.0, 1_700_000_000.25, 1_700_000_000.999_999, 1_700_000_001.5, 1_600_000_000.123_456):
+        said = iso(epoch)
+        assert said.endswith("Z") and ("." not in said or not said.endswith("0Z"))  # Go's RFC3339Nano
+        parsed = datetime.fromisoformat(said.replace("Z", "+00:00"))
+        assert abs(parsed - datetime.fromtimestamp(epoch, UTC)).total_seconds() < 2e-6, said
+
+
+@pytest.mark.parametrize("endpoint", ["chat", "generate"])
+@pytest.mark.parametrize(("content", "thinking"), [("Hel", ""), ("", 'th"ink'), ("é\n", "x")])
+def test_a_token_line_is_byte_for_byte_the_dict_it_stands_for(endpoint: str, content: str, thinking: str) -> None:
+    """Token lines are joined from bytes (one per token): the same bytes as encoding their dict."""
+    import msgspec
+
+    from services.gateway.dialects.ollama_stream import OllamaStream
+
+    stream = OllamaStream(endpoint, 'llama3.1:8b"', 0)  # type: ignore[arg-type]
+    delta = {"content": content, **({"reasoning_content": thinking} if thinking else {})}
+    chunk = msgspec.json.encode({"choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
+    said = {"role": "assistant", "content": content, **({"thinking": thinking} if thinking else {})}
+    body = {"message": said} if endpoint == "chat" else {"response": content, **(
+        {"thinking": thinking} if thinking else {})}
+    expected = msgspec.json.encode({"model": 'llama3.1:8b"', "created_at": "2026-01-01T00:00:00.5Z", **body,
+                                    "done": False}) + b"\n"
+    assert stream.feed(chunk, 1, "2026-01-01T00:00:00.5Z") == [expected]

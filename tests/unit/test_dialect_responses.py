@@ -393,3 +393,22 @@ def test_another_tenant_a_missing_entry_and_a_malformed_id_are_the_same_404() ->
 
 def test_a_deleted_answer_says_so() -> None:
     assert json.loads(store.deleted(RID)) == {"id": RID, "object": "response", "deleted": True}
+
+
+def test_delta_events_carry_exactly_the_fields_of_each_kind_in_order() -> None:
+    """Delta events are written from bytes made once per item: the same fields as every other event
+    (`stream` checks their sequence numbers)."""
+    _, said = stream([chunk({"reasoning_content": 'th"in\nk'}), chunk({"content": "Ans é"}),
+                      chunk({"tool_calls": [{"index": 0, "id": "call_1", "type": "function",
+                                             "function": {"name": "get_weather", "arguments": '{"ci'}}]}),
+                      chunk({}, "tool_calls")], tools=[WEATHER])
+    deltas = [{k: v for k, v in e.items() if k != "sequence_number"} for e in said if e["type"].endswith(".delta")]
+    assert deltas == [
+        {"type": "response.reasoning_text.delta", "item_id": f"rs_{'a' * 32}_0", "output_index": 0,
+         "content_index": 0, "delta": 'th"in\nk'},
+        {"type": "response.output_text.delta", "item_id": f"msg_{'a' * 32}_1", "output_index": 1,
+         "content_index": 0, "delta": "Ans é", "logprobs": []},
+        {"type": "response.function_call_arguments.delta", "item_id": f"fc_{'a' * 32}_2", "output_index": 2,
+         "delta": '{"ci'}]
+    assert [list(e) for e in said if e["type"] == "response.output_text.delta"] == [
+        ["type", "sequence_number", "item_id", "output_index", "content_index", "delta", "logprobs"]]

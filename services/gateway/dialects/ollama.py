@@ -43,8 +43,18 @@ class Answered(Exception):  # not a failure: an answer given without the bus
         self.body = body
 
 
+_second: tuple[int, str] = (0, "1970-01-01T00:00:00")
+
+
 def iso(epoch_s: float) -> str:
-    return datetime.fromtimestamp(epoch_s, UTC).isoformat().replace("+00:00", "Z")
+    """RFC 3339 in UTC to the microsecond, as Ollama dates its lines. Every streamed line is dated,
+    so the date and time of the current second are formatted once, not per line."""
+    global _second
+    whole = int(epoch_s)
+    if whole != _second[0]:
+        _second = (whole, datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+    fraction = f"{int((epoch_s - whole) * 1e6):06d}".rstrip("0")  # as Go's RFC3339Nano: no trailing zeros
+    return f"{_second[1]}.{fraction}Z" if fraction else f"{_second[1]}Z"
 
 
 def _images_at(request: OllamaRequest) -> str | None:

@@ -49,7 +49,17 @@ class OllamaStream:
         self._first_ns: int | None = None
         self._calls: dict[int, _Call] = {}
         self._tally = Tally()
+        self._head = b'{"model":' + _encode(model) + b',"created_at":'
         self.finished = False
+
+    def _piece_line(self, created_at: str, content: str, thinking: str) -> bytes:
+        """`_line` for a piece of text, the line sent per token, joined from bytes instead of a dict."""
+        thought = b',"thinking":' + _encode(thinking) if thinking else b""
+        if self._endpoint == "chat":
+            said = b',"message":{"role":"assistant","content":' + _encode(content) + thought + b"}"
+        else:
+            said = b',"response":' + _encode(content) + thought
+        return self._head + _encode(created_at) + said + b',"done":false}\n'
 
     def _line(self, created_at: str, content: str, thinking: str = "",
               tool_calls: list[dict[str, Any]] | None = None, final: dict[str, Any] | None = None) -> bytes:
@@ -84,7 +94,7 @@ class OllamaStream:
         said = read(payload)
         self._tally.note(said)
         self._gather(said.tool_calls)
-        lines = [self._line(created_at, said.text, said.reasoning)] if said.text or said.reasoning else []
+        lines = [self._piece_line(created_at, said.text, said.reasoning)] if said.text or said.reasoning else []
         if lines and self._first_ns is None:
             self._first_ns = now_ns
         if said.finish_reason:

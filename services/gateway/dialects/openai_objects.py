@@ -100,8 +100,74 @@ def _calls(raw: object) -> tuple[ToolCallPiece, ...]:
     return tuple(out)
 
 
+# The shape every well-behaved backend sends, decoded straight into Structs: about twice as fast
+# as a dict walked with isinstance checks, which stays for the objects that do not fit it
+# (arguments sent as an object, a number where text belongs...).
+class _Function(msgspec.Struct):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class _Call(msgspec.Struct):
+    index: int | None = None
+    id: str | None = None
+    function: _Function | None = None
+
+
+class _Message(msgspec.Struct):
+    content: str | None = None
+    reasoning_content: str | None = None
+    reasoning: str | None = None
+    tool_calls: list[_Call] | None = None
+
+
+class _Choice(msgspec.Struct):
+    delta: _Message | None = None
+    message: _Message | None = None
+    text: str | None = None
+    finish_reason: str | None = None
+
+
+class _Usage(msgspec.Struct):
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+class _Object(msgspec.Struct):
+    id: str | None = None
+    model: str | None = None
+    choices: list[_Choice] | None = None
+    usage: _Usage | None = None
+
+
+_typed = msgspec.json.Decoder(_Object).decode
+_NO_MESSAGE = _Message()
+
+
 def read(data: bytes) -> Piece:
     """One OpenAI chat object, chunk (`delta`) or whole (`message`); a completion's `text` reads as text."""
+    try:
+        obj = _typed(data)
+    except msgspec.ValidationError:
+        return _read_loosely(data)
+    choice = obj.choices[0] if obj.choices else _Choice()
+    if choice.delta is not None and choice.message is not None:
+        return _read_loosely(data)  # which one counts depends on keys the Structs do not keep
+    message = choice.delta or choice.message or _NO_MESSAGE
+    text = message.content if message.content is not None else choice.text
+    calls = () if not message.tool_calls else tuple(
+        ToolCallPiece(index=position if call.index is None else call.index, id=call.id,
+                      name=call.function.name if call.function else None,
+                      arguments=(call.function.arguments if call.function else None) or "")
+        for position, call in enumerate(message.tool_calls))
+    usage = obj.usage
+    return Piece(reasoning=message.reasoning_content or message.reasoning or "", text=text or "",
+                 tool_calls=calls, finish_reason=choice.finish_reason,
+                 prompt_tokens=usage.prompt_tokens if usage else None,
+                 completion_tokens=usage.completion_tokens if usage else None, model=obj.model, id=obj.id)
+
+
+def _read_loosely(data: bytes) -> Piece:
     obj = _object(data)
     usage = obj.get("usage") if isinstance(obj.get("usage"), dict) else None
     choices = obj.get("choices")

@@ -49,6 +49,7 @@ class _Open:
     id: str = ""
     text: list[str] = field(default_factory=list)  # the text, or the call's arguments, so far
     call: ToolCallPiece | None = None
+    delta_frame: tuple[bytes, bytes, bytes] = (b"", b"", b"")  # a delta event's bytes around its number and text
 
 
 class ResponseStream:
@@ -122,16 +123,15 @@ class ResponseStream:
         self._open = None
 
     def _delta(self, out: list[bytes], text: str) -> None:
+        """One delta event: what `_event` would say, from bytes made once per item (one event per token)."""
         o = self._open
         assert o is not None
         o.text.append(text)
-        where = {"item_id": o.id, "output_index": o.index}
-        if o.kind == "reasoning":
-            self._event(out, "response.reasoning_text.delta", **where, content_index=0, delta=text)
-        elif o.kind == "message":
-            self._event(out, "response.output_text.delta", **where, content_index=0, delta=text, logprobs=[])
-        else:
-            self._event(out, "response.function_call_arguments.delta", **where, delta=text)
+        if not o.delta_frame[0]:
+            o.delta_frame = _delta_frame(o)
+        head, middle, tail = o.delta_frame
+        out.append(head + str(self._sequence).encode() + middle + _encode(text) + tail)
+        self._sequence += 1
 
     def _piece(self, piece: Piece, out: list[bytes]) -> None:
         if piece.reasoning:
@@ -176,3 +176,18 @@ class ResponseStream:
         failed = response(self._notes, status="failed", output=self._output, error=failure(status, error))
         self._event(out, "response.failed", response=failed)
         return b"".join(out)
+
+
+_DELTA_EVENTS = {"reasoning": "response.reasoning_text.delta", "message": "response.output_text.delta",
+                 "function_call": "response.function_call_arguments.delta"}
+
+
+def _delta_frame(o: _Open) -> tuple[bytes, bytes, bytes]:
+    """A delta event of the open item, cut around its sequence number and its text: the fields in
+    `_event`'s order, `{type, sequence_number, item_id, output_index[, content_index], delta[, logprobs]}`."""
+    kind = _DELTA_EVENTS[o.kind].encode()
+    head = b"event: " + kind + b'\ndata: {"type":"' + kind + b'","sequence_number":'
+    middle = b',"item_id":' + _encode(o.id) + b',"output_index":' + str(o.index).encode()
+    middle += (b',"delta":' if o.kind == "function_call" else b',"content_index":0,"delta":')
+    tail = b',"logprobs":[]}\n\n' if o.kind == "message" else b"}\n\n"
+    return head, middle, tail
