@@ -18,9 +18,13 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 from nats.js.errors import BucketNotFoundError, KeyDeletedError, KeyNotFoundError, NoKeysError
+from nats.js.kv import KeyValue
 
 from services.gateway import keys, usage
 from services.gateway.admin_models import (
+    ConfigHistory,
+    ConfigRevisionFiles,
+    ConfigRevisionInfo,
     CreatedKey,
     KeyCreate,
     KeyInfo,
@@ -33,7 +37,8 @@ from services.gateway.admin_models import (
 )
 from services.gateway.key_store import KeyStore, KeyStoreUnavailable
 from services.gateway.state import GatewayState
-from shared import subjects
+from shared import config_store, subjects
+from shared.config.revisions import Revision
 from shared.errors import AiubError, BadRequest, ClientError, Forbidden, ServiceUnavailable, Unauthorized
 from shared.messages import state_decoder
 
@@ -71,6 +76,7 @@ def router(state: GatewayState) -> APIRouter:
     _add_key_routes(api, state.policies.auth.store)
     _add_usage_route(api, state)
     _add_provider_route(api, state)
+    _add_config_routes(api, state)
     return api
 
 
@@ -191,6 +197,50 @@ async def _provider_states(state: GatewayState) -> ProviderList:
                                   since=s.since, admit_fraction=s.admit_fraction, open_until=s.open_until,
                                   probe_latency_s=s.probe_latency_s, probed_at=s.probed_at))
     return ProviderList(data=found, health_found=True)
+
+
+def _add_config_routes(api: APIRouter, state: GatewayState) -> None:
+    """Config revisions, read only: pushing one goes through `aiub config push`, whose checks
+    (`aiub validate`) belong to the operator tool, not the gateway."""
+
+    @api.get("/config", response_model=ConfigHistory, summary="Config revisions on the bus (aiub config history)")
+    async def config_history() -> ConfigHistory:
+        kv = await _config_bucket(state)
+        if kv is None:
+            return ConfigHistory(data=[], current=None, gateway_runs=_gateway_runs(state))
+        running, _ = await config_store.current(kv)
+        current = running.number if running is not None else None
+        return ConfigHistory(data=[_revision_info(r, current) for r in await config_store.history(kv)],
+                             current=current, gateway_runs=_gateway_runs(state))
+
+    @api.get("/config/{number}", response_model=ConfigRevisionFiles, summary="One config revision and its files")
+    async def config_revision(number: int) -> ConfigRevisionFiles:
+        kv = await _config_bucket(state)
+        found = await config_store.revision(kv, number) if kv is not None else None
+        if found is None:
+            raise ClientError(404, f"no config revision {number}", param="number", code="revision_not_found")
+        running, _ = await config_store.current(kv) if kv is not None else (None, None)
+        info = _revision_info(found, running.number if running is not None else None)
+        return ConfigRevisionFiles(**info.model_dump(), texts=dict(found.files))
+
+
+async def _config_bucket(state: GatewayState) -> KeyValue | None:
+    nc = state.nc
+    if nc is None or not state.bus_health.connected:
+        raise ServiceUnavailable("the gateway is not connected to NATS", code="bus_unavailable")
+    try:
+        return await config_store.open_bucket(nc.jetstream(), create=False)
+    except BucketNotFoundError:
+        return None  # nobody has pushed a revision yet
+
+
+def _revision_info(revision: Revision, current: int | None) -> ConfigRevisionInfo:
+    return ConfigRevisionInfo(number=revision.number, pushed_at=revision.pushed_at, source=revision.source,
+                              files=sorted(revision.files), current=revision.number == current)
+
+
+def _gateway_runs(state: GatewayState) -> int:
+    return state.live.number if state.live is not None else 0
 
 
 def _changes(body: KeyUpdate, now: float) -> dict[str, Any]:

@@ -109,3 +109,23 @@ class ProviderList(BaseModel):
     object: Literal["list"] = "list"
     data: list[ProviderInfo]
     health_found: bool = Field(description="false when no health service has written its bucket yet")
+
+
+class ConfigRevisionInfo(BaseModel):
+    number: int
+    pushed_at: float = Field(description="the pusher's wall clock, epoch seconds")
+    source: str = Field(description='where it came from: "aiub config push DIR", "aiub up", "dashboard", '
+                                    '"rollback to 3"')
+    files: list[str] = Field(description="the file names it holds")
+    current: bool = Field(description="the revision every service runs now")
+
+
+class ConfigHistory(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ConfigRevisionInfo] = Field(description="every revision, oldest first")
+    current: int | None = Field(description="the bucket's current revision; null before any push")
+    gateway_runs: int = Field(description="the revision this gateway applied; 0: the files it was started with")
+
+
+class ConfigRevisionFiles(ConfigRevisionInfo):
+    texts: dict[str, str] = Field(description="each file's text as it was pushed")

@@ -164,7 +164,8 @@ def test_the_admin_api_is_the_master_keys_alone(on_redis: tuple[Stack, list[str]
     created = _admin(url, "POST", "/admin/keys", json={"models": [MODEL], "rpm": 100})
     assert created.status_code == 201
     secret, key_id = created.json()["key"], created.json()["id"]
-    for path in ("/admin/keys", "/admin/usage", "/admin/providers", f"/admin/keys/{key_id}"):
+    for path in ("/admin/keys", "/admin/usage", "/admin/providers", f"/admin/keys/{key_id}", "/admin/config",
+                 "/admin/config/1"):
         anonymous = _admin(url, "GET", path, key=None)
         assert anonymous.status_code == 401 and anonymous.json()["error"]["type"] == "authentication_error"
         assert _admin(url, "GET", path, key="sk-aiub-000000000000_" + "0" * 64).status_code == 401
@@ -190,9 +191,28 @@ def test_the_admin_api_is_the_master_keys_alone(on_redis: tuple[Stack, list[str]
     providers = _admin(url, "GET", "/admin/providers")
     assert providers.status_code == 200 and providers.json()["object"] == "list"
     schema = httpx.get(url + "/openapi.json", trust_env=False, timeout=10).json()
-    assert {"/admin/keys", "/admin/keys/{key_id}", "/admin/usage", "/admin/providers"} <= set(schema["paths"])
+    assert {"/admin/keys", "/admin/keys/{key_id}", "/admin/usage", "/admin/providers", "/admin/config",
+            "/admin/config/{number}"} <= set(schema["paths"])
     assert schema["paths"]["/admin/keys"]["post"]["tags"] == ["admin"]
     assert "CreatedKey" in schema["components"]["schemas"]
+
+
+def test_the_admin_api_reads_config_revisions(on_redis: tuple[Stack, list[str]]) -> None:
+    stack, urls = on_redis
+    before = _admin(urls[0], "GET", "/admin/config")
+    assert before.status_code == 200, before.text
+    assert before.json()["data"] == [] and before.json()["current"] is None
+    pushed = subprocess.run([sys.executable, "-m", "cli", "config", "--nats", stack.nats_url, "push",
+                             str(stack.config_dir)], env=stack.env, capture_output=True, text=True, timeout=60)
+    assert pushed.returncode == 0, pushed.stdout + pushed.stderr
+    history = _admin(urls[1], "GET", "/admin/config").json()  # any gateway: the revisions are on the bus
+    assert [(r["number"], r["current"]) for r in history["data"]] == [(1, True)] and history["current"] == 1
+    assert "providers.yaml" in history["data"][0]["files"] and isinstance(history["gateway_runs"], int)
+    one = _admin(urls[0], "GET", "/admin/config/1").json()
+    assert one["texts"]["providers.yaml"] == (stack.config_dir / "providers.yaml").read_text()
+    assert one["source"].startswith("aiub config push")
+    missing = _admin(urls[0], "GET", "/admin/config/9")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "revision_not_found"
 
 
 def test_without_redis_usage_is_kept_in_jetstream_and_auth_off_refuses_the_admin_api(
