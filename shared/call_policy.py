@@ -17,6 +17,11 @@ Deadlines of one attempt (`Timers`, fixed when the attempt starts at `start`):
 - Liveness: once the worker named its control subject, `liveness_s` after the last frame (or
   the last probe) and before the deadline, the shell asks NATS whether that worker still
   exists, waiting at most `LIVENESS_PROBE_TIMEOUT_S`, the time left, and never under 50 ms.
+- A worker that answers it no longer runs the attempt sent its last frames already: they were
+  lost (the bus restarted under them). Frames it sent before answering are already in this
+  process, so unless one arrives within `FORGOTTEN_GRACE_S` the attempt ends with a
+  `frames_lost` error, retryable while no content has reached the consumer, instead of
+  waiting out `idle_s` for frames that will never come.
 - A passed deadline is a 504 `deadline_exceeded`. It is retryable only in `first_token` or
   `answer` with a known provider; it is the provider's failure (`stalled`, told to the worker
   in its Cancel) unless nobody had accepted yet or the request's own deadline passed.
@@ -26,8 +31,8 @@ What a failed attempt's `Error` means (`after_error`, state carried in `Fallback
   reached the consumer, retries are left, a provider is named and the request's deadline has
   not passed. Otherwise give up.
 - A retry for context length asks for the next larger-context model (`context_fallback` + 1);
-  a provider whose worker died or hung is kept once (its other workers may serve), excluded
-  the second time; any other failed provider is excluded.
+  a provider whose worker died or hung, or whose frames the bus lost, is kept once (its other
+  workers may serve), excluded the second time; any other failed provider is excluded.
 - Giving up with the router's "nothing left to try" after a provider's own error yields that
   provider's error (a 429 keeps its Retry-After); any other final error is yielded as is.
 - An error the client made up (`seq == -1`: a deadline, lost frames) leaves the worker maybe
@@ -37,16 +42,18 @@ What a failed attempt's `Error` means (`after_error`, state carried in `Fallback
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Literal
 
 from shared.config import Deadlines
 from shared.errors import AiubError, DeadlineExceeded, UpstreamError
-from shared.messages import CONTEXT_LENGTH_EXCEEDED, WORKER_GONE, WORKER_UNRESPONSIVE, Error
+from shared.messages import CONTEXT_LENGTH_EXCEEDED, FRAMES_LOST, WORKER_GONE, WORKER_UNRESPONSIVE, Error
 
 Stage = Literal["accepted", "first_token", "answer", "idle"]
 
 LIVENESS_PROBE_TIMEOUT_S = 1.0
+FORGOTTEN_GRACE_S = 0.25
 MIN_PROBE_TIMEOUT_S = 0.05
 # The router's "nothing left to try": after a provider's own error, that error says more.
 NOTHING_LEFT = ("no_provider_available", CONTEXT_LENGTH_EXCEEDED)
@@ -67,6 +74,7 @@ class Timers:
     liveness_s: float
     last_frame_at: float
     probe_at: float
+    lost_by: float = math.inf  # the worker said it finished the attempt: a frame must come by then
 
 
 def start(deadlines: Deadlines, now: float, request_by: float) -> Timers:
@@ -76,12 +84,18 @@ def start(deadlines: Deadlines, now: float, request_by: float) -> Timers:
 
 
 def frame_arrived(timers: Timers, now: float) -> Timers:
-    return dataclasses.replace(timers, last_frame_at=now, probe_at=now + timers.liveness_s)
+    return dataclasses.replace(timers, last_frame_at=now, probe_at=now + timers.liveness_s, lost_by=math.inf)
 
 
 def probed(timers: Timers, now: float) -> Timers:
     """The worker answered the probe, or the answer proved nothing: ask again after `liveness_s`."""
     return dataclasses.replace(timers, probe_at=now + timers.liveness_s)
+
+
+def forgotten(timers: Timers, now: float) -> Timers:
+    """The worker no longer runs the attempt: its last frames come within the grace, or never.
+    Asking again would tell nothing new, so no probe until a frame arrives."""
+    return dataclasses.replace(timers, probe_at=math.inf, lost_by=min(timers.lost_by, now + FORGOTTEN_GRACE_S))
 
 
 def stage(*, accepted: bool, content: bool, stream: bool) -> Stage:
@@ -104,7 +118,7 @@ def deadline(timers: Timers, stage: Stage) -> float:
 
 def wake_at(timers: Timers, stage: Stage, *, probing: bool) -> float:
     """When the shell must look again if no frame arrives: the deadline, or the probe's turn."""
-    until = deadline(timers, stage)
+    until = min(deadline(timers, stage), timers.lost_by)
     return min(until, timers.probe_at) if probing else until
 
 
@@ -137,6 +151,8 @@ def on_wake(timers: Timers, stage: Stage, *, probing: bool, now: float, attempt:
     """The timer fired with no frame: what is due at `now`."""
     until = deadline(timers, stage)
     if now < until:
+        if now >= timers.lost_by:
+            return Expired(stage, False, frames_lost_error(attempt, provider, content=stage == "idle"))
         if probing and now >= timers.probe_at:
             return Probe(min(LIVENESS_PROBE_TIMEOUT_S, max(MIN_PROBE_TIMEOUT_S, until - now)))
         return Wait()
@@ -163,6 +179,13 @@ def deadline_error(attempt: str, stage: Stage, provider: str | None, *, passed_r
 def worker_gone_error(attempt: str, provider: str | None, *, content: bool) -> Error:
     """The liveness probe found no subscriber: the worker process is gone."""
     return own_error(UpstreamError(f"the worker serving provider {provider} stopped mid-request", code=WORKER_GONE),
+                     attempt, retryable=not content, provider=provider)
+
+
+def frames_lost_error(attempt: str, provider: str | None, *, content: bool, detail: str = "") -> Error:
+    """Frames the worker sent never arrived: the bus lost them, the provider did nothing wrong."""
+    message = f"frames of provider {provider}'s answer were lost between worker and gateway"
+    return own_error(UpstreamError(message + (f" ({detail})" if detail else ""), code=FRAMES_LOST),
                      attempt, retryable=not content, provider=provider)
 
 
@@ -207,6 +230,6 @@ def after_error(state: Fallback, final: Error, *, content: bool, now: float,
     state = dataclasses.replace(state, retries_left=state.retries_left - 1, upstream=final)
     if context_retry:
         return dataclasses.replace(state, context_fallback=state.context_fallback + 1), Retry()
-    if final.error.code in (WORKER_GONE, WORKER_UNRESPONSIVE) and provider not in state.troubled:
+    if final.error.code in (WORKER_GONE, WORKER_UNRESPONSIVE, FRAMES_LOST) and provider not in state.troubled:
         return dataclasses.replace(state, troubled=state.troubled | {provider}), Retry()
     return dataclasses.replace(state, excluded=(*state.excluded, provider)), Retry()

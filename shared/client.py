@@ -22,7 +22,10 @@ What it guarantees (DESIGN.md, "A request's life", step 4):
   every heartbeat, so after `liveness_s` of silence the client asks NATS about the worker's
   control subject. A killed process's subscriptions leave with its connection, and the server
   answers `no responders` at once: the attempt ends with a 502, retried elsewhere when no
-  content was sent yet. Any other answer, or none, proves nothing, and the wait goes on.
+  content was sent yet. A worker that answers it no longer runs the attempt has sent its last
+  frames, and the bus lost them (it restarted under them): a 502 `frames_lost`, retried like a
+  dead worker's, after a short grace for frames already on their way. So is a gap in the
+  frames' sequence. Any other answer, or none, proves nothing, and the wait goes on.
 - Fallback: a retryable error before any content reached the consumer is retried with a new
   attempt id and the failed provider excluded, within `retry_budget`. Frames of an older
   attempt are dropped. After the first content frame, a failure is an `Error` frame.
@@ -53,7 +56,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 from nats.aio.client import Client
@@ -64,8 +67,9 @@ from nats.nuid import NUID
 from shared import call_policy as policy
 from shared import hedging, spans, subjects, tracing
 from shared.config import Deadlines
-from shared.errors import ServiceUnavailable, UpstreamError
+from shared.errors import ServiceUnavailable
 from shared.messages import (
+    ATTEMPT_HEADER,
     ATTEMPT_UNKNOWN,
     ATTEMPT_WANTED,
     WORKER_UNRESPONSIVE,
@@ -90,6 +94,7 @@ from shared.messages import (
 from shared.prefix import prefix_key
 
 ContentFrame = Chunk | Result | Done | Error
+WorkerAnswer = Literal["gone", "running", "forgot", "unclear"]
 
 Clock = Callable[[], float]
 
@@ -209,14 +214,15 @@ class InferenceClient:
         if isinstance(frame, Accepted):
             await self._cancel(frame.control, frame.attempt, "deadline")
 
-    async def _worker_gone(self, control: str, timeout_s: float) -> bool:
+    async def _ask_worker(self, control: str, attempt: str, timeout_s: float) -> WorkerAnswer:
+        """Whether the worker on `control` still runs `attempt`; "unclear" when the answer proves nothing."""
         try:
-            await self._nc.request(control, b"", timeout=timeout_s)
+            reply = await self._nc.request(control, b"", timeout=timeout_s, headers={ATTEMPT_HEADER: attempt})
         except NoRespondersError:
-            return True
+            return "gone"
         except Exception:
-            return False
-        return False
+            return "unclear"
+        return "forgot" if reply.data == ATTEMPT_UNKNOWN else "running"
 
     async def _cancel(self, control: str, attempt: str, reason: CancelReason, stalled: bool = False) -> None:
         try:
@@ -441,9 +447,11 @@ class _Racer:
                              now=now, attempt=info.attempt, provider=info.provider):
             case policy.Probe(timeout_s=timeout_s):
                 assert info.control is not None
-                if await call._client._worker_gone(info.control, timeout_s):
+                answer = await call._client._ask_worker(info.control, info.attempt, timeout_s)
+                if answer == "gone":
                     return policy.worker_gone_error(info.attempt, info.provider, content=content)
-                self.timers = policy.probed(self.timers, call._client.clock())
+                probed = policy.forgotten if answer == "forgot" else policy.probed
+                self.timers = probed(self.timers, call._client.clock())
             case policy.Expired(stalled=stalled, error=error):
                 info.stalled = stalled
                 return error
@@ -475,9 +483,9 @@ class _Reader:
             case Busy():
                 return None, False
         if frame.seq != self.expected_seq:
-            lost = UpstreamError(f"frames lost between worker and gateway (expected {self.expected_seq}, got "
-                                 f"{frame.seq})", code="frames_lost")
-            return policy.own_error(lost, info.attempt, provider=info.provider), True
+            # Retryable before content (`after_error` checks that): a non-streaming caller saw nothing yet.
+            return policy.frames_lost_error(info.attempt, info.provider, content=False,
+                                            detail=f"expected frame {self.expected_seq}, got {frame.seq}"), True
         self.expected_seq += 1
         match frame:
             case Heartbeat():

@@ -200,15 +200,20 @@ Frame = Accepted | Busy | Chunk | Result | ResultPart | Heartbeat | Done | Error
 
 CancelReason = Literal["client_gone", "deadline"]
 
-# Liveness probes are empty NATS requests. A worker asked on its control subject answers (being
-# there is the answer); a caller asked on an attempt's inbox says whether it still waits for it.
+# Liveness probes are empty NATS requests. A caller asked on an attempt's inbox says whether it
+# still waits for it. A worker asked on its control subject about the attempt in the probe's
+# `ATTEMPT_HEADER` says whether it still runs it: an attempt it finished while its caller waits
+# means the last frames were lost on the way (a bus restart), not that they are slow.
 # A process that is gone cannot answer: NATS replies `no responders` at once.
+ATTEMPT_HEADER = "Aiub-Attempt"
 ATTEMPT_WANTED = b"1"
+ATTEMPT_RUNNING = b"1"
 ATTEMPT_UNKNOWN = b"0"
 
 # Error codes about one worker process, not its provider: a retry goes to the same provider.
 WORKER_GONE = "worker_gone"  # the worker serving an attempt stopped existing
 WORKER_UNRESPONSIVE = "worker_unresponsive"  # the worker NATS handed the request to never answered
+FRAMES_LOST = "frames_lost"  # frames of an attempt never reached its caller (the bus lost them)
 
 
 class Cancel(msgspec.Struct, frozen=True, kw_only=True):

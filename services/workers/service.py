@@ -45,6 +45,8 @@ from shared.errors import (
     UpstreamError,
 )
 from shared.messages import (
+    ATTEMPT_HEADER,
+    ATTEMPT_RUNNING,
     ATTEMPT_UNKNOWN,
     Accepted,
     Busy,
@@ -259,10 +261,12 @@ class Worker:
         await self._nc.publish(order.reply_inbox, encode(refusal.frame(attempt, 0, provider=provider)))
 
     async def _on_cancel(self, msg: Msg) -> None:
-        if not msg.data:  # a caller's liveness probe: being here is the answer
+        if not msg.data:  # a caller's liveness probe: being here is part of the answer
             if msg.reply:
+                attempt = msg.headers.get(ATTEMPT_HEADER) if msg.headers else None
                 with contextlib.suppress(Exception):
-                    await msg.respond(b"")
+                    await msg.respond(b"" if attempt is None
+                                      else ATTEMPT_RUNNING if attempt in self._attempts else ATTEMPT_UNKNOWN)
             return
         try:
             cancel = cancel_decoder.decode(msg.data)

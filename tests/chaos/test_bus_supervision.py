@@ -32,6 +32,8 @@ pytestmark = pytest.mark.chaos
 
 MODEL = "chaos-model"
 PROVIDER = "sim"
+# What a request in flight when the bus went away may end with, besides a 200 after a retry.
+HONEST_LOSSES = {(504, "deadline_exceeded"), (502, "frames_lost")}
 PROMPT_S = 5.0  # an error during the outage comes at least this fast (the total deadline is far longer)
 
 
@@ -95,6 +97,12 @@ class Load:
                 self.answers.append(Answer(started, time.monotonic() - started, status, code))
 
 
+def _timeline(answers: list[Answer], since: float) -> str:
+    """Each answer around `since` as `+start took status code`, for a failure message to show the outage."""
+    return "\n".join(f"{a.started - since:+7.2f}s {a.took_s:6.2f}s {a.status} {a.code or ''}"
+                     for a in sorted(answers, key=lambda a: a.started) if a.started + a.took_s >= since - 1)
+
+
 def _error_code(reply: httpx.Response) -> str | None:
     if reply.status_code == 200:
         return None
@@ -148,14 +156,16 @@ def test_a_killed_bus_is_restarted_and_the_stack_serves_again_by_itself(up: Aiub
         assert recovered_at is not None
 
     print(f"bus killed -> first request served again: {recovered_at - killed_at:.2f}s")
-    assert recovered_at - killed_at < 10
+    assert recovered_at - killed_at < 10, _timeline(load.answers, killed_at)
     assert up.process.poll() is None
     assert "nats-server is back on " + nats_url in up.output()
     assert _nats_pid(up) != old_pid
     during = [a for a in load.answers if killed_at <= a.started + a.took_s < recovered_at]
     assert during, "no request was answered while the bus was down"
-    # Sent while the bus was down: 503 at once; in flight at the kill: 504 at the accepted deadline.
-    assert [a for a in during if a.status not in (200, 503, 504)] == []
+    # Sent while the bus was down: 503 at once; in flight at the kill: retried once the bus is back
+    # (frames it lost are noticed by a gap or by asking the worker), else 504 at the accepted deadline
+    # or, the retry budget spent, the lost frames' 502.
+    assert [a for a in during if a.status not in (200, 503) and (a.status, a.code) not in HONEST_LOSSES] == []
     assert all(a.took_s < PROMPT_S for a in during), [a for a in during if a.took_s >= PROMPT_S]
     assert not [a for a in load.answers if a.status == 0], "a request got no HTTP answer"
 
@@ -196,7 +206,8 @@ def test_a_frozen_bus_is_killed_and_restarted(up: AiubUp) -> None:
     assert up.process.poll() is None
     # A request caught by the freeze ends at one of its deadlines (idle: 10 s), as an OpenAI error.
     during = [a for a in load.answers if frozen_at <= a.started + a.took_s < recovered_at]
-    assert all(a.status in (503, 504) and a.took_s < 12 for a in during if a.status != 200), during
+    assert all((a.status == 503 or (a.status, a.code) in HONEST_LOSSES) and a.took_s < 12
+               for a in during if a.status != 200), during
     assert not [a for a in load.answers if a.status == 0], "a request got no HTTP answer"
 
 

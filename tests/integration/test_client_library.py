@@ -21,6 +21,8 @@ from shared import subjects
 from shared.client import InferenceClient
 from shared.config import Deadlines
 from shared.messages import (
+    ATTEMPT_HEADER,
+    ATTEMPT_UNKNOWN,
     WORKER_UNRESPONSIVE,
     Accepted,
     Cancel,
@@ -341,6 +343,44 @@ async def test_a_lost_frame_is_an_error_not_silent_corruption(nc: Client) -> Non
     frames = await collect(await InferenceClient.start(nc, FAST))
     assert isinstance(frames[0], Chunk)
     assert isinstance(frames[-1], Error) and frames[-1].error.code == "frames_lost"
+
+
+async def test_a_gap_before_any_content_is_retried_on_the_same_provider(nc: Client) -> None:
+    async def loses_the_first_answers_start(nc: Client, request: InferenceRequest, reply: str) -> None:
+        await nc.publish(reply, accepted(request))
+        seq = 2 if request.attempt_number == 1 else 1  # frame 1 of the first attempt never arrives
+        await nc.publish(reply, encode(Result(attempt=request.attempt, seq=seq, data=msgspec.Raw(b'{"ok":true}'))))
+
+    seen = await play(nc, loses_the_first_answers_start)
+    frames = await collect(await InferenceClient.start(nc, FAST), stream=False)
+    assert isinstance(frames[-1], Result)  # the caller saw nothing of the first attempt: nothing to undo
+    assert [r.excluded for r in seen] == [(), ()]  # the bus lost the frames, not the provider's fault
+
+
+async def test_a_worker_that_finished_while_its_last_frames_were_lost_is_retried_at_once(nc: Client) -> None:
+    """A bus restart can swallow an attempt's final frames: the worker is done and sends nothing
+    more. Asked on its control subject, it says it no longer runs the attempt, and the caller
+    retries instead of waiting out `idle_s` (here far longer than the test's own timeout)."""
+    patient = Deadlines(accepted_s=2, first_token_s=60, idle_s=60, liveness_s=0.2, total_s=120, retry_budget=2)
+    asked: list[str | None] = []
+
+    async def answer_probe(msg: Msg) -> None:
+        if msg.reply:  # a Cancel, which the client sends after giving up on the attempt, has none
+            asked.append(msg.headers.get(ATTEMPT_HEADER) if msg.headers else None)
+            await msg.respond(ATTEMPT_UNKNOWN)
+
+    await nc.subscribe("ctl.finished", cb=answer_probe)
+
+    async def final_frame_lost_once(nc: Client, request: InferenceRequest, reply: str) -> None:
+        await nc.publish(reply, accepted(request, control="ctl.finished"))
+        if request.attempt_number > 1:
+            await nc.publish(reply, encode(Result(attempt=request.attempt, seq=1, data=msgspec.Raw(b'{"ok":true}'))))
+
+    seen = await play(nc, final_frame_lost_once)
+    frames = await asyncio.wait_for(collect(await InferenceClient.start(nc, patient), stream=False), timeout=20)
+    assert isinstance(frames[-1], Result)
+    assert asked == [seen[0].attempt]  # the probe named its attempt; once told, the client asked no more
+    assert [r.excluded for r in seen] == [(), ()]
 
 
 async def test_a_worker_that_accepts_after_we_gave_up_is_cancelled(nc: Client) -> None:

@@ -1,8 +1,10 @@
 """The subject a work order arrives on decides which provider serves it, never the order's own
-`provider` field: an order that disagrees is refused with an OpenAI error, and nothing is charged."""
+`provider` field: an order that disagrees is refused with an OpenAI error, and nothing is charged.
+And the worker's control subject answers a caller's question about one attempt."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,7 +19,17 @@ from services.workers.service import Worker
 from shared import subjects
 from shared.client import new_id
 from shared.config import Config, ModelMappingsFile, ProviderSpec, RuntimeFile
-from shared.messages import Accepted, Error, InferenceRequest, encode, frame_decoder
+from shared.messages import (
+    ATTEMPT_HEADER,
+    ATTEMPT_RUNNING,
+    ATTEMPT_UNKNOWN,
+    Accepted,
+    Cancel,
+    Error,
+    InferenceRequest,
+    encode,
+    frame_decoder,
+)
 
 # Nothing listens there: a backend call would end in an error frame after an Accepted.
 UNREACHABLE = "http://127.0.0.1:9"
@@ -71,3 +83,53 @@ async def test_an_order_for_another_provider_than_its_subject_is_refused(
     assert a in error.error.message and (b if named == "other" else "ghost") in error.error.message
     assert all(slots.running == slots.queued == 0 for slots in served.slots.values())
     assert served.served == 0  # nothing was started, for either provider
+
+
+async def test_the_control_subject_says_whether_the_worker_still_runs_an_attempt(nats_url: str) -> None:
+    """The caller's liveness probe names its attempt: "running" while the worker serves it,
+    "unknown" once it is over (so a caller still waiting knows its last frames were lost)."""
+    async def hang(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.read()  # a backend that takes the request and never answers, until the caller hangs up
+        finally:
+            writer.close()
+
+    backend = await asyncio.start_server(hang, "127.0.0.1", 0)
+    port = backend.sockets[0].getsockname()[1]
+    nc = await nats.connect(nats_url)
+    http = BackendHttp()
+    provider = f"p{new_id()}"
+    spec = ProviderSpec.model_validate({"type": "vllm", "base_url": f"http://127.0.0.1:{port}", "models": ["m"]})
+    served = Worker(nc, Config(directory=Path("."), providers={provider: spec}, mappings=ModelMappingsFile(),
+                               runtime=RuntimeFile()), [provider], http)
+    await served.start()
+    try:
+        attempt = new_id()
+        request = InferenceRequest(id=new_id(), attempt=attempt, kind="chat", model="m",
+                                   body={"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+        order = {"request": msgspec.to_builtins(request), "reply_inbox": subjects.inbox("probe", attempt),
+                 "provider": provider, "backend_model": "m"}
+        accepted = frame_decoder.decode((await nc.request(subjects.work(provider), encode(order), timeout=2)).data)
+        assert isinstance(accepted, Accepted)
+
+        async def probe(about: str | None) -> bytes:
+            headers = {ATTEMPT_HEADER: about} if about is not None else None
+            return (await nc.request(accepted.control, b"", timeout=2, headers=headers)).data
+
+        assert await probe(attempt) == ATTEMPT_RUNNING
+        assert await probe("another-attempt") == ATTEMPT_UNKNOWN
+        assert await probe(None) == b""  # a probe naming no attempt: being there is the answer
+        await nc.publish(accepted.control, encode(Cancel(attempt=attempt, reason="client_gone")))
+
+        async def over() -> bool:
+            return await probe(attempt) == ATTEMPT_UNKNOWN
+        deadline = asyncio.get_running_loop().time() + 10
+        while not await over():
+            assert asyncio.get_running_loop().time() < deadline, "the cancelled attempt still runs"
+            await asyncio.sleep(0.02)
+    finally:
+        await served.stop(grace_s=0.0)
+        await http.aclose()
+        await nc.close()
+        backend.close()
+        await backend.wait_closed()

@@ -155,6 +155,28 @@ def test_the_probe_waits_at_most_the_time_left_and_at_least_50_ms() -> None:
     assert isinstance(wake(t, "idle", T0 + 10, probing=True), Expired)  # the deadline wins over a probe
 
 
+def test_a_worker_that_forgot_the_attempt_ends_it_after_the_grace_unless_a_frame_comes() -> None:
+    t = policy.forgotten(policy.frame_arrived(timers(), T0 + 1), T0 + 4)
+    lost_by = T0 + 4 + policy.FORGOTTEN_GRACE_S
+    assert policy.wake_at(t, "answer", probing=True) == lost_by
+    assert wake(t, "answer", lost_by - EPS, probing=True) == Wait()  # no second probe in the grace
+    assert policy.forgotten(t, lost_by - EPS).lost_by == lost_by  # asked again, the grace does not restart
+    out = expired(t, "answer", lost_by, probing=True)
+    assert not out.stalled and out.error.retryable and out.error.error.code == "frames_lost"
+    assert not expired(t, "idle", lost_by).error.retryable  # content already reached the consumer
+    # The last frames were only on their way: one arrives, and the attempt goes on as before.
+    t = policy.frame_arrived(t, lost_by - EPS)
+    assert wake(t, "answer", lost_by + 1, probing=True) == Wait()
+
+
+def test_lost_frames_keep_their_provider_once_like_a_dead_worker() -> None:
+    lost = policy.frames_lost_error("a1", "p", content=False)
+    state, decision = policy.after_error(Fallback((), 3, 0), lost, content=False, now=T0, request_by=T0 + 9)
+    assert decision == Retry() and state.excluded == () and state.troubled == {"p"}
+    state, decision = policy.after_error(state, lost, content=False, now=T0, request_by=T0 + 9)
+    assert decision == Retry() and state.excluded == ("p",)
+
+
 def test_a_worker_gone_before_content_is_retryable_after_it_is_not() -> None:
     before = policy.worker_gone_error("a1", "p", content=False)
     after = policy.worker_gone_error("a1", "p", content=True)
