@@ -5,6 +5,7 @@ And the worker's control subject answers a caller's question about one attempt."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -35,23 +36,30 @@ from shared.messages import (
 UNREACHABLE = "http://127.0.0.1:9"
 
 
-@pytest_asyncio.fixture
-async def worker(nats_url: str) -> AsyncIterator[tuple[Client, Worker, str, str]]:
+@contextlib.asynccontextmanager
+async def running_worker(nats_url: str, base_url: str, *providers: str) -> AsyncIterator[tuple[Client, Worker]]:
+    """A worker serving `providers`, all one vLLM-typed backend at `base_url`, on its own connection."""
     nc = await nats.connect(nats_url)
     http = BackendHttp()
-    a, b = f"a{new_id()}", f"b{new_id()}"
-    spec = ProviderSpec.model_validate({"type": "vllm", "base_url": UNREACHABLE, "max_concurrency": 1,
+    spec = ProviderSpec.model_validate({"type": "vllm", "base_url": base_url, "max_concurrency": 1,
                                         "queue_size": 0, "models": ["m"]})
-    config = Config(directory=Path("."), providers={a: spec, b: spec}, mappings=ModelMappingsFile(),
+    config = Config(directory=Path("."), providers=dict.fromkeys(providers, spec), mappings=ModelMappingsFile(),
                     runtime=RuntimeFile())
-    served = Worker(nc, config, [a, b], http)
+    served = Worker(nc, config, list(providers), http)
     await served.start()
     try:
-        yield nc, served, a, b
+        yield nc, served
     finally:
         await served.stop(grace_s=0.0)
         await http.aclose()
         await nc.close()
+
+
+@pytest_asyncio.fixture
+async def worker(nats_url: str) -> AsyncIterator[tuple[Client, Worker, str, str]]:
+    a, b = f"a{new_id()}", f"b{new_id()}"
+    async with running_worker(nats_url, UNREACHABLE, a, b) as (nc, served):
+        yield nc, served, a, b
 
 
 async def send(nc: Client, subject_provider: str, order_provider: str) -> tuple[Accepted, Error]:
@@ -96,14 +104,8 @@ async def test_the_control_subject_says_whether_the_worker_still_runs_an_attempt
 
     backend = await asyncio.start_server(hang, "127.0.0.1", 0)
     port = backend.sockets[0].getsockname()[1]
-    nc = await nats.connect(nats_url)
-    http = BackendHttp()
     provider = f"p{new_id()}"
-    spec = ProviderSpec.model_validate({"type": "vllm", "base_url": f"http://127.0.0.1:{port}", "models": ["m"]})
-    served = Worker(nc, Config(directory=Path("."), providers={provider: spec}, mappings=ModelMappingsFile(),
-                               runtime=RuntimeFile()), [provider], http)
-    await served.start()
-    try:
+    async with backend, running_worker(nats_url, f"http://127.0.0.1:{port}", provider) as (nc, _):
         attempt = new_id()
         request = InferenceRequest(id=new_id(), attempt=attempt, kind="chat", model="m",
                                    body={"model": "m", "messages": [{"role": "user", "content": "hi"}]})
@@ -127,9 +129,3 @@ async def test_the_control_subject_says_whether_the_worker_still_runs_an_attempt
         while not await over():
             assert asyncio.get_running_loop().time() < deadline, "the cancelled attempt still runs"
             await asyncio.sleep(0.02)
-    finally:
-        await served.stop(grace_s=0.0)
-        await http.aclose()
-        await nc.close()
-        backend.close()
-        await backend.wait_closed()
