@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -30,9 +29,14 @@ def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> int
 
 
 async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
-    """Stop a background task and wait until it has: its cancellation is how it ends, not an error."""
+    """Stop a background task and wait until it has: its cancellation is how it ends, not an error.
+    A cancellation of the caller itself while it waits still reaches the caller."""
     if task is None:
         return
     task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
+    try:
         await task
+    except asyncio.CancelledError:
+        caller = asyncio.current_task()
+        if caller is not None and caller.cancelling():
+            raise
