@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
-from shared import logs
+from shared import arguments, logs
 from shared.config import Config, ConfigError, Environment, load_config, read_environment
 
 
@@ -34,7 +34,7 @@ def _add_stack_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     up = commands.add_parser("up", help="start NATS (unless $NATS_URL) and every service")
     _common(up, nats_default="$NATS_URL, else its own nats-server on a free loopback port, supervised, "
                              "its state in --state-dir")
-    up.add_argument("--port", type=int, default=4000, help="gateway port")
+    up.add_argument("--port", type=arguments.port, default=4000, help="gateway port")
     up.add_argument("--host", default="127.0.0.1", help="gateway bind address")
     up.add_argument("--demo", action="store_true", help="also start simulated backends and route to them")
     up.add_argument("--state-dir", default=".aiub", help="where NATS keeps JetStream state, and logs")
@@ -49,22 +49,22 @@ def _add_stack_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     gateway = commands.add_parser("gateway", help="the OpenAI-compatible HTTP gateway")
     _common(gateway)
     gateway.add_argument("--host", default="127.0.0.1")
-    gateway.add_argument("--port", type=int, default=4000)
+    gateway.add_argument("--port", type=arguments.port, default=4000)
     gateway.add_argument("--insecure-no-auth", action="store_true",
                          help="serve a non-loopback address without a master key (anyone can call)")
     gateway.add_argument("--state-dir", default=".aiub", help="where the virtual key file lives without Redis")
 
     for name, text in (("router", "the routing service"), ("health", "the health service")):
         _common(commands.add_parser(name, help=text))
-    commands.choices["router"].add_argument("--metrics-port", type=int, default=None,
+    commands.choices["router"].add_argument("--metrics-port", type=arguments.port_or_zero, default=None,
                                             help="serve Prometheus /metrics on this port (default: not served)")
-    commands.choices["health"].add_argument("--metrics-port", type=int, default=None,
+    commands.choices["health"].add_argument("--metrics-port", type=arguments.port_or_zero, default=None,
                                             help="serve Prometheus /metrics on this port (default: not served)")
 
     worker = commands.add_parser("worker", help="serve one or more providers")
     _common(worker)
     worker.add_argument("--provider", nargs="+", required=True, metavar="KEY")
-    worker.add_argument("--metrics-port", type=int, default=None,
+    worker.add_argument("--metrics-port", type=arguments.port_or_zero, default=None,
                         help="serve Prometheus /metrics on this port (0: any free port; default: not served)")
 
     services = commands.add_parser("services", help="several services in one process, "

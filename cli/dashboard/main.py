@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cli import stack_dir
+from shared import arguments
 from shared.config import Environment
 
 
@@ -31,12 +32,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "holds a stack.json, else the state dir the running `aiub up` recorded)")
     parser.add_argument("--config", default=None,
                         help="config directory the `c` view edits (default: $AIUB_CONFIG, else the shipped config/)")
-    parser.add_argument("--refresh", type=float, default=1.0, help="seconds between redraws (default: 1)")
-    parser.add_argument("--window", type=float, default=300.0,
+    parser.add_argument("--refresh", type=arguments.positive_seconds, default=1.0,
+                        help="seconds between redraws (default: 1)")
+    parser.add_argument("--window", type=arguments.positive_seconds, default=300.0,
                         help="seconds of outcomes the latency table covers (default: 300)")
     parser.add_argument("--web", action="store_true",
                         help="serve the dashboard as a web page (textual-serve), behind the gateway's master key")
-    parser.add_argument("--port", type=int, default=8765, help="--web: the port (default: 8765)")
+    parser.add_argument("--port", type=arguments.port, default=8765, help="--web: the port (default: 8765)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="--web: the bind address (default: 127.0.0.1; another needs a master key)")
 

@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from shared import logs
+from shared import arguments, logs
 
 if TYPE_CHECKING:
     from shared.config import Config
@@ -94,7 +94,10 @@ def parse_ports(items: list[str], hosted: list[Hosted]) -> dict[str, int]:
                             f"{', '.join(sorted(h.name for h in hosted))}")
         if names[name] == "gateway":
             raise SpecError("the gateway serves /metrics on its own HTTP port (--port), not on a port of its own")
-        ports[names[name]] = int(port)
+        try:
+            ports[names[name]] = arguments.port_or_zero(port)
+        except argparse.ArgumentTypeError as e:
+            raise SpecError(f"--metrics-port {item!r}: {e}") from None
     return ports
 
 
@@ -106,7 +109,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "worker-PROVIDER); repeatable. Default: not served")
     gateway = parser.add_argument_group("the gateway, when hosted (as `aiub gateway`)")
     gateway.add_argument("--host", default="127.0.0.1", help="bind address")
-    gateway.add_argument("--port", type=int, default=4000)
+    gateway.add_argument("--port", type=arguments.port, default=4000)
     gateway.add_argument("--state-dir", default=".aiub", help="where the gateway keeps its key store")
     gateway.add_argument("--insecure-no-auth", action="store_true",
                          help="allow a public bind without a master key (as `aiub gateway`)")

@@ -27,6 +27,7 @@ import msgspec
 from cli.up.bus_keeper import BusKeeper, BusLost
 from cli.up.scaling import ScaleError, parse_scale, replica_names
 from cli.up.stack import Child, _aiub, _assign_metrics_ports, _stop_all, _supervise, _wait_ready
+from shared import arguments
 from shared.config import Config, Environment
 from shared.embedded_nats import EmbeddedNats, wait_for_port
 from shared.lab import BUS_SECRET, Lab, LabError, lab_decoder, node_config, secrets_decoder, spread, urls
@@ -43,7 +44,7 @@ def add_hub_arguments(parser: argparse.ArgumentParser) -> None:
                         help="which services this hub host runs besides its NATS node (default: all three; "
                              "'' for a NATS-only node)")
     parser.add_argument("--host", default="0.0.0.0", help="gateway bind address")
-    parser.add_argument("--port", type=int, default=4000, help="gateway port")
+    parser.add_argument("--port", type=arguments.port, default=4000, help="gateway port")
     parser.add_argument("--state-dir", default=".aiub-hub", help="the NATS node's JetStream store, and logs")
     parser.add_argument("--scale", default="", metavar="SERVICE=N,...", help="router=2 or health=2")
     parser.add_argument("--insecure-no-auth", action="store_true",

@@ -8,13 +8,14 @@ import sys
 from services.simulator.engine import EngineSettings
 from services.simulator.knobs import Knobs, merge
 from services.simulator.server import DEFAULT_MODELS, SimulatorSettings, run
+from shared import arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--flavor", choices=("ollama", "openai", "anthropic"), required=True,
                         help="wire format to speak: Ollama native (+ /v1), OpenAI/vLLM, or Anthropic Messages")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True, help="0 picks a free port")
+    parser.add_argument("--port", type=arguments.port_or_zero, required=True, help="0 picks a free port")
     parser.add_argument("--models", default=None,
                         help="comma-separated model names (default: "
                              + "; ".join(f"{k}: {','.join(v)}" for k, v in DEFAULT_MODELS.items())

@@ -31,6 +31,8 @@ def test_metrics_ports_by_name_or_spec_and_back_to_argv() -> None:
         parse_ports(["health=9103"], hosted)
     with pytest.raises(SpecError, match="its own HTTP port"):
         parse_ports(["gateway=9104"], parse_spec("gateway,router"))
+    with pytest.raises(SpecError, match="a port is 0–65535"):  # the socket layer would wrap it to 4464
+        parse_ports(["router=70000"], hosted)
 
 
 def test_up_combined_hosts_the_gateway_with_its_options_and_names_every_metrics_page() -> None:
