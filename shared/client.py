@@ -67,7 +67,7 @@ from nats.nuid import NUID
 from shared import call_policy as policy
 from shared import hedging, spans, subjects, tracing
 from shared.config import Deadlines
-from shared.errors import ServiceUnavailable
+from shared.errors import PayloadTooLarge, ServiceUnavailable
 from shared.messages import (
     ATTEMPT_HEADER,
     ATTEMPT_UNKNOWN,
@@ -200,7 +200,18 @@ class InferenceClient:
 
     async def _publish(self, request: InferenceRequest, span: spans.Span = spans.INVALID_SPAN) -> None:
         inbox = subjects.inbox(self._process_inbox, request.attempt)
-        await self._nc.publish(subjects.REQUESTS, encode(request), reply=inbox,
+        data = encode(request)
+        # Measured as encoded, not as the client sent it: numbers re-encode longer (1e5 is
+        # 100000.0), a front door's body travels beside its translation, a stored conversation
+        # is added to a Responses turn. NATS would refuse it with an exception nobody can relay.
+        if len(data) > self._nc.max_payload and request.native_body is not None:
+            # The native body only spares a backend of the same dialect a translation back, so
+            # a large request goes without it rather than being refused.
+            data = encode(msgspec.structs.replace(request, native_body=None, native_dialect=None))
+        if len(data) > self._nc.max_payload:
+            raise PayloadTooLarge(f"the request is {len(data)} bytes as it travels on the bus; the bus carries at "
+                                  f"most {self._nc.max_payload} bytes in one message: send less")
+        await self._nc.publish(subjects.REQUESTS, data, reply=inbox,
                                headers=spans.inject(tracing.headers(request), span))
 
     async def _cancel_late(self, data: bytes) -> None:
@@ -296,7 +307,14 @@ class Call:
         self._fallback = dataclasses.replace(self._fallback, retries_left=self._client.deadlines.retry_budget)
         try:
             while True:
-                first, queue = await self._begin()
+                try:
+                    first, queue = await self._begin()
+                except PayloadTooLarge as e:  # every attempt would be as large: nothing to retry
+                    refused = self.attempts[-1]
+                    refused.status, refused.error = e.status, e.message
+                    self._finish(refused)
+                    yield e.frame(refused.attempt, 0)
+                    return
                 final: Error | None = None
                 async for frame in self._attempt_frames(first, queue):
                     if isinstance(frame, Error):

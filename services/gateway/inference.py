@@ -88,9 +88,9 @@ async def infer(state: GatewayState, request: Request, kind: RequestKind = "chat
         await release(state.policies, admission)
         return error_response(503, ServiceUnavailable("the gateway is not connected to NATS",
                                                       code="bus_unavailable").body(), response_id, dialect=dialect)
-    # A native body travels beside its translation: about twice the bytes on the bus.
+    # The obvious case early; shared/client.py measures the request exactly as it is encoded.
     try:
-        _check_fits_the_bus(state.nc, raw if parsed.native is None else raw + raw)
+        _check_fits_the_bus(state.nc, raw)
     except PayloadTooLarge:
         await release(state.policies, admission)
         raise

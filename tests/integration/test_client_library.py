@@ -142,6 +142,45 @@ async def test_no_router_running_is_503_at_once(nc: Client) -> None:
     assert frames[-1].error.code == "no_router"
 
 
+async def test_a_request_larger_on_the_bus_than_nats_carries_is_413_not_an_exception(nc: Client) -> None:
+    """Measured as encoded: numbers in exponent form grow when encoded again (1e5 becomes 100000.0),
+    so a body that fitted as the client sent it may not fit the bus; nothing reaches a router."""
+    seen = await play(nc, silent)
+    client = await InferenceClient.start(nc, FAST, clock=FakeClock())
+    numbers = [1e5] * (nc.max_payload // 4)  # 4 bytes each as '1e5,', 9 as '100000.0,'
+    async with client.call(kind="chat", model="m", body={"messages": [], "n": numbers}, stream=False) as call:
+        frames = [frame async for frame in call]
+    assert len(frames) == 1 and isinstance(frames[0], Error), frames
+    assert frames[0].status == 413 and frames[0].error.code == "payload_too_large"
+    assert f"at most {nc.max_payload} bytes" in frames[0].error.message
+    assert call.attempts[0].status == 413
+    await nc.flush()
+    assert seen == []
+
+
+async def test_a_native_body_that_would_not_fit_beside_its_translation_is_left_behind(nc: Client) -> None:
+    """Both bodies over one bus message, either alone under it: the request goes, translation only."""
+    arrived = asyncio.Event()
+
+    async def note(nc: Client, request: InferenceRequest, reply: str) -> None:
+        arrived.set()
+
+    seen = await play(nc, note)
+    client = await InferenceClient.start(nc, FAST, clock=FakeClock())
+    text = "x" * (nc.max_payload // 2)
+    async with client.call(kind="chat", model="m", body={"messages": [{"role": "user", "content": text}]},
+                           stream=False, native_body={"messages": [{"role": "user", "content": text}]},
+                           native_dialect="anthropic") as call:
+        reading = asyncio.create_task(anext(aiter(call)))
+        waiting = asyncio.create_task(arrived.wait())
+        await asyncio.wait({reading, waiting}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+        reading.cancel()
+        waiting.cancel()
+    assert seen, reading.result()
+    assert seen[0].native_body is None and seen[0].native_dialect is None
+    assert seen[0].body["messages"][0]["content"] == text
+
+
 async def test_nobody_accepting_in_time_is_504_at_the_accepted_deadline_of_the_clients_clock(nc: Client) -> None:
     """A timer that wakes before the clock says the deadline passed (uvloop rounds timers to
     milliseconds) decides nothing; the deadline on the client's clock ends the attempt."""
