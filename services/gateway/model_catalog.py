@@ -6,7 +6,9 @@ served names that are not already listed, owned by that provider, in the order t
 reported them. A provider whose workers did not answer contributes nothing: the configured
 list is always complete on its own.
 
-Only names that can be routed are listed: a client that enumerates models (an SDK's model
+Only names that can be routed are listed, and a served name only where its route reaches a
+provider that serves it (a backend also reports the names it serves configured models under,
+such as a GGUF file name, which no rule routes): a client that enumerates models (an SDK's model
 picker, a UI's dropdown) takes what it is offered, and a model whose every route ends at a
 disabled provider answers nothing but 503. A name is routable when the router's own matcher
 (services/router/decision.match_model) or its fallback chain names an active provider;
@@ -34,6 +36,17 @@ def routable(config: Config, model: str) -> bool:
                for name in (*pool, *config.mappings.fallback_chains.get(model, ())))
 
 
+def reaches(config: Config, model: str, provider: str) -> bool:
+    """Whether a request for `model` may go to `provider` (the one whose backend reported it), by
+    its rule's pool or its fallback chain, with that provider active."""
+    spec = config.providers.get(provider)
+    if spec is None or spec.status != "active":
+        return False
+    found = match_model(config.mappings, config.providers, model, None)
+    pool = found.pool if isinstance(found, Match) else ()
+    return provider in pool or provider in config.mappings.fallback_chains.get(model, ())
+
+
 def configured_models(config: Config) -> list[tuple[str, str]]:
     """(public name, owning provider) for every configured name that can be routed."""
     owners = {name: match.provider for name, match in config.mappings.exact_matches.items()}
@@ -57,4 +70,6 @@ def merge_models(configured: Sequence[tuple[str, str]], served: Mapping[str, Seq
 
 
 def models_body(config: Config, served: Mapping[str, Sequence[str]], created: int) -> bytes:
-    return msgspec.json.encode(merge_models(configured_models(config), served, created))
+    reachable = {provider: [name for name in names if reaches(config, name, provider)]
+                 for provider, names in served.items()}
+    return msgspec.json.encode(merge_models(configured_models(config), reachable, created))

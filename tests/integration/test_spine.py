@@ -26,7 +26,7 @@ BODY_TIMEOUT_S = 1.0
 @pytest.fixture(scope="module")
 def stack(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     s = Stack(Path(tmp_path_factory.mktemp("spine")), nats_url)
-    openai_sim = s.simulator("openai", ["Qwen/Qwen2.5-Coder-7B-Instruct-AWQ", "victim-model"])
+    openai_sim = s.simulator("openai", ["Qwen/Qwen2.5-Coder-7B-Instruct-AWQ", "victim-model", "unrouted-file.gguf"])
     ollama_sim = s.simulator("ollama", ["llama3.1:8b"])
     s.write_config(
         providers={
@@ -37,7 +37,8 @@ def stack(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
             "ghost": {"type": "vllm", "base_url": "http://127.0.0.1:9"},
         },
         mappings={"exact_matches": {"qwen-coder": {"provider": "vllm"}, "llama3.1:8b": {"provider": "ollama"},
-                                    "victim-model": {"provider": "victim"}, "ghost-model": {"provider": "ghost"}}},
+                                    "victim-model": {"provider": "victim"}, "ghost-model": {"provider": "ghost"}},
+                  "patterns": [{"pattern": "Qwen/Qwen2.5-*", "provider": "vllm"}]},
         runtime={"deadlines": {"first_token_s": 3, "idle_s": IDLE_S, "total_s": 30, "retry_budget": 0},
                  "gateway": {"max_body_bytes": 64 * 1024, "body_timeout_s": BODY_TIMEOUT_S},
                  "limits": {"header_timeout_s": BODY_TIMEOUT_S}},
@@ -119,8 +120,12 @@ def test_models_lists_configured_names(client: openai.OpenAI) -> None:
     models = client.models.list().data
     names = [m.id for m in models]
     assert {"qwen-coder", "llama3.1:8b", "victim-model", "ghost-model"} <= set(names)
-    # ...then what the backends say they serve, asked through each provider's worker.
+    # ...then what the backends say they serve, asked through each provider's worker, where a
+    # request for that name would reach the provider serving it; a name no rule routes is not offered.
     assert "Qwen/Qwen2.5-Coder-7B-Instruct-AWQ" in names
+    assert "unrouted-file.gguf" not in names
+    assert client.chat.completions.create(model="Qwen/Qwen2.5-Coder-7B-Instruct-AWQ",
+                                          messages=[{"role": "user", "content": "Hi"}]).choices
 
 
 def test_health_and_ready(stack: Stack) -> None:

@@ -361,6 +361,18 @@ def test_tags_list_the_configured_names_as_configured(config: Any) -> None:
                                      "quantization_level"}
 
 
+def test_tags_leave_out_a_model_whose_every_route_ends_at_a_disabled_provider(tmp_path: Path) -> None:
+    """As /v1/models: an Ollama UI offers what /api/tags lists, and a disabled provider answers 503."""
+    (tmp_path / "providers.yaml").write_text(yaml.safe_dump({"providers": {
+        "ollama": {"type": "ollama", "base_url": "http://h:11434", "models": ["llama3.1:8b"]},
+        "openai": {"type": "openai", "base_url": "https://api.openai.com/v1", "status": "disabled",
+                   "models": ["gpt-4o-mini"]}}}))
+    (tmp_path / "model-mappings.yaml").write_text(yaml.safe_dump({"exact_matches": {
+        "gpt-4o-mini": {"provider": "openai"}}}))
+    models = json.loads(ollama_models.tags_body(load_config(tmp_path), AT))["models"]
+    assert [m["name"] for m in models] == ["llama3.1:8b"]
+
+
 def test_show_reports_capabilities_and_context_length(config: Any) -> None:
     llama = json.loads(ollama_models.show_body(config, "llama3.1:8b", AT))
     assert llama["capabilities"] == ["completion", "tools", "vision"]

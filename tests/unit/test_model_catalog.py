@@ -26,11 +26,26 @@ def test_from_config(tmp_path: Path) -> None:
         "cloud": {"type": "ollama_cloud", "base_url": "https://ollama.com", "models": {
             "kimi-k2:1t-cloud": {"backend_model": "kimi-k2:1t"}}}}}))
     (tmp_path / "model-mappings.yaml").write_text(yaml.safe_dump({"exact_matches": {
-        "kimi-k2:1t-cloud": {"provider": "cloud"}}}))
+        "kimi-k2:1t-cloud": {"provider": "cloud"}}, "patterns": [{"pattern": "gpt-oss:*", "provider": "cloud"}]}))
     config = load_config(tmp_path)
     assert configured_models(config) == [("kimi-k2:1t-cloud", "cloud"), ("llama3.1:8b", "ollama")]
     body = json.loads(models_body(config, {"cloud": ["kimi-k2:1t", "gpt-oss:120b"]}, 0))
-    assert [m["id"] for m in body["data"]] == ["kimi-k2:1t-cloud", "llama3.1:8b", "kimi-k2:1t", "gpt-oss:120b"]
+    # kimi-k2:1t is the backend's name for kimi-k2:1t-cloud: no rule routes it, so it is not offered
+    assert [m["id"] for m in body["data"]] == ["kimi-k2:1t-cloud", "llama3.1:8b", "gpt-oss:120b"]
+
+
+def test_a_served_name_is_listed_only_where_its_route_reaches_the_provider_that_serves_it(tmp_path: Path) -> None:
+    (tmp_path / "providers.yaml").write_text(yaml.safe_dump({"providers": {
+        "ollama": {"type": "ollama", "base_url": "http://h:11434", "models": ["llama3.1:8b"]},
+        "vllm": {"type": "vllm", "base_url": "http://h:8001", "models": {
+            "qwen-coder": {"backend_model": "Qwen/Qwen2.5-Coder-7B"}}},
+        "off": {"type": "vllm", "base_url": "http://h:8002", "status": "disabled"}}}))
+    (tmp_path / "model-mappings.yaml").write_text(yaml.safe_dump({"default_provider": "ollama"}))
+    config = load_config(tmp_path)
+    body = json.loads(models_body(config, {"ollama": ["mistral:7b"], "vllm": ["Qwen/Qwen2.5-Coder-7B"],
+                                           "off": ["phi3"]}, 0))
+    # mistral:7b goes to the default provider, which serves it; the vLLM file name would go there too
+    assert [m["id"] for m in body["data"]] == ["llama3.1:8b", "qwen-coder", "mistral:7b"]
 
 
 def test_only_names_that_can_be_routed_are_listed(tmp_path: Path) -> None:

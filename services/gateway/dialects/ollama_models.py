@@ -1,12 +1,14 @@
 """The Ollama door's model endpoints, from the configuration: /api/tags, /api/show, /api/ps and
 /api/version. Pure.
 
-- /api/tags lists the configured public names (config.public_models(): exact matches, then
-  each provider's models), spelled as the lab configured them: no `:latest` is added, and a
-  client that adds one still reaches the model (ollama_request.model_name). Ollama's fields are
-  all there: `size` is 0 (aiub holds no weights), `digest` a sha256 of the name, so a client
-  that keys on it sees a stable value, `modified_at` when the gateway read its config, and
-  `details` names the provider type as `format` and nothing it cannot know.
+- /api/tags lists the configured public names (config.public_models(): exact matches, then each
+  provider's models) that can be routed, as /v1/models does (model_catalog.routable: a model
+  whose every route ends at a disabled provider is not offered), spelled as the lab configured
+  them: no `:latest` is added, and a client that adds one still reaches the model
+  (ollama_request.model_name). Ollama's fields are all there: `size` is 0 (aiub holds no
+  weights), `digest` a sha256 of the name, so a client that keys on it sees a stable value,
+  `modified_at` when the gateway read its config, and `details` names the provider type as
+  `format` and nothing it cannot know.
 - /api/show answers for a configured name: `capabilities` from the model's configured
   capabilities (`embeddings` → `embedding`, `reasoning`/`thinking` → `thinking`, `vision`,
   and `completion` and `tools` for any model that is not an embedder), `model_info` with its
@@ -24,6 +26,7 @@ from typing import Any
 import msgspec
 
 from services.gateway.dialects.ollama_request import routed_name
+from services.gateway.model_catalog import routable
 from shared.config import Config
 from shared.config.schema import ModelSpec
 from shared.errors import ModelNotFound
@@ -57,7 +60,8 @@ def _entry(config: Config, name: str, modified_at: str) -> dict[str, Any]:
 
 
 def tags_body(config: Config, modified_at: str) -> bytes:
-    return _encode({"models": [_entry(config, name, modified_at) for name in config.public_models()]})
+    return _encode({"models": [_entry(config, name, modified_at) for name in config.public_models()
+                               if routable(config, name)]})
 
 
 def capabilities(spec: ModelSpec) -> list[str]:
