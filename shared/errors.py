@@ -14,6 +14,7 @@ tests/unit/test_errors.py reads this drawing and compares it with the classes.
     │   ├── ModelNotFound          404     invalid_request_error   model_not_found
     │   ├── RequestTimeout         408     invalid_request_error   request_timeout (and Connection: close)
     │   ├── PayloadTooLarge        413     invalid_request_error   payload_too_large
+    │   ├── UnsupportedEncoding    415     invalid_request_error   unsupported_content_encoding
     │   ├── HeadersTooLarge        431     invalid_request_error   headers_too_large
     │   └── ClientError            4xx     invalid_request_error   -  (status relayed: a backend's, Starlette's)
     ├── Unauthorized               401     authentication_error    invalid_api_key
@@ -101,6 +102,11 @@ class RequestTimeout(BadRequest):
 class PayloadTooLarge(BadRequest):
     status = 413
     code = "payload_too_large"
+
+
+class UnsupportedEncoding(BadRequest):
+    status = 415
+    code = "unsupported_content_encoding"
 
 
 class HeadersTooLarge(BadRequest):

@@ -6,12 +6,16 @@ import asyncio
 
 from fastapi import Request
 
-from shared.errors import BadRequest, PayloadTooLarge, RequestTimeout
+from shared.errors import BadRequest, PayloadTooLarge, RequestTimeout, UnsupportedEncoding
 
 
 async def read_body(request: Request, limit: int, idle_timeout_s: float) -> bytes:
     """`idle_timeout_s` bounds each wait for more of the body, not the whole upload: a large body
     on a slow link is fine, a stalled one is a 408."""
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding != "identity":  # read as JSON it would be "malformed at byte 0", which misleads
+        raise UnsupportedEncoding(f"the request body is sent with Content-Encoding {encoding!r}; aiub reads "
+                                  "request bodies uncompressed: send it without Content-Encoding")
     declared = request.headers.get("content-length")
     if declared is not None:
         try:

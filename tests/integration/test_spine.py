@@ -6,6 +6,7 @@ Every process is real (each its own OS process) and talks over real sockets.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import socket
 import time
@@ -201,6 +202,15 @@ def test_a_request_that_stops_arriving_is_408_and_the_connection_closes(stack: S
             answer += chunk
     assert answer.startswith(b"HTTP/1.1 408"), answer
     assert b'"code":"request_timeout"' in answer and b"connection: close" in answer.lower()
+
+
+def test_a_compressed_body_is_415_naming_the_encoding(stack: Stack) -> None:
+    body = gzip.compress(b'{"model": "qwen-coder", "messages": [{"role": "user", "content": "x"}]}')
+    response = httpx.post(stack.gateway_url + "/v1/chat/completions", content=body, trust_env=False,
+                          headers={"content-type": "application/json", "content-encoding": "gzip"})
+    assert response.status_code == 415, response.text
+    assert response.json()["error"]["code"] == "unsupported_content_encoding"
+    assert "'gzip'" in response.json()["error"]["message"]
 
 
 def test_unknown_route_is_404_in_openai_shape(stack: Stack) -> None:
