@@ -57,6 +57,8 @@ DECISION_LABELS: dict[RoutedBy, str] = {
     "load_balancing": "load_balancing", "default": "default_provider",
 }
 _PRUNE_EVERY_S = 10.0
+BUSY_SUFFIX = " (busy)"
+BUSY_RETRY_AFTER_S = 1.0
 
 
 class Router:
@@ -163,7 +165,11 @@ class Router:
         message = f"no provider could take the request for {request.model!r}: tried " + ", ".join(tried)
         log.warning("request_unplaced", model=request.model, tried=tried)
         spans.failed(span, message)
-        await self._refuse(reply, request.attempt, ServiceUnavailable(message))
+        # Full queues drain in about a generation's time: a client told when to come back (the
+        # OpenAI SDKs read Retry-After) spreads its retries instead of hammering at once.
+        busy = any(t.endswith(BUSY_SUFFIX) for t in tried)
+        await self._refuse(reply, request.attempt,
+                           ServiceUnavailable(message, retry_after=BUSY_RETRY_AFTER_S if busy else None))
 
     async def _dispatch(self, config: Config, request: InferenceRequest, decided: Plan, target: Target, reply: str,
                         span: spans.Span, tried: list[str]) -> bool:
@@ -210,7 +216,7 @@ class Router:
                 return True
             case Busy(worker_id=worker_id):
                 self.load.refused(target.provider, worker_id)
-                tried.append(f"{target.provider} (busy)")
+                tried.append(target.provider + BUSY_SUFFIX)
                 span.add_event("aiub.skipped", {"aiub.provider": target.provider, "reason": "busy"})
             case _:
                 tried.append(f"{target.provider} (unexpected {type(reply_frame).__name__})")

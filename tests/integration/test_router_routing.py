@@ -85,7 +85,8 @@ def stack(nats_url: str, tmp_path_factory: pytest.TempPathFactory, too_long: str
             "exact_matches": {"ha-model": {"provider": "broken"}, "drop-model": {"provider": "a"},
                               "cap-model": {"provider": "capped"}, "late-model": {"provider": "late"},
                               "ghost-model": {"provider": "ghost"}, "small-model": {"provider": "small"},
-                              "lonely-model": {"provider": "small"}, "solo-model": {"provider": "b"}},
+                              "lonely-model": {"provider": "small"}, "solo-model": {"provider": "b"},
+                              "capped-only": {"provider": "capped", "backend_model": "m"}},
             "load_balancing": {"rr-model": {"providers": ["a", "b", "c"], "strategy": "round_robin"},
                                "ll-model": {"providers": ["a", "b"], "strategy": "least_loaded"}},
             "capabilities": {"pool": {"providers": ["b", "c"], "strategy": "round_robin"}},
@@ -223,6 +224,19 @@ async def test_a_provider_at_its_concurrency_cap_overflows_to_the_next(stack: St
         assert overflow_s < 1.2  # it did not wait for the capped slot
         held_by, held_text, _ = await holder
     assert (held_by, held_text) == ("capped", EXPECTED)
+
+
+async def test_a_provider_too_busy_with_nothing_after_it_is_503_with_a_retry_after(stack: Stack,
+                                                                                  client: InferenceClient) -> None:
+    """The OpenAI SDKs wait as long as Retry-After says before they retry a 503."""
+    with knobs(sim(stack, "c"), ttft_ms=2500):
+        holder = asyncio.create_task(ask(client, "cap-model"))
+        await wait_until_async(lambda: sim(stack, "c").stats()["active"] >= 1, 5, "c to be busy")
+        _, _, frames = await ask(client, "capped-only")
+        refused = frames[-1]
+        assert isinstance(refused, Error) and refused.status == 503, frames
+        assert "capped (busy)" in refused.error.message and refused.retry_after == 1.0
+        assert (await holder)[0] == "capped"
 
 
 async def test_a_retried_attempts_late_frames_never_reach_the_client(stack: Stack) -> None:
