@@ -117,11 +117,14 @@ class HeadersTooLarge(BadRequest):
 class ClientError(BadRequest):
     """A 4xx whose status someone else decided: a backend's (passed through), Starlette's 404/405."""
 
-    def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None) -> None:
+    def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        """`headers`: what the status needs beside the body (a 405's Allow)."""
         if not 400 <= status < 500:
             raise ValueError(f"a client error's status is 4xx, not {status}")
         super().__init__(message, param=param, code=code)
         self.status = status
+        self.headers = headers or {}
 
 
 class Unauthorized(AiubError):

@@ -144,7 +144,9 @@ def _add_error_handlers(app: FastAPI) -> None:
         # An unknown path or method: OpenAI answers these, 404 included, as invalid_request_error.
         error = ClientError(exc.status_code, str(exc.detail), code=str(exc.status_code)) \
             if 400 <= exc.status_code < 500 else AiubError(str(exc.detail))
-        return error_response(error.status, error.body(), dialect=dialects.of(request))
+        # A 405's Allow header tells the client which method the path takes (RFC 9110 requires it).
+        return error_response(error.status, error.body(), extra=dict(exc.headers or {}),
+                              dialect=dialects.of(request))
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:

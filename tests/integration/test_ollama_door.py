@@ -165,6 +165,9 @@ def test_errors_are_ollamas_shape_with_their_status(stack: Stack, client: ollama
     assert missing.status_code == 400 and missing.json() == {"error": "model is required"}
     pulled = httpx.post(stack.gateway_url + "/api/pull", trust_env=False, timeout=10, json={"model": "x"})
     assert pulled.status_code == 404 and "not pulled" in pulled.json()["error"]
+    wrong_method = httpx.get(stack.gateway_url + "/api/chat", trust_env=False, timeout=10)
+    assert wrong_method.status_code == 405 and wrong_method.headers["allow"] == "POST"
+    assert wrong_method.json() == {"error": "/api/chat takes POST, not GET"}
 
 
 def test_a_backend_failure_mid_stream_is_an_error_line(stack: Stack, client: ollama.Client) -> None:

@@ -213,6 +213,12 @@ def test_a_compressed_body_is_415_naming_the_encoding(stack: Stack) -> None:
     assert "'gzip'" in response.json()["error"]["message"]
 
 
+def test_a_wrong_method_is_405_saying_which_is_allowed(stack: Stack) -> None:
+    response = httpx.get(stack.gateway_url + "/v1/chat/completions", trust_env=False)
+    assert response.status_code == 405 and response.headers["allow"] == "POST"
+    assert response.json()["error"]["type"] == "invalid_request_error"
+
+
 def test_unknown_route_is_404_in_openai_shape(stack: Stack) -> None:
     response = httpx.get(stack.gateway_url + "/v1/nothing", trust_env=False)
     assert response.status_code == 404

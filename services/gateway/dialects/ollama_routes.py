@@ -28,6 +28,7 @@ from shared.config import Config
 from shared.errors import ClientError
 
 ENDPOINTS: tuple[Endpoint, ...] = ("chat", "generate", "embed", "embeddings")
+POST_ONLY = frozenset((*ENDPOINTS, "show"))
 ROOT_TEXT = "Ollama is running"
 
 
@@ -105,5 +106,8 @@ def add_routes(app: FastAPI, state: GatewayState) -> None:
     @app.api_route("/api/{rest:path}", methods=["GET", "POST", "PUT", "DELETE", "HEAD"])
     async def api_other(request: Request, rest: str) -> Response:
         dialects.use(request, built.current()[0]["chat"])
+        if rest in POST_ONLY:  # served, by another method: Ollama answers 405 here too
+            raise ClientError(405, f"/api/{rest} takes POST, not {request.method}", code="405",
+                              headers={"allow": "POST"})
         raise ClientError(404, f"aiub does not serve /api/{rest}: it answers Ollama's chat, generate, embed, "
                                "embeddings, tags, show, ps and version; its models are configured, not pulled")
