@@ -439,7 +439,13 @@ class Call:
         if isinstance(decision, hedging.Hedge):
             self.hedged_from = decision.excluded
             self._client.hedges_started += 1
-            hedge, _ = await self._begin(queue, hedge_from=decision.excluded)
+            try:
+                hedge, _ = await self._begin(queue, hedge_from=decision.excluded)
+            except PayloadTooLarge as e:  # the first attempt fitted, a few bytes fewer: it runs alone
+                refused = self.attempts[-1]
+                refused.status, refused.error = e.status, e.message
+                self._finish(refused)
+                return None
             racers.append(_Racer(hedge, policy.start(self._client.deadlines, self._client.clock(), self._deadline)))
             return None
         return None if isinstance(decision, hedging.Skip) else offer
