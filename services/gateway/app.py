@@ -50,6 +50,9 @@ CORS_METHODS = ["GET", "HEAD", "POST", "PATCH", "DELETE", "OPTIONS"]
 EXPOSED_HEADERS = ["x-request-id", "x-aiub-cache", "x-aiub-provider", "retry-after"] + [
     f"x-ratelimit-{what}-{unit}" for what in ("limit", "remaining", "reset") for unit in ("requests", "tokens")]
 
+# HEAD beside GET, as RFC 9110 asks of a server (a load balancer's or monitor's check uses it).
+READ_METHODS = ["GET", "HEAD"]
+
 
 def create_app(config: Config, nats_url: str | None = None, *, host: str = "127.0.0.1",
                insecure_no_auth: bool = False, state_dir: Path = Path(".aiub"),
@@ -185,8 +188,8 @@ def _add_dialect_routes(app: FastAPI, state: GatewayState) -> None:
 def _add_model_routes(app: FastAPI, state: GatewayState) -> None:
     configured_models_body = models_body(state.config, {}, int(time.time()))
 
-    @app.get("/v1/models")
-    @app.get("/models", include_in_schema=False)
+    @app.api_route("/v1/models", methods=READ_METHODS)
+    @app.api_route("/models", methods=READ_METHODS, include_in_schema=False)
     async def models(request: Request) -> Response:
         await state.policies.auth.authenticate(request.headers.get("authorization"))
         # Configured names first, then what the backends say they serve (cached; a silent worker
@@ -195,8 +198,8 @@ def _add_model_routes(app: FastAPI, state: GatewayState) -> None:
             return Response(configured_models_body, media_type=JSON)
         return Response(await state.served_models.body(), media_type=JSON)
 
-    @app.get("/v1/models/{model_id:path}")
-    @app.get("/models/{model_id:path}", include_in_schema=False)
+    @app.api_route("/v1/models/{model_id:path}", methods=READ_METHODS)
+    @app.api_route("/models/{model_id:path}", methods=READ_METHODS, include_in_schema=False)
     async def model(request: Request, model_id: str) -> Response:
         """One entry of the list (`client.models.retrieve`); ids may hold a `/`."""
         listed = await models(request)
@@ -207,16 +210,16 @@ def _add_model_routes(app: FastAPI, state: GatewayState) -> None:
 
 
 def _add_service_routes(app: FastAPI, state: GatewayState) -> None:
-    @app.get("/metrics")
+    @app.api_route("/metrics", methods=READ_METHODS)
     async def metrics() -> Response:
         state.telemetry.refresh_gauges(state.active_connections)
         return Response(generate_latest(state.policies.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/health")
+    @app.api_route("/health", methods=READ_METHODS)
     async def health() -> Response:
         return Response(b'{"status":"ok"}', media_type=JSON)
 
-    @app.get("/ready")
+    @app.api_route("/ready", methods=READ_METHODS)
     async def ready() -> Response:
         ok = state.bus_health.connected and state.client is not None
         body = encode({"ready": ok, "nats_connected": state.bus_health.connected})

@@ -213,6 +213,12 @@ def test_a_compressed_body_is_415_naming_the_encoding(stack: Stack) -> None:
     assert "'gzip'" in response.json()["error"]["message"]
 
 
+def test_head_answers_where_get_does_without_a_body(stack: Stack) -> None:
+    for path in ("/v1/models", "/health", "/ready", "/metrics", "/v1/models/qwen-coder"):
+        response = httpx.head(stack.gateway_url + path, trust_env=False)
+        assert response.status_code == 200 and response.content == b"", path
+
+
 def test_a_wrong_method_is_405_saying_which_is_allowed(stack: Stack) -> None:
     response = httpx.get(stack.gateway_url + "/v1/chat/completions", trust_env=False)
     assert response.status_code == 405 and response.headers["allow"] == "POST"
