@@ -310,10 +310,7 @@ class Call:
                 try:
                     first, queue = await self._begin()
                 except PayloadTooLarge as e:  # every attempt would be as large: nothing to retry
-                    refused = self.attempts[-1]
-                    refused.status, refused.error = e.status, e.message
-                    self._finish(refused)
-                    yield e.frame(refused.attempt, 0)
+                    yield e.frame(self._not_sent(e).attempt, 0)
                     return
                 final: Error | None = None
                 async for frame in self._attempt_frames(first, queue):
@@ -349,6 +346,13 @@ class Call:
                 # Closed before its end outside `async with` (say, a response that was never
                 # sent): the attempt must not stay registered, or its worker is told "still wanted".
                 await self.__aexit__(None, None, None)
+
+    def _not_sent(self, refusal: PayloadTooLarge) -> AttemptInfo:
+        """End the attempt `_begin` registered but could not publish."""
+        info = self.attempts[-1]
+        info.status, info.error = refusal.status, refusal.message
+        self._finish(info)
+        return info
 
     def _finish(self, info: AttemptInfo) -> None:
         info.ended = self._client.clock()
@@ -442,9 +446,7 @@ class Call:
             try:
                 hedge, _ = await self._begin(queue, hedge_from=decision.excluded)
             except PayloadTooLarge as e:  # the first attempt fitted, a few bytes fewer: it runs alone
-                refused = self.attempts[-1]
-                refused.status, refused.error = e.status, e.message
-                self._finish(refused)
+                self._not_sent(e)
                 return None
             racers.append(_Racer(hedge, policy.start(self._client.deadlines, self._client.clock(), self._deadline)))
             return None
