@@ -14,6 +14,7 @@ traceback) are kept with the timestamp of the line before them.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -22,6 +23,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import orjson
+
+from cli import stack_dir
 
 LEVELS = {"debug": 10, "info": 20, "warn": 30, "warning": 30, "error": 40, "exception": 40, "critical": 50}
 _FIRST_KEYS = ("request_id", "model", "provider", "latency_ms", "cache_hit", "status")
@@ -169,7 +172,9 @@ class Follower:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--state-dir", default=".aiub", help="where `aiub up` writes the logs (default: .aiub)")
+    parser.add_argument("--state-dir", default=None,
+                        help="where `aiub up` writes the logs (default: $AIUB_STATE_DIR, else the running stack's, "
+                             "else ./.aiub)")
     parser.add_argument("--service", default=None, metavar="NAME",
                         help="one service: gateway, router, health, worker (every worker) or worker-KEY")
     parser.add_argument("--request", default=None, metavar="ID", help="only the lines of this request id")
@@ -189,7 +194,7 @@ def _emit(lines: Iterable[LogLine], as_json: bool, out: TextIO) -> None:
 def main(args: argparse.Namespace, out: TextIO | None = None, polls: Iterator[None] | None = None) -> int:
     """`polls`: in follow mode, one item per poll (tests end it); by default poll until Ctrl-C."""
     out = out or sys.stdout
-    state_dir = Path(args.state_dir)
+    state_dir = stack_dir.state_dir_of(args.state_dir, os.environ)
     if not state_dir.is_dir():
         print(f"aiub logs: no log directory {state_dir} (start the stack with `aiub up`, or pass --state-dir)",
               file=sys.stderr)

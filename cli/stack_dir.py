@@ -71,6 +71,13 @@ def locate(explicit: str | Path | None, env_state_dir: str | None, pointer: Path
     return Located(None, "")
 
 
+def state_dir_of(explicit: str | None, environ: Mapping[str, str]) -> Path:
+    """The state dir a tool that reads or writes files there uses (`aiub keys`' key file, `aiub
+    logs`): the one `locate` finds, else ./.aiub, where `aiub up` puts it by default."""
+    located = locate(explicit, environ.get("AIUB_STATE_DIR"), pointer_from(environ))
+    return located.state_dir if located.state_dir is not None else DEFAULT
+
+
 def record(state_dir: Path, pointer: Path | None) -> None:
     """`aiub up`: name this stack's state dir (absolute) in the pointer file, atomically."""
     if pointer is None:
