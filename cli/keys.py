@@ -9,15 +9,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
+import os
 import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from cli import stack_dir
 from services.gateway import keys
 from services.gateway.key_store import KeyStore, KeyStoreUnavailable
 from services.gateway.policies import key_store
@@ -28,7 +30,9 @@ from shared.config import Config
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=None)
-    parser.add_argument("--state-dir", default=".aiub", help="where the key file lives without Redis")
+    parser.add_argument("--state-dir", default=None,
+                        help="where the key file lives without Redis (default: $AIUB_STATE_DIR, else the running "
+                             "stack's, else ./.aiub)")
     actions = parser.add_subparsers(dest="action", required=True)
     create = actions.add_parser("create", help="make a key; it is printed once")
     create.add_argument("--name", default="", help="a label for `list`")
@@ -80,8 +84,8 @@ def _budget_arguments(parser: argparse.ArgumentParser, tokens: Callable[[str], A
 
 def _check_positive(values: dict[str, Any]) -> str | None:
     for name, value in values.items():
-        if value is not None and value is not _KEEP and value <= 0:
-            return f"--{name.replace('_', '-')} must be positive"
+        if value is not None and value is not _KEEP and not (value > 0 and math.isfinite(value)):
+            return f"--{name.replace('_', '-')} must be a positive number"
     return None
 
 
@@ -101,6 +105,10 @@ async def _run(args: argparse.Namespace, store: KeyStore, *, enforced: bool = Tr
     now = time.time()
     if args.action == "create":
         models = tuple(m for part in args.models for m in part.split(",") if m)
+        if args.models and not models:  # an empty shell variable must not widen a key to every model
+            print("aiub keys: --models names no model; leave it out for a key that may use every model",
+                  file=sys.stderr)
+            return 2
         budgets = {f: getattr(args, f) for f in keys.BUDGET_FIELDS}
         problem = _check_positive({"rpm": args.rpm, "tpm": args.tpm, **budgets})
         if problem:
@@ -160,6 +168,9 @@ async def _update(args: argparse.Namespace, store: KeyStore, found: keys.KeyReco
     if found is None:
         print(f"aiub keys: no key with id {args.key_id!r}", file=sys.stderr)
         return 1
+    if found.revoked_at is not None:
+        print(f"aiub keys: key {found.id} is revoked; nothing to update (create a new key)", file=sys.stderr)
+        return 1
     changes = {f: getattr(args, f) for f in ("rpm", "tpm", *keys.BUDGET_FIELDS) if getattr(args, f) is not _KEEP}
     problem = _check_positive(changes)
     if problem:
@@ -209,7 +220,7 @@ def main(args: argparse.Namespace, config: Config) -> int:
             if url else None
         try:
             auth = config.runtime.auth
-            return await _run(args, key_store(config.runtime, link, Path(args.state_dir)),
+            return await _run(args, key_store(config.runtime, link, stack_dir.state_dir_of(args.state_dir, os.environ)),
                               enforced=auth.master_key() is not None, master_key_env=auth.master_key_env)
         except KeyStoreUnavailable as e:
             print(f"aiub keys: the key store is unavailable: {e}", file=sys.stderr)

@@ -116,6 +116,8 @@ def _add_key_routes(api: APIRouter, store: KeyStore) -> None:
         """Fields left out stay; `null` removes a limit or budget. The change applies to the key's next
         request on every gateway."""
         record = await _get(key_id)
+        if record.revoked_at is not None:  # a change to a key that can never be used again misleads
+            raise ClientError(409, f"key {key_id} is revoked: create a new key", code="key_revoked")
         now = time.time()
         record = msgspec.structs.replace(record, **_changes(body, now))
         await _put(record)

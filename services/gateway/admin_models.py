@@ -4,11 +4,15 @@ be silently ignored."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.gateway import keys
+
+# `true` is not a count (it read as 1), and 1e400 is no budget (it read as infinity, stored as none).
+Count = Annotated[int, Field(gt=0, strict=True)]
+Money = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 
 class _Request(BaseModel):
@@ -18,12 +22,12 @@ class _Request(BaseModel):
 class KeyLimits(_Request):
     """Limits and budgets; in an update, a field left out stays as it is and `null` removes it."""
 
-    rpm: int | None = Field(default=None, gt=0, description="requests per minute")
-    tpm: int | None = Field(default=None, gt=0, description="tokens per minute (prompt + completion)")
-    budget_tokens_day: int | None = Field(default=None, gt=0, description="tokens per UTC day")
-    budget_tokens_month: int | None = Field(default=None, gt=0, description="tokens per UTC calendar month")
-    budget_cost_day: float | None = Field(default=None, gt=0, description="cost per UTC day (cost_per_1k_tokens)")
-    budget_cost_month: float | None = Field(default=None, gt=0, description="cost per UTC calendar month")
+    rpm: Count | None = Field(default=None, description="requests per minute")
+    tpm: Count | None = Field(default=None, description="tokens per minute (prompt + completion)")
+    budget_tokens_day: Count | None = Field(default=None, description="tokens per UTC day")
+    budget_tokens_month: Count | None = Field(default=None, description="tokens per UTC calendar month")
+    budget_cost_day: Money | None = Field(default=None, description="cost per UTC day (cost_per_1k_tokens)")
+    budget_cost_month: Money | None = Field(default=None, description="cost per UTC calendar month")
 
 
 class KeyCreate(KeyLimits):

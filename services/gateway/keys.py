@@ -22,6 +22,7 @@ import msgspec
 
 PREFIX = "sk-aiub-"
 _KEY = re.compile(r"^sk-aiub-([0-9a-f]{12})_[0-9a-f]{64}$")
+_LATEST_EXPIRY = datetime(9999, 12, 31, tzinfo=UTC).timestamp()
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -106,16 +107,18 @@ def parse_expiry(text: str, now: float) -> float | None:
         return None
     duration = _DURATION.match(value)
     if duration:
-        return now + float(duration.group(1)) * _UNITS[duration.group(2)]
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise ValueError(f"not a duration (30d, 12h, 90m) or an ISO date: {text!r}") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    if moment.timestamp() <= now:  # a key born expired is a typo, not a wish
-        raise ValueError(f"{text!r} has already passed")
-    return moment.timestamp()
+        at = now + float(duration.group(1)) * _UNITS[duration.group(2)]
+    else:
+        try:
+            moment = datetime.fromisoformat(text.strip())
+        except ValueError:
+            raise ValueError(f"not a duration (30d, 12h, 90m) or an ISO date: {text!r}") from None
+        at = (moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)).timestamp()
+    if at <= now:  # a key born expired is a typo, not a wish
+        raise ValueError(f"{text!r} has already passed" if not duration else f"{text!r} is no time at all")
+    if at > _LATEST_EXPIRY:  # every screen that prints the date would fail on it
+        raise ValueError(f"{text!r} is past the year 9999: use 'never'")
+    return at
 
 
 def status(record: KeyRecord, now: float) -> str:

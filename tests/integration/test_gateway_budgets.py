@@ -184,7 +184,17 @@ def test_the_admin_api_is_the_master_keys_alone(on_redis: tuple[Stack, list[str]
     wrong_type = _admin(url, "PATCH", f"/admin/keys/{key_id}", json={"rpm": "many"})
     assert wrong_type.status_code == 400 and wrong_type.json()["error"]["param"] == "rpm"
     assert ".py" not in wrong_type.text and "/" not in wrong_type.json()["error"]["message"]
+    # `true` read as 1, and 1e400 as an infinite budget stored as none
+    for odd in ({"rpm": True}, {"budget_cost_day": 1e400}, {"budget_tokens_day": 1.5}):
+        refused = httpx.patch(url + f"/admin/keys/{key_id}", content=json.dumps(odd).replace("Infinity", "1e400"),
+                              headers={"content-type": "application/json", "authorization": f"Bearer {MASTER}"},
+                              trust_env=False, timeout=20)
+        assert refused.status_code == 400, (odd, refused.text)
+    far = _admin(url, "POST", "/admin/keys", json={"name": "far", "expires": "99999999d"})
+    assert far.status_code == 400 and far.json()["error"]["param"] == "expires", far.text
     assert _admin(url, "DELETE", f"/admin/keys/{key_id}").json()["status"] == "revoked"
+    after = _admin(url, "PATCH", f"/admin/keys/{key_id}", json={"rpm": 5})
+    assert after.status_code == 409 and after.json()["error"]["code"] == "key_revoked"
     assert httpx.post(url + "/v1/chat/completions", json=_body(), trust_env=False, timeout=20,
                       headers={"authorization": f"Bearer {secret}"}).status_code == 401
     assert _admin(url, "GET", "/admin/keys/ffffffffffff").status_code == 404

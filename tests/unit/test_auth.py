@@ -83,8 +83,10 @@ def test_parse_expiry(text: str, expected: float | None) -> None:
     assert keys.parse_expiry(text, NOW) == expected
 
 
-@pytest.mark.parametrize("text", ["soon", "2020-01-01"])
-def test_parse_expiry_refuses_nonsense_and_the_past(text: str) -> None:
+@pytest.mark.parametrize("text", ["soon", "2020-01-01", "0d", "0s",
+                                  # a date no screen can print: `aiub keys list` failed on every key after one
+                                  "99999999d", "9999-12-31T23:59:59"])
+def test_parse_expiry_refuses_nonsense_the_past_and_what_no_date_can_hold(text: str) -> None:
     with pytest.raises(ValueError):
         keys.parse_expiry(text, NOW)
 
