@@ -219,6 +219,15 @@ def test_an_abusive_query_is_refused(stack: Stack) -> None:
     assert costly["data"] is None and "costs more than" in costly["errors"][0]["message"]
 
 
+@pytest.mark.parametrize("body", [b"null", b"5", b'"{ models { name } }"'])
+def test_a_body_that_is_json_but_not_an_object_is_a_400(stack: Stack, body: bytes) -> None:
+    response = httpx.post(stack.gateway_url + "/graphql", content=body, trust_env=False, timeout=20,
+                          headers={"authorization": f"Bearer {MASTER}", "content-type": "application/json"})
+    assert response.status_code == 400, response.text
+    assert "JSON object" in response.text
+    assert _graphql(stack.gateway_url, "{ models { name } }").status_code == 200
+
+
 def test_the_gateway_imports_strawberry_only_when_graphql_is_called() -> None:
     # A second and 11 MB per gateway start (docs/benchmarks.md, footprint): the tests above show
     # the first call still works; this shows a gateway that is never asked does not pay.

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from cross_web import HTTPException
 from starlette.requests import HTTPConnection
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.fastapi import GraphQLRouter
@@ -35,6 +36,14 @@ class Router(GraphQLRouter[dict[str, Any], None]):
                          context_getter=context, subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
                          connection_init_wait_timeout=timedelta(seconds=10),
                          max_subscriptions_per_connection=MAX_SUBSCRIPTIONS, include_in_schema=False)
+
+    def parse_json(self, data: str | bytes) -> Any:
+        # Strawberry reads fields off whatever the JSON is: `null`, a string or a number was an
+        # AttributeError and a 500. A list stays Strawberry's to refuse (batching is off).
+        parsed = super().parse_json(data)
+        if not isinstance(parsed, dict | list):
+            raise HTTPException(400, "the request body must be a JSON object: {\"query\": \"...\"}")
+        return parsed
 
     async def on_ws_connect(self, context: dict[str, Any]) -> UnsetType | dict[str, object] | None:
         params = context.get("connection_params")
