@@ -140,7 +140,8 @@ async def _read_action(args: argparse.Namespace, url: str, environ: Mapping[str,
             return 0
         if args.action == "diff":
             return await _diff(kv, args.revisions, running)
-        number = args.revision or (running.number if running else 0)
+        # `rollback 0` names revision 0, which does not exist: not "the current one" as no number does.
+        number = args.revision if args.revision is not None else (running.number if running else 0)
         revision = await config_store.revision(kv, number)
     finally:
         await nc.close()

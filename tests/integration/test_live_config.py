@@ -149,6 +149,9 @@ def test_history_diff_and_rollback(stack: Stack) -> None:
     assert "rev 1/model-mappings.yaml" not in aiub_config(stack, "diff", "1", "3").stdout
     again = aiub_config(stack, "rollback", "3")
     assert again.returncode == 0 and "unchanged: revision 3" in again.stdout
+    for action in ("rollback", "show"):  # 0 is a revision number that does not exist, not "the current one"
+        zero = aiub_config(stack, action, "0")
+        assert zero.returncode == 1 and "no revision 0" in zero.stderr, (action, zero.stdout, zero.stderr)
 
 
 def test_a_service_started_after_a_push_runs_the_buckets_revision(stack: Stack) -> None:
