@@ -27,24 +27,28 @@ from services.router.decision import Match, match_model
 from shared.config import Config
 
 
-def routable(config: Config, model: str) -> bool:
-    """Whether a request for `model` has an active provider to go to (its rule's pool, else its
-    fallback chain), by the router's own matcher."""
+def _destinations(config: Config, model: str) -> tuple[str, ...]:
+    """Where a request for `model` may go, by the router's own matcher: its rule's pool, then its
+    fallback chain (active or not)."""
     found = match_model(config.mappings, config.providers, model, None)
     pool = found.pool if isinstance(found, Match) else ()
-    return any((spec := config.providers.get(name)) is not None and spec.status == "active"
-               for name in (*pool, *config.mappings.fallback_chains.get(model, ())))
+    return (*pool, *config.mappings.fallback_chains.get(model, ()))
+
+
+def _active(config: Config, provider: str) -> bool:
+    spec = config.providers.get(provider)
+    return spec is not None and spec.status == "active"
+
+
+def routable(config: Config, model: str) -> bool:
+    """Whether a request for `model` has an active provider to go to."""
+    return any(_active(config, name) for name in _destinations(config, model))
 
 
 def reaches(config: Config, model: str, provider: str) -> bool:
-    """Whether a request for `model` may go to `provider` (the one whose backend reported it), by
-    its rule's pool or its fallback chain, with that provider active."""
-    spec = config.providers.get(provider)
-    if spec is None or spec.status != "active":
-        return False
-    found = match_model(config.mappings, config.providers, model, None)
-    pool = found.pool if isinstance(found, Match) else ()
-    return provider in pool or provider in config.mappings.fallback_chains.get(model, ())
+    """Whether a request for `model` may go to `provider` (the one whose backend reported it), with
+    that provider active."""
+    return _active(config, provider) and provider in _destinations(config, model)
 
 
 def configured_models(config: Config) -> list[tuple[str, str]]:
