@@ -30,7 +30,7 @@ from services.gateway.model_catalog import models_body
 from services.gateway.paths import StripTrailingSlash
 from services.gateway.policies import Policies
 from services.gateway.request_ids import client_request_id
-from services.gateway.responses import JSON, error_response
+from services.gateway.responses import JSON, READ_METHODS, error_response
 from services.gateway.served_models import ServedModels
 from services.gateway.state import GatewayState
 from services.gateway.telemetry import RequestTelemetry
@@ -49,9 +49,6 @@ log = logs.get("gateway")
 CORS_METHODS = ["GET", "HEAD", "POST", "PATCH", "DELETE", "OPTIONS"]
 EXPOSED_HEADERS = ["x-request-id", "x-aiub-cache", "x-aiub-provider", "retry-after"] + [
     f"x-ratelimit-{what}-{unit}" for what in ("limit", "remaining", "reset") for unit in ("requests", "tokens")]
-
-# HEAD beside GET, as RFC 9110 asks of a server (a load balancer's or monitor's check uses it).
-READ_METHODS = ["GET", "HEAD"]
 
 
 def create_app(config: Config, nats_url: str | None = None, *, host: str = "127.0.0.1",

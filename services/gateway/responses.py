@@ -13,6 +13,9 @@ if TYPE_CHECKING:
     from services.gateway.dialects import Dialect
 
 JSON = "application/json"
+# HEAD beside GET on every read endpoint, as RFC 9110 asks of a server (a load balancer's or
+# monitor's check uses it).
+READ_METHODS = ["GET", "HEAD"]
 
 
 def error_response(status: int, body: ErrorBody, request_id: str | None = None,

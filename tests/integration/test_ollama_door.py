@@ -165,6 +165,8 @@ def test_errors_are_ollamas_shape_with_their_status(stack: Stack, client: ollama
     assert missing.status_code == 400 and missing.json() == {"error": "model is required"}
     pulled = httpx.post(stack.gateway_url + "/api/pull", trust_env=False, timeout=10, json={"model": "x"})
     assert pulled.status_code == 404 and "not pulled" in pulled.json()["error"]
+    for path in ("/api/tags", "/api/ps", "/api/version"):  # HEAD where GET answers, not the catch-all 404
+        assert httpx.head(stack.gateway_url + path, trust_env=False, timeout=10).status_code == 200, path
     wrong_method = httpx.get(stack.gateway_url + "/api/chat", trust_env=False, timeout=10)
     assert wrong_method.status_code == 405 and wrong_method.headers["allow"] == "POST"
     assert wrong_method.json() == {"error": "/api/chat takes POST, not GET"}

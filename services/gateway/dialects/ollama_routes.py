@@ -21,7 +21,7 @@ from services.gateway.dialects import ollama_models
 from services.gateway.dialects.ollama import Answered, OllamaDialect, iso
 from services.gateway.dialects.ollama_request import Endpoint, model_name
 from services.gateway.inference import infer
-from services.gateway.responses import JSON
+from services.gateway.responses import JSON, READ_METHODS
 from services.gateway.state import GatewayState
 from services.gateway.validation import decode_object
 from shared.config import Config
@@ -77,7 +77,7 @@ def add_routes(app: FastAPI, state: GatewayState) -> None:
         await state.policies.auth.authenticate(doors["chat"].authorization(request.headers))
         return loaded_at
 
-    @app.get("/api/tags")
+    @app.api_route("/api/tags", methods=READ_METHODS)
     async def api_tags(request: Request) -> Response:
         await authenticated(request)
         return Response(built.tags, media_type=JSON)
@@ -90,12 +90,12 @@ def add_routes(app: FastAPI, state: GatewayState) -> None:
         asked, _ = model_name(decode_object(raw))
         return Response(ollama_models.show_body(state.config, asked, loaded_at), media_type=JSON)
 
-    @app.get("/api/ps")
+    @app.api_route("/api/ps", methods=READ_METHODS)
     async def api_ps(request: Request) -> Response:
         await authenticated(request)
         return Response(ollama_models.ps_body(), media_type=JSON)
 
-    @app.get("/api/version")
+    @app.api_route("/api/version", methods=READ_METHODS)
     async def api_version() -> Response:
         return Response(ollama_models.version_body(), media_type=JSON)
 
