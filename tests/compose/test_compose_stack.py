@@ -119,7 +119,9 @@ def test_a_crashed_gateway_and_worker_are_restarted_and_requests_resume(stack: S
     gateway = stack.containers("gateway")[0]
     worker = stack.containers("worker-vllm")[0]
     with load(stack) as running:
-        time.sleep(3)
+        serving = time.monotonic() + 30  # the load is under way before anything is killed
+        while running.oks_since(0) < 20 and time.monotonic() < serving:
+            time.sleep(0.2)
         assert running.oks_since(0) > 0
         restarts = stack.crash(worker)
         stack.wait_restarted(worker, restarts)
