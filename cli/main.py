@@ -7,9 +7,12 @@ import importlib
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
-from shared import arguments, logs
-from shared.config import Config, ConfigError, Environment, load_config, read_environment
+from shared import arguments
+
+if TYPE_CHECKING:
+    from shared.config import Config, Environment
 
 
 def _common(parser: argparse.ArgumentParser,
@@ -141,6 +144,14 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.envi
     """`environ` is read here and by load_config, once; what they find is passed on."""
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(_command_in(argv)).parse_args(argv)
+    if args.command == "simulator":  # a stand-in backend: it needs none of aiub's config, logs or bus
+        from services.simulator.main import main as simulator_main
+
+        return simulator_main(args)
+    # Imported here, not at the top: they cost the simulator's start half a second of CPU.
+    from shared import logs
+    from shared.config import ConfigError, load_config, read_environment
+
     environment = read_environment(environ)
     if getattr(args, "metrics_port", 0) is None:
         args.metrics_port = environment.metrics_port
@@ -164,10 +175,6 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.envi
 
 def _run_tool(args: argparse.Namespace, environ: Mapping[str, str], environment: Environment) -> int | None:
     """The commands that load no config themselves; None for the others."""
-    if args.command == "simulator":
-        from services.simulator.main import main as simulator_main
-
-        return simulator_main(args)
     if args.command == "dashboard":
         from cli.dashboard.main import main as dashboard_main
 

@@ -8,7 +8,8 @@ from collections.abc import MutableMapping
 from typing import Any, TextIO
 
 import orjson
-import structlog
+
+from shared.log_library import structlog
 
 
 def _dumps(obj: Any, default: Any = None) -> str:

@@ -14,8 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import structlog
-
+from shared.log_library import structlog
 from shared.messages import InferenceRequest
 
 HEADER = "Aiub-Request-Id"

@@ -145,7 +145,7 @@ def _serve(entry: Hosted, config: Config, nats: str | None, port: int | None, ho
 
 async def host_all(services: dict[str, Callable[[asyncio.Event], Awaitable[None]]], stop: asyncio.Event) -> int:
     """Run each service as its own task until `stop`; 1 when one of them failed or ended by itself."""
-    import structlog
+    from shared.log_library import structlog
 
     stops = {name: asyncio.Event() for name in services}
 

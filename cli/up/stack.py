@@ -22,7 +22,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import nats
 import yaml
 
@@ -32,6 +31,7 @@ from cli.up.scaling import ScaleError, parse_scale, replica_names
 from shared.config import Config, Environment
 from shared.embedded_nats import EmbeddedNats, free_port, wait_for_port
 from shared.health_view import forget_states
+from shared.http_library import httpx
 from shared.processes import die_with_parent
 
 SIMULATED_TYPES = {"ollama": "ollama", "openai_compatible": "openai", "vllm": "openai", "llama_cpp": "openai"}

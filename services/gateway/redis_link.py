@@ -11,15 +11,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
-
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from shared import logs
 from shared.config import RedisSettings
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
 
 log = logs.get("gateway.redis")
 
@@ -36,7 +34,14 @@ class RedisLink:
         self.settings = settings
         self.prefix = settings.prefix
         self._clock = clock
-        self.client = client or aioredis.Redis.from_url(
+        # redis-py is imported by a gateway that has a Redis URL, not by every start (~0.3 s of CPU).
+        from redis.asyncio import Redis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+        from redis.exceptions import RedisError
+
+        self._failures = (RedisError, OSError, TimeoutError)
+        self.client = client or Redis.from_url(
             url, socket_timeout=settings.socket_timeout_s, socket_connect_timeout=settings.connect_timeout_s,
             retry=Retry(NoBackoff(), 0), retry_on_timeout=False, health_check_interval=0,
         )
@@ -59,7 +64,7 @@ class RedisLink:
         try:
             async with asyncio.timeout(budget):
                 result = await op(self.client)
-        except (RedisError, OSError, TimeoutError) as e:
+        except self._failures as e:
             self._failed(e)
             raise RedisUnavailable(type(e).__name__) from None
         if self._down_until:

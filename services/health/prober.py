@@ -15,9 +15,8 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-import httpx
-
 from shared.config import ProviderSpec
+from shared.http_library import httpx
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,6 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, get_args
 
-import httpx
 import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -42,6 +41,7 @@ from shared import logs, subjects
 from shared.client import new_id
 from shared.config import Config, ProviderSpec
 from shared.health_view import Heartbeat, open_bucket
+from shared.http_library import httpx
 from shared.messages import ProviderState, StateName, encode, outcome_decoder
 from shared.metrics import HealthMetrics
 
