@@ -5,6 +5,7 @@ its conversations to one other provider and leaves everyone else's where they we
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import signal
 from collections.abc import Iterator
@@ -12,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import nats
 import pytest
 
+from shared import subjects
 from tests.support.processes import Process, Stack, wait_until
 
 PROVIDERS = ("p1", "p2", "p3")
@@ -36,10 +39,33 @@ def stack(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         wait_until(lambda: "router_ready" in router.log() and all("worker_ready" in w.log() for w in WORKERS.values()),
                    30, "the router and the workers to be ready")
         s.wait_serving("aff")
+        wait_for_load_reports(nats_url, PROVIDERS)
         yield s
     finally:
         s.stop()
         WORKERS.clear()
+
+
+def wait_for_load_reports(nats_url: str, providers: tuple[str, ...], deadline_s: float = 10) -> None:
+    """The router ranks a provider without a live load report after those with one: until every
+    worker has reported once, a key's first choice can change as their reports arrive."""
+    async def wait() -> None:
+        seen: set[str] = set()
+        every = asyncio.Event()
+
+        async def on_load(msg: nats.aio.msg.Msg) -> None:
+            seen.add(msg.subject.rsplit(".", 1)[1])
+            if seen >= set(providers):
+                every.set()
+
+        nc = await nats.connect(nats_url)
+        try:
+            await nc.subscribe(subjects.LOAD_ALL, cb=on_load)
+            await asyncio.wait_for(every.wait(), deadline_s)
+        finally:
+            await nc.close()
+
+    asyncio.run(wait())
 
 
 def conversation(system: str, turns: int) -> list[dict[str, str]]:
