@@ -18,7 +18,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TextIO
 
-import nats
 from nats.aio.client import Client
 from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
@@ -29,6 +28,7 @@ from cli.validate.checks import validate_directory
 from shared import bus, config_store
 from shared.config import Config, ConfigError, Environment, load_texts
 from shared.config.revisions import FILES, Revision, diff, push_notes
+from shared.nats_library import nats, servers
 
 EXIT_REFUSED = 1
 EXIT_NO_BUS = 2
@@ -206,6 +206,6 @@ async def _connect(url: str) -> Client:
     async def quiet(_: Exception) -> None:
         return None
 
-    return await nats.connect(servers=[u.strip() for u in url.split(",") if u.strip()], connect_timeout=3,
+    return await nats.connect(servers=servers(url), connect_timeout=3,
                               max_reconnect_attempts=0, allow_reconnect=False, error_cb=quiet,
                               inbox_prefix=bus.inbox_prefix_for(url))

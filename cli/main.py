@@ -143,7 +143,10 @@ def _invalid_config(command: str, config: str | None, environ: Mapping[str, str]
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.environ) -> int:
     """`environ` is read here and by load_config, once; what they find is passed on."""
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser(_command_in(argv)).parse_args(argv)
+    command = _command_in(argv)
+    if command != "simulator":  # nats without aiohttp, before any other module imports nats
+        import shared.nats_library  # noqa: F401
+    args = build_parser(command).parse_args(argv)
     if args.command == "simulator":  # a stand-in backend: it needs none of aiub's config, logs or bus
         from services.simulator.main import main as simulator_main
 

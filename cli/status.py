@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import nats
 from nats.js.errors import BucketNotFoundError, KeyDeletedError, KeyNotFoundError, NoKeysError
 
 from cli import stack_dir
@@ -30,6 +29,7 @@ from shared import bus, subjects
 from shared.config import Environment
 from shared.health_view import Heartbeat, heartbeat_decoder
 from shared.messages import ProviderState, state_decoder
+from shared.nats_library import nats, servers
 
 STALE_AFTER_S = 10.0
 
@@ -63,7 +63,7 @@ async def read_snapshot(url: str, timeout_s: float = 3.0) -> Snapshot:
         return None  # the caller reports a connection failure once, without nats-py's tracebacks
 
     # max_reconnect_attempts=0 would mean "forever" to nats-py.
-    nc = await nats.connect(servers=[url], inbox_prefix=bus.inbox_prefix_for(url), connect_timeout=timeout_s,
+    nc = await nats.connect(servers=servers(url), inbox_prefix=bus.inbox_prefix_for(url), connect_timeout=timeout_s,
                             allow_reconnect=False, max_reconnect_attempts=1, error_cb=quiet)
     try:
         try:

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-import nats
 from nats.aio.client import Client
 from nats.errors import ConnectionClosedError, ConnectionReconnectingError, NoServersError, SlowConsumerError
 
 from shared import logs, subjects
+from shared.nats_library import nats, servers
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
 
@@ -147,9 +147,7 @@ async def _connect_retrying(url: str, initial_deadline_s: float = 30.0, **option
     give_up_at = loop.time() + initial_deadline_s
     while True:
         try:
-            # A comma-separated list seeds a cluster connection (docs/deployment.md); the client
-            # learns the other members from the server and fails over between them.
-            return await nats.connect(servers=[u.strip() for u in url.split(",") if u.strip()], **options)
+            return await nats.connect(servers=servers(url), **options)
         except (OSError, NoServersError, TimeoutError) as e:
             if loop.time() >= give_up_at:
                 raise

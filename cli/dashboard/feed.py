@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 
 import httpx
 import msgspec
-import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
@@ -27,6 +26,7 @@ from cli.dashboard.stats import RollingStats
 from shared import bus, lifecycle, subjects
 from shared.health_view import HealthView
 from shared.messages import outcome_decoder, record_decoder
+from shared.nats_library import nats, servers
 
 
 @dataclass
@@ -74,8 +74,9 @@ class Feed:
 
         while True:
             try:
-                self._nc = await nats.connect(servers=[self.nats_url], inbox_prefix=bus.inbox_prefix_for(self.nats_url),
-                                              connect_timeout=2, allow_reconnect=True, max_reconnect_attempts=-1,
+                self._nc = await nats.connect(servers=servers(self.nats_url),
+                                              inbox_prefix=bus.inbox_prefix_for(self.nats_url), connect_timeout=2,
+                                              allow_reconnect=True, max_reconnect_attempts=-1,
                                               reconnect_time_wait=1, disconnected_cb=disconnected,
                                               reconnected_cb=reconnected)
                 break

@@ -22,7 +22,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import nats
 import yaml
 
 from cli import stack_dir
@@ -32,6 +31,7 @@ from shared.config import Config, Environment
 from shared.embedded_nats import EmbeddedNats, free_port, wait_for_port
 from shared.health_view import forget_states
 from shared.http_library import httpx
+from shared.nats_library import nats, servers
 from shared.processes import die_with_parent
 
 SIMULATED_TYPES = {"ollama": "ollama", "openai_compatible": "openai", "vllm": "openai", "llama_cpp": "openai"}
@@ -127,7 +127,7 @@ def forget_provider_states(nats_url: str) -> None:
     would otherwise answer 503 for their whole open period after everything is up. A shared
     NATS (`NATS_URL`) keeps its states: other services may be relying on them."""
     async def forget() -> None:
-        nc = await nats.connect(nats_url, connect_timeout=5, max_reconnect_attempts=0)
+        nc = await nats.connect(servers=servers(nats_url), connect_timeout=5, max_reconnect_attempts=0)
         try:
             await forget_states(nc.jetstream())
         finally:

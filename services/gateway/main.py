@@ -8,7 +8,6 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import nats
 import uvicorn
 from fastapi import FastAPI
 
@@ -17,6 +16,7 @@ from services.gateway.auth import StartupRefused
 from services.gateway.header_limits import limited_protocol
 from shared import bus, config_watch, logs, spans
 from shared.config import Config
+from shared.nats_library import nats, servers
 
 log = logs.get("gateway")
 
@@ -84,7 +84,7 @@ async def bucket_config(config: Config, nats_url: str | None) -> tuple[Config, i
     or the bus does not answer at once (the lifespan applies a revision it finds later)."""
     url = bus.nats_url(nats_url)
     try:
-        nc = await nats.connect(servers=[u.strip() for u in url.split(",") if u.strip()], connect_timeout=2,
+        nc = await nats.connect(servers=servers(url), connect_timeout=2,
                                 max_reconnect_attempts=0, allow_reconnect=False,
                                 inbox_prefix=bus.inbox_prefix_for(url))
     except Exception as e:

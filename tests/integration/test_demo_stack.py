@@ -1,7 +1,8 @@
 """`aiub up --demo` as a newcomer meets it from another directory: `aiub status` finds the
 running stack through the state dir `aiub up` recorded (cli/stack_dir.py), and says "no stack
 found" when there is none instead of asking a default NATS some other server may answer.
-`/v1/models` offers only models that can answer, and one of them embeds."""
+`/v1/models` offers only models that can answer, and one of them embeds. Its services load only
+what they use: no aiohttp outside the workers (shared/nats_library.py)."""
 
 from __future__ import annotations
 
@@ -77,3 +78,25 @@ def test_up_publishes_its_config_as_the_first_revision(demo: AiubUp, state_home:
     ran = aiub("config", "history", "--json", cwd=tmp_path, state_home=state_home)
     assert ran.returncode == 0, ran.stderr
     assert [(r["revision"], r["source"], r["current"]) for r in json.loads(ran.stdout)] == [(1, "aiub up", True)]
+
+
+def libraries_mapped(pid: int) -> set[str]:
+    """The site-packages distributions whose compiled extensions a running process has mapped."""
+    found = set()
+    for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
+        path = line.split()[-1]
+        if "/site-packages/" in path and path.endswith(".so"):
+            found.add(path.split("/site-packages/", 1)[1].split("/", 1)[0])
+    return found
+
+
+def test_only_the_workers_load_aiohttp(demo: AiubUp) -> None:
+    services: dict[str, int] = {}
+    for child in Path(f"/proc/{demo.process.pid}/task/{demo.process.pid}/children").read_text().split():
+        argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+        if b"cli" in argv and len(argv) > argv.index(b"cli") + 1:
+            services.setdefault(argv[argv.index(b"cli") + 1].decode(), int(child))
+    assert {"gateway", "router", "health", "worker"} <= services.keys(), services
+    assert "aiohttp" in libraries_mapped(services["worker"])  # the backend client: the check can see it
+    for name in ("gateway", "router", "health"):
+        assert "aiohttp" not in libraries_mapped(services[name]), name

@@ -1,6 +1,8 @@
 """What a service's start imports: not the optional packages its libraries would load only because
-they are installed (shared/lean_imports.py), not Redis without a Redis URL, and nothing of aiub's
-config or logging in the simulator. Each is a fresh interpreter, as a service starts."""
+they are installed (shared/lean_imports.py), not aiohttp for nats-py (shared/nats_library.py), not
+Redis without a Redis URL, and nothing of aiub's config or logging in the simulator. Each is a
+fresh interpreter, as a service starts; tests/integration/test_demo_stack.py looks at the running
+processes."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from shared.lean_imports import hidden
+from shared.nats_library import servers
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -57,3 +60,17 @@ def test_logging_still_works_once_rich_is_loaded_by_someone_else() -> None:
     """The dashboard loads rich through Textual; structlog imported after it keeps working."""
     loaded = modules_after("import rich.console\nfrom shared import logs\nlogs.configure('t')\nlogs.get().info('x')")
     assert {"rich", "structlog"} <= loaded
+
+
+def test_nats_comes_without_aiohttp_until_a_url_asks_for_websocket() -> None:
+    script = ("import sys\nfrom shared.nats_library import servers\nbefore = 'aiohttp' in sys.modules\n"
+              "servers('nats://a:4222,tls://b:4222')\ntcp = 'aiohttp' in sys.modules\n"
+              "from nats.aio import transport\nservers('ws://c:8080')\n"
+              "assert (before, tcp, transport.aiohttp is not None) == (False, False, True), (before, tcp)")
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_nats_url_lists_its_servers() -> None:
+    assert servers(" nats://a:4222, nats://b:4222 ,,") == ["nats://a:4222", "nats://b:4222"]
+    assert servers("tls://hub:4222") == ["tls://hub:4222"]
