@@ -15,6 +15,19 @@ from shared.config.env import expand_env
 
 _M = TypeVar("_M", bound=BaseModel)
 
+# libyaml's parser, when PyYAML was built with it: ten times the pure-Python one, and every service
+# parses each config revision at start and on each push (docs/benchmarks.md, "Start").
+_FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def parse_yaml(source: str | bytes) -> Any:
+    """A YAML document; on an error, parsed again by the pure-Python parser, whose message quotes
+    the offending line with a caret where libyaml's gives only its position."""
+    try:
+        return yaml.load(source, Loader=_FAST_LOADER)
+    except yaml.YAMLError:
+        return yaml.safe_load(source)
+
 
 def expand(value: Any, path: Path, environ: Mapping[str, str]) -> Any:
     def refuse(where: str, name: str) -> str:
@@ -25,8 +38,7 @@ def expand(value: Any, path: Path, environ: Mapping[str, str]) -> Any:
 
 def read_yaml(path: Path, environ: Mapping[str, str]) -> Any:
     try:
-        with path.open("rb") as f:
-            return expand(yaml.safe_load(f) or {}, path, environ)
+        return expand(parse_yaml(path.read_bytes()) or {}, path, environ)
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
     except yaml.YAMLError as e:
@@ -38,7 +50,7 @@ def read_yaml_text(text: str | None, path: Path, environ: Mapping[str, str]) -> 
     if text is None:
         raise ConfigError(f"{path}: file not found")
     try:
-        return expand(yaml.safe_load(text) or {}, path, environ)
+        return expand(parse_yaml(text) or {}, path, environ)
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
 

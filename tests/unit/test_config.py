@@ -1,8 +1,10 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
 from shared.config import Config, ConfigError, ModelMappingsFile, RuntimeFile, load_config
+from shared.config.documents import parse_yaml
 
 SHIPPED = Path(__file__).resolve().parents[2] / "config"
 
@@ -80,6 +82,16 @@ def test_bad_yaml_and_missing_file(tmp_path: Path) -> None:
     write(tmp_path, "providers: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(tmp_path)
+
+
+def test_yaml_parses_as_pyyaml_does_and_an_error_quotes_its_line() -> None:
+    """libyaml parses (fast); an error is told by the pure-Python parser, with the line and a caret."""
+    for name in ("providers.yaml", "model-mappings.yaml", "aiub.yaml"):
+        text = (SHIPPED / name).read_text()
+        assert parse_yaml(text) == yaml.safe_load(text) == parse_yaml(text.encode())
+    with pytest.raises(yaml.YAMLError) as error:
+        parse_yaml("providers:\n  a: b: c\n")
+    assert "a: b: c" in str(error.value) and "^" in str(error.value)
 
 
 def test_runtime_deadlines_are_configurable(tmp_path: Path) -> None:
