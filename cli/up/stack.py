@@ -30,7 +30,6 @@ from cli.up.scaling import ScaleError, parse_scale, replica_names
 from shared.config import Config, Environment
 from shared.embedded_nats import EmbeddedNats, free_port, wait_for_port
 from shared.health_view import forget_states
-from shared.http_library import httpx
 from shared.nats_library import nats, servers
 from shared.processes import die_with_parent
 
@@ -110,15 +109,18 @@ def demo_summary(config: Config, local: list[str], demo_dir: Path) -> str:
 
 
 def _report_backends(config: Config) -> None:
-    for name, spec in config.providers.items():
-        if spec.status != "active" or spec.probe_path is None:
-            continue
-        root = spec.base_url[:-3] if spec.base_url.endswith("/v1") else spec.base_url
-        try:
-            httpx.get(root + spec.probe_path, timeout=1.0, trust_env=False)
-            print(f"  backend  {name:<18} {spec.base_url}  reachable")
-        except httpx.HTTPError:
-            print(f"  backend  {name:<18} {spec.base_url}  NOT reachable (requests to it fail over or get 503)")
+    from shared.http_library import httpx  # here, not at the top: the children start sooner
+
+    with httpx.Client(timeout=1.0, trust_env=False) as client:  # one TLS context, not one a provider
+        for name, spec in config.providers.items():
+            if spec.status != "active" or spec.probe_path is None:
+                continue
+            root = spec.base_url[:-3] if spec.base_url.endswith("/v1") else spec.base_url
+            try:
+                client.get(root + spec.probe_path)
+                print(f"  backend  {name:<18} {spec.base_url}  reachable")
+            except httpx.HTTPError:
+                print(f"  backend  {name:<18} {spec.base_url}  NOT reachable (requests to it fail over or get 503)")
 
 
 def forget_provider_states(nats_url: str) -> None:
@@ -329,14 +331,17 @@ def _listening(host: str, port: int) -> bool:
 
 
 def _wait_ready(url: str, deadline_s: float) -> None:
+    from shared.http_library import httpx
+
     give_up_at = time.monotonic() + deadline_s
-    while time.monotonic() < give_up_at:
-        try:
-            if httpx.get(url, timeout=1.0, trust_env=False).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
+    with httpx.Client(timeout=1.0, trust_env=False) as client:
+        while time.monotonic() < give_up_at:
+            try:
+                if client.get(url).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
     raise TimeoutError(f"the gateway was not ready within {deadline_s:g}s")
 
 
