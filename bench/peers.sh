@@ -5,10 +5,11 @@
 #   bench/peers.sh install              vllm-router into $VLLM_ROUTER_VENV, Portkey into $PORTKEY_DIR
 #   bench/peers.sh vllm-router PORT     exec it against $STUB_BASE (what compare.sh --gateway-start runs)
 #   bench/peers.sh portkey PORT         exec Portkey's gateway (routed per request by headers)
-#   bench/peers.sh compare [ARGS...]    compare.sh with all four peers; ARGS go to compare.sh
-#                                       (e.g. --reps 2 --duration 8 --conc "1 64")
+#   bench/peers.sh compare [ARGS...]    compare.sh with all four peers and aiub's floor (bench/floor.py:
+#                                       its shape, three Python processes on NATS, doing nothing
+#                                       else); ARGS go to compare.sh (e.g. --reps 2 --duration 8 --conc "1 64")
 #
-# Ports: aiub 4100, vllm-router 8090, Portkey 8787, LiteLLM 4000, stub 8001.
+# Ports: aiub 4100, vllm-router 8090, Portkey 8787, floor 4300, LiteLLM 4000, stub 8001.
 # Portkey 1.15.2 answers every streaming request with a 500 on Node 20 (`TypeError: immutable`
 # in its log): the harness records the failures; nothing here works around it.
 set -euo pipefail
@@ -55,6 +56,7 @@ case "${1:-}" in
       --gateway-header "portkey=x-portkey-custom-host: $stub/v1" \
       --gateway aiub=http://127.0.0.1:4100 --gateway-start "aiub=$HERE/start_stack.sh 4100" \
       --gateway vllm-router=http://127.0.0.1:8090 --gateway-start "vllm-router=$HERE/peers.sh vllm-router 8090" \
+      --gateway floor=http://127.0.0.1:4300 --gateway-start "floor=$HERE/../.venv/bin/python $HERE/floor.py --port 4300" \
       "$@";;
   *) sed -n 2,13p "$0"; exit 2;;
 esac
