@@ -16,7 +16,8 @@ hedging, metrics, logs, usage):
 - `worker`: POSTs the body to the backend with aiohttp (what aiub's workers use) and publishes each
   backend read to the reply subject as it arrives; an empty message ends the answer.
 
-Three messages a request (aiub sends seven: its work order, Accepted, Result and Outcome frames,
+Four messages a non-streaming request: the request, its forward, the answer (one backend read,
+usually) and the empty end (aiub sends seven: its work order, Accepted, Result and Outcome frames,
 docs/benchmarks.md). No error handling beyond a timeout, no cancellation, no health, no auth:
 it is a measuring stick, not a gateway.
 

@@ -4,10 +4,10 @@ Some libraries import optional packages at their own import, for uses aiub never
 loads `rich` for console tracebacks (our log lines are JSON), httpx loads its command-line client
 (`click`, `rich`, `pygments`), httpcore loads `trio` for trio applications (ours run on asyncio).
 They are installed for other reasons (the dashboard, the browser tests), and every service process
-paid for them at start: ~0.2 s of CPU for structlog's, ~0.2 s for httpx's on the 2-core VM
-(docs/benchmarks.md, "Start"). Hidden while the library is imported, they make it take the
-fallback it has for their absence. A process that has loaded them already (the dashboard loads
-`rich` through Textual) keeps them: nothing is hidden from it.
+paid for them at start: on the 2-core VM ~0.07 s of CPU for structlog's and ~0.09 s for httpx's
+from bytecode, about twice that without (docs/benchmarks.md, "Start"). Hidden while the library
+is imported, they make it take the fallback it has for their absence. A process that has loaded
+them already (the dashboard loads `rich` through Textual) keeps them: nothing is hidden from it.
 """
 
 from __future__ import annotations

@@ -21,11 +21,16 @@ _FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def parse_yaml(source: str | bytes) -> Any:
-    """A YAML document; on an error, parsed again by the pure-Python parser, whose message quotes
-    the offending line with a caret where libyaml's gives only its position."""
+    """A YAML document as PyYAML's own parser reads it, by libyaml where the two agree. Text with a
+    tab, and text libyaml refuses, go to PyYAML's parser: it refuses tabs that libyaml takes
+    (`key:<TAB>value`), as `aiub validate` and `aiub config push` do, and its errors quote the
+    offending line with a caret where libyaml's give only the position."""
+    tabbed = b"\t" in source if isinstance(source, bytes) else "\t" in source
+    if tabbed:
+        return yaml.safe_load(source)
     try:
         return yaml.load(source, Loader=_FAST_LOADER)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, UnicodeError):
         return yaml.safe_load(source)
 
 

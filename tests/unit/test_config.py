@@ -92,6 +92,9 @@ def test_yaml_parses_as_pyyaml_does_and_an_error_quotes_its_line() -> None:
     with pytest.raises(yaml.YAMLError) as error:
         parse_yaml("providers:\n  a: b: c\n")
     assert "a: b: c" in str(error.value) and "^" in str(error.value)
+    for tabbed in ("retry_budget:\t3\n", "{b:\t1}\n", "a\t: 1\n"):  # libyaml takes these; `aiub validate` not
+        with pytest.raises(yaml.YAMLError):
+            parse_yaml(tabbed)
 
 
 def test_runtime_deadlines_are_configurable(tmp_path: Path) -> None:
