@@ -151,7 +151,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.envi
         from services.simulator.main import main as simulator_main
 
         return simulator_main(args)
-    # Imported here, not at the top: they cost the simulator's start half a second of CPU.
+    # Imported here, not at the top: they would be most of the simulator's start.
     from shared import logs
     from shared.config import ConfigError, load_config, read_environment
 
