@@ -89,6 +89,14 @@ async def push_files(nats_url: str, texts: Mapping[str, str], source: str, label
         kv = await config_store.open_bucket(nc.jetstream())
         running, _ = await config_store.current(kv)
         revision, new = await config_store.publish(kv, dict(texts), source)
+    except nats.errors.MaxPayloadError:
+        size = sum(len(text.encode()) for text in texts.values())
+        print(f"refused: these files ({size / 1e6:.1f} MB) do not fit one message on this bus (NATS max_payload "
+              f"{nc.max_payload / 1e6:.1f} MB); nothing published, the running revision stays", file=out)
+        return EXIT_REFUSED
+    except (nats.errors.Error, TimeoutError, OSError) as e:
+        print(f"cannot publish to NATS at {nats_url}: {e!r}", file=out)
+        return EXIT_NO_BUS
     finally:
         await nc.close()
     if not new:
@@ -206,6 +214,7 @@ async def _connect(url: str) -> Client:
     async def quiet(_: Exception) -> None:
         return None
 
+    # max_reconnect_attempts=0 would mean "forever" to nats-py: a dead URL hung `aiub config`.
     return await nats.connect(servers=servers(url), connect_timeout=3,
-                              max_reconnect_attempts=0, allow_reconnect=False, error_cb=quiet,
+                              max_reconnect_attempts=1, allow_reconnect=False, error_cb=quiet,
                               inbox_prefix=bus.inbox_prefix_for(url))

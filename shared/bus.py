@@ -39,8 +39,13 @@ class BusHealth:
 
 
 def inbox_prefix_for(url: str) -> str:
-    """`_INBOX.<user>` when the URL names a NATS user (its permissions allow only that prefix)."""
-    return subjects.inbox_prefix(urlsplit(url.split(",")[0].strip()).username)
+    """`_INBOX.<user>` when the URL names a NATS user (its permissions allow only that prefix).
+    A URL that does not parse gets the plain prefix: connecting to it fails, and says why."""
+    try:
+        user = urlsplit(url.split(",")[0].strip()).username
+    except ValueError:
+        user = None
+    return subjects.inbox_prefix(user)
 
 
 def nats_url(explicit: str | None = None) -> str:

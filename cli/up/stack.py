@@ -129,7 +129,8 @@ def forget_provider_states(nats_url: str) -> None:
     would otherwise answer 503 for their whole open period after everything is up. A shared
     NATS (`NATS_URL`) keeps its states: other services may be relying on them."""
     async def forget() -> None:
-        nc = await nats.connect(servers=servers(nats_url), connect_timeout=5, max_reconnect_attempts=0)
+        nc = await nats.connect(servers=servers(nats_url), connect_timeout=5, allow_reconnect=False,
+                                max_reconnect_attempts=1)  # 0 would mean "forever" to nats-py
         try:
             await forget_states(nc.jetstream())
         finally:

@@ -13,11 +13,20 @@ from shared.config import ConfigError, default_config_dir, load_config
 FILES = ("providers.yaml", "model-mappings.yaml", "aiub.yaml")
 
 
+class _NotText(Exception):
+    """A config file that is not UTF-8: where, so that it can be found and fixed."""
+
+
 def _read(path: Path) -> str | None:
     try:
-        return path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise _NotText(f"{path}: line {line}: not UTF-8 text (byte 0x{data[e.start]:02x}); save it as UTF-8") from None
 
 
 def run_validate(config: str | None, environ: Mapping[str, str], out: TextIO = sys.stdout) -> int:
@@ -33,6 +42,9 @@ def run_validate(config: str | None, environ: Mapping[str, str], out: TextIO = s
             return 2
     except (OSError, UnicodeDecodeError) as e:
         print(f"aiub validate: cannot read {root}: {e}", file=out)
+        return 2
+    except _NotText as e:
+        print(f"aiub validate: {e}", file=out)
         return 2
     errors = [p for p in problems if p.severity == "error"]
     warnings = [p for p in problems if p.severity == "warning"]

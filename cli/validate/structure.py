@@ -68,7 +68,13 @@ class _Loader(yaml.SafeLoader):
 
 
 def parse_yaml(file: str, text: str, problems: list[Problem]) -> Any:
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)  # the reader refuses control characters (a NUL...) here, before parsing
+    except yaml.reader.ReaderError as e:
+        line = text.count("\n", 0, e.position) + 1
+        problems.append(Problem(file, f"line {line}", f"not valid YAML: character #x{e.character:04x}: {e.reason}",
+                                "remove it: YAML text holds no control characters but tab and newline"))
+        return None
     try:
         data = loader.get_single_data()
     except yaml.YAMLError as e:

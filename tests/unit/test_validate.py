@@ -79,6 +79,20 @@ def test_yaml_syntax_errors_give_the_line() -> None:
     assert "not valid YAML" in problem.message
 
 
+def test_a_control_character_is_a_problem_at_its_line_not_a_traceback() -> None:
+    (problem,) = check(mappings="exact_matches: {}\n# a comment\nx: \x00\n")
+    assert (problem.file, problem.path) == ("cfg/model-mappings.yaml", "line 3")
+    assert "#x0000" in problem.message
+
+
+def test_a_file_that_is_not_utf8_is_named_with_its_line(tmp_path: Path) -> None:
+    (tmp_path / "providers.yaml").write_text(texts()["providers.yaml"] or "")
+    (tmp_path / "model-mappings.yaml").write_bytes(b"exact_matches: {}\n# caf\xe9\n")
+    out = io.StringIO()
+    assert run_validate(str(tmp_path), {}, out=out) == 2
+    assert f"{tmp_path / 'model-mappings.yaml'}: line 2: not UTF-8 text (byte 0xe9)" in out.getvalue()
+
+
 
 def test_a_syntax_error_in_providers_is_the_one_problem_reported_at_the_broken_line() -> None:
     # A key missing its ':' (line 4). Read as empty, the file used to make every mapping's provider
