@@ -70,6 +70,10 @@ def main(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"simulator: {exc}", file=sys.stderr)
             return 2
-    run(SimulatorSettings(args.flavor, models, knobs, args.seed, getattr(args, "api_key", None), engine),
-        args.host, args.port)
+    try:
+        run(SimulatorSettings(args.flavor, models, knobs, args.seed, getattr(args, "api_key", None), engine),
+            args.host, args.port)
+    except OSError as exc:  # the port is taken, or the address is not this host's
+        print(f"simulator: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     return 0
