@@ -117,6 +117,13 @@ class DashboardApp(App[None]):
         table.clear()
         for key, cells in rows:
             table.add_row(*cells, key=key)
+        # Textual widens a column for new rows only when the table is next idle, and a row drawn
+        # before that stays in its render cache, cut to the old width, until the table is cleared
+        # again: under load the newest request stayed "req_das" until the next one came. Widen
+        # the columns now, as Textual would (never narrower), so the first draw is the right one.
+        widths = view.cell_widths(cells for _, cells in rows)  # none when there are no rows
+        for column, width in zip(table.ordered_columns, widths, strict=False):
+            column.content_width = max(column.content_width, width)
 
     def _refresh_requests(self, force: bool = False) -> None:
         # Keyed on the query drawn, not on the input's text: keys read in one go (a paste in a

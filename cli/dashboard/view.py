@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from rich.text import Text
 
@@ -16,6 +16,19 @@ from shared.messages import ProviderState, RequestRecord
 STATE_STYLE = {"active": "green", "degraded": "yellow", "cooldown": "cyan", "unavailable": "red"}
 
 Row = tuple[str, list[Text | str]]
+
+
+def cell_widths(rows: Iterable[Sequence[Text | str]]) -> list[int]:
+    """Each column's widest cell, in terminal cells, as a DataTable draws it (a str cell is markup)."""
+    widths: list[int] = []
+    for cells in rows:
+        for i, cell in enumerate(cells):
+            width = (Text.from_markup(cell) if isinstance(cell, str) else cell).cell_len
+            if i == len(widths):
+                widths.append(width)
+            else:
+                widths[i] = max(widths[i], width)
+    return widths
 
 
 def state_text(state: str) -> Text:

@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 from textual import events
+from textual.widgets import DataTable
 
 from cli.dashboard.app import DashboardApp
 from cli.dashboard.feed import Model
@@ -197,3 +198,21 @@ async def test_an_attempt_with_no_recorded_status_shows_a_dash_not_zero() -> Non
         await until(pilot, lambda: row(app, "request old-gw"), 5, "the request's details")
         cells = next(line.split() for line in screen_text(app).splitlines() if "w-ollama" in line)
         assert cells[cells.index("w-ollama") + 1] == "–"  # the status column
+
+
+async def test_a_request_drawn_before_the_table_is_idle_is_not_cut_to_the_header_width() -> None:
+    """Textual widens a column for new rows when the table is next idle, and a row drawn before
+    that stayed cut in its render cache until the table was filled again: under load the newest
+    request showed as "req_das" until another came."""
+    model = Model()
+    app = DashboardApp(model, refresh_s=60)  # only the refresh below
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        model.requests.add_record(record("bus9", "a-rather-long-model-name", ("ollama",),
+                                         client_request_id="req_with_a_long_id"))
+        app.refresh_view()
+        table = app.query_one("#requests", DataTable)
+        for y in range(table.size.height):  # drawn now, before the table's next idle
+            table.render_line(y)
+        await pilot.pause()
+        assert row(app, "req_with_a_long_id", "a-rather-long-model-name", "ollama", "200"), screen_text(app)
