@@ -19,10 +19,21 @@ from shared.processes import die_with_parent, stop_process
 MAX_PAYLOAD = 8 * 1024 * 1024
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port nothing listens on now, and never one this process handed out before. The
+    kernel can give the same free port twice in a row (3 of 1,000 batches of ten did here), and
+    `aiub up` hands out a dozen (its NATS, the demo's simulators, metrics ports) before any child
+    binds one: two simulators on one port left a provider pointed at the other one's dialect."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def server_binary() -> str:
