@@ -33,7 +33,7 @@ class RequestScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="request"):
-            yield Static(view.request_summary(self.entry), id="summary")
+            yield Static(view.request_summary(self.entry), id="summary", markup=False)  # a client's words
             yield DataTable(id="attempts", cursor_type="none")
             yield Static("Esc: back", classes="hint")
 

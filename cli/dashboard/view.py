@@ -43,7 +43,7 @@ def provider_rows(states: Mapping[str, ProviderState], now: float) -> list[Row]:
         if s.state == "unavailable" and s.open_until is not None and s.open_until > now:
             state.append(f" {s.open_until - now:.0f}s left", "dim")
         rows.append((name, [name, state, age(now - s.since) if s.since else "–", f"{s.admit_fraction:g}",
-                            duration(s.probe_latency_s), s.reason]))
+                            duration(s.probe_latency_s), Text(s.reason)]))  # a backend's words, not markup
     return rows
 
 
@@ -88,8 +88,9 @@ def request_cells(record: RequestRecord) -> list[Text | str]:
     providers = providers_of(record)
     cache = cache_state(record)
     served_by = "cache" if cache == "hit" else " → ".join(providers) or "–"
-    return [time.strftime("%H:%M:%S", time.localtime(record.at)) if record.at else "–", display_id(record),
-            record.model, served_by, status_text(record.status), cache or "–",
+    # Text, not str: a DataTable reads a str cell as Rich markup, and "[/x]" from a client broke the redraw.
+    return [time.strftime("%H:%M:%S", time.localtime(record.at)) if record.at else "–", Text(display_id(record)),
+            Text(record.model), Text(served_by), status_text(record.status), cache or "–",
             str(len(record.attempts)), duration(record.ttft_s), duration(record.latency_s)]
 
 
@@ -111,8 +112,8 @@ def attempt_rows(entry: Entry) -> list[Row]:
     for number, a in enumerate(entry.record.attempts, 1):
         outcome = entry.outcome_for(a.attempt)
         tokens = f"{outcome.prompt_tokens}/{outcome.completion_tokens}" if outcome else "–"
-        rows.append((a.attempt, [str(number), a.provider or "–", a.worker_id or "–", status_text(a.status),
-                                 outcome.kind if outcome else "–", a.error or "", duration(a.latency_s),
+        rows.append((a.attempt, [str(number), Text(a.provider or "–"), Text(a.worker_id or "–"), status_text(a.status),
+                                 outcome.kind if outcome else "–", Text(a.error or ""), duration(a.latency_s),
                                  duration(outcome.ttft_s) if outcome else "–", tokens]))
     return rows
 

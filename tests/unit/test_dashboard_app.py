@@ -216,3 +216,16 @@ async def test_a_request_drawn_before_the_table_is_idle_is_not_cut_to_the_header
             table.render_line(y)
         await pilot.pause()
         assert row(app, "req_with_a_long_id", "a-rather-long-model-name", "ollama", "200"), screen_text(app)
+
+
+async def test_a_model_name_that_looks_like_markup_is_shown_as_written() -> None:
+    """What a client sends is text, not Rich markup: "[/x]" crashed the dashboard's redraw."""
+    model = Model()
+    app = DashboardApp(model, refresh_s=60)
+    async with app.run_test(size=SIZE) as pilot:
+        model.requests.add_record(record("bus7", "[/x][bold]m", ("ollama",), client_request_id="req_[b]"))
+        app.refresh_view()
+        await until(pilot, lambda: row(app, "req_[b]", "[/x][bold]m", "ollama"), 5, "the request, as sent")
+        app.query_one("#requests", DataTable).focus()
+        await pilot.press("enter")
+        await until(pilot, lambda: row(app, "model [/x][bold]m"), 5, "the request's details, as sent")
