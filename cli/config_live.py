@@ -18,7 +18,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TextIO
 
-from nats.aio.client import Client
 from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
 
@@ -28,7 +27,7 @@ from cli.validate.checks import validate_directory
 from shared import bus, config_store
 from shared.config import Config, ConfigError, Environment, load_texts
 from shared.config.revisions import FILES, Revision, diff, push_notes
-from shared.nats_library import nats, servers
+from shared.nats_library import nats
 
 EXIT_REFUSED = 1
 EXIT_NO_BUS = 2
@@ -81,7 +80,7 @@ async def push_files(nats_url: str, texts: Mapping[str, str], source: str, label
         print("refused: nothing published; the running revision stays", file=out)
         return EXIT_REFUSED
     try:
-        nc = await _connect(nats_url)
+        nc = await bus.connect_once(nats_url, 3)
     except Exception as e:
         print(f"cannot reach NATS at {nats_url}: {e!r}", file=out)
         return EXIT_NO_BUS
@@ -139,7 +138,7 @@ def main(args: argparse.Namespace, environ: Mapping[str, str], environment: Envi
 
 
 async def _read_action(args: argparse.Namespace, url: str, environ: Mapping[str, str]) -> int:
-    nc = await _connect(url)
+    nc = await bus.connect_once(url, 3)
     try:
         kv = await config_store.open_bucket(nc.jetstream(), create=False)
         running, _ = await config_store.current(kv)
@@ -208,13 +207,3 @@ def _loaded(revision: Revision | None, environ: Mapping[str, str]) -> Config | N
         return load_texts(revision.files, f"revision {revision.number}", environ)
     except ConfigError:
         return None
-
-
-async def _connect(url: str) -> Client:
-    async def quiet(_: Exception) -> None:
-        return None
-
-    # max_reconnect_attempts=0 would mean "forever" to nats-py: a dead URL hung `aiub config`.
-    return await nats.connect(servers=servers(url), connect_timeout=3,
-                              max_reconnect_attempts=1, allow_reconnect=False, error_cb=quiet,
-                              inbox_prefix=bus.inbox_prefix_for(url))

@@ -29,7 +29,7 @@ from shared import bus, subjects
 from shared.config import Environment
 from shared.health_view import Heartbeat, heartbeat_decoder
 from shared.messages import ProviderState, state_decoder
-from shared.nats_library import nats, servers
+from shared.nats_library import nats
 
 STALE_AFTER_S = 10.0
 
@@ -59,12 +59,7 @@ def find_nats_url(explicit: str | None, state_dir: Path | None, environment: str
 
 
 async def read_snapshot(url: str, timeout_s: float = 3.0) -> Snapshot:
-    async def quiet(_: Exception) -> None:
-        return None  # the caller reports a connection failure once, without nats-py's tracebacks
-
-    # max_reconnect_attempts=0 would mean "forever" to nats-py.
-    nc = await nats.connect(servers=servers(url), inbox_prefix=bus.inbox_prefix_for(url), connect_timeout=timeout_s,
-                            allow_reconnect=False, max_reconnect_attempts=1, error_cb=quiet)
+    nc = await bus.connect_once(url, timeout_s)
     try:
         try:
             kv = await nc.jetstream(timeout=timeout_s).key_value(subjects.HEALTH_BUCKET)

@@ -24,7 +24,6 @@ from services.gateway.usage import UsageRow
 from services.gateway.usage_store import KvUsageStore, RedisUsageStore
 from shared import bus
 from shared.config import Config, Environment
-from shared.nats_library import nats, servers
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -74,8 +73,7 @@ async def _read(config: Config, nats_url: str | None, days: list[str]) -> list[U
         finally:
             await link.close()
     assert nats_url is not None
-    nc = await nats.connect(servers=servers(nats_url), inbox_prefix=bus.inbox_prefix_for(nats_url), connect_timeout=3,
-                            allow_reconnect=False, max_reconnect_attempts=1)
+    nc = await bus.connect_once(nats_url, 3)
     try:
         return await KvUsageStore(nc).read(days)
     finally:

@@ -81,6 +81,18 @@ async def close(nc: Client) -> None:
             await nc.close()
 
 
+async def connect_once(url: str, timeout_s: float) -> Client:
+    """One try at each server `url` names, then nats-py's error: for commands and start-up reads
+    that must answer at once when the bus is not there. (nats-py reads max_reconnect_attempts=0 as
+    "forever", which hung `aiub config` and a gateway's start; without an error callback it logs a
+    traceback per failed try, where the caller says what failed in one line.)"""
+    async def quiet(_: Exception) -> None:
+        return None
+
+    return await nats.connect(servers=servers(url), inbox_prefix=inbox_prefix_for(url), connect_timeout=timeout_s,
+                              allow_reconnect=False, max_reconnect_attempts=1, error_cb=quiet)
+
+
 async def connect(name: str, url: str | None = None, health: BusHealth | None = None) -> tuple[Client, BusHealth]:
     state = health or BusHealth()
 

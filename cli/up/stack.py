@@ -27,10 +27,10 @@ import yaml
 from cli import stack_dir
 from cli.up.bus_keeper import BusKeeper, BusLost
 from cli.up.scaling import ScaleError, parse_scale, replica_names
+from shared.bus import connect_once
 from shared.config import Config, Environment
 from shared.embedded_nats import EmbeddedNats, free_port, wait_for_port
 from shared.health_view import forget_states
-from shared.nats_library import nats, servers
 from shared.processes import die_with_parent
 
 SIMULATED_TYPES = {"ollama": "ollama", "openai_compatible": "openai", "vllm": "openai", "llama_cpp": "openai"}
@@ -129,8 +129,7 @@ def forget_provider_states(nats_url: str) -> None:
     would otherwise answer 503 for their whole open period after everything is up. A shared
     NATS (`NATS_URL`) keeps its states: other services may be relying on them."""
     async def forget() -> None:
-        nc = await nats.connect(servers=servers(nats_url), connect_timeout=5, allow_reconnect=False,
-                                max_reconnect_attempts=1)  # 0 would mean "forever" to nats-py
+        nc = await connect_once(nats_url, 5)
         try:
             await forget_states(nc.jetstream())
         finally:

@@ -16,7 +16,6 @@ from services.gateway.auth import StartupRefused
 from services.gateway.header_limits import limited_protocol
 from shared import bus, config_watch, logs, spans
 from shared.config import Config
-from shared.nats_library import nats, servers
 
 log = logs.get("gateway")
 
@@ -83,16 +82,8 @@ async def bucket_config(config: Config, nats_url: str | None) -> tuple[Config, i
     built from it (the lifespan then follows later ones live); the files when the bucket is empty
     or the bus does not answer at once (the lifespan applies a revision it finds later)."""
     url = bus.nats_url(nats_url)
-
-    async def quiet(_: Exception) -> None:
-        return None  # one line below says it; nats-py would log a traceback per attempt
-
     try:
-        # max_reconnect_attempts=0 would mean "forever" to nats-py: with the bus down the gateway
-        # retried here every 2 s, never listening, instead of running its files.
-        nc = await nats.connect(servers=servers(url), connect_timeout=2, error_cb=quiet,
-                                max_reconnect_attempts=1, allow_reconnect=False,
-                                inbox_prefix=bus.inbox_prefix_for(url))
+        nc = await bus.connect_once(url, 2)
     except Exception as e:
         log.info("config_bucket_not_read", error=repr(e), running="the files it was started with")
         return config, 0
