@@ -51,6 +51,39 @@ async def _connect(url: str) -> Any:
     return await nats.connect(url, max_reconnect_attempts=-1)
 
 
+async def _read_body(receive: Any) -> bytes:
+    body = b""
+    while True:
+        event: dict[str, Any] = await receive()
+        body += bytes(event.get("body", b""))
+        if not event.get("more_body"):
+            return body
+
+
+async def _respond(send: Any, status: int, content_type: bytes | None = None, body: bytes = b"") -> None:
+    headers = [(b"content-type", content_type)] if content_type else []
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _relay(send: Any, queue: asyncio.Queue[bytes], stream: bool) -> None:
+    """The worker's messages to the client until the empty one: as they come when streaming, else
+    joined (the backend's answer may come in several reads)."""
+    chunk = await asyncio.wait_for(queue.get(), ANSWER_TIMEOUT_S)
+    if not stream:
+        parts = []
+        while chunk:
+            parts.append(chunk)
+            chunk = await asyncio.wait_for(queue.get(), ANSWER_TIMEOUT_S)
+        await _respond(send, 200, b"application/json", b"".join(parts))
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+    while chunk:
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        chunk = await asyncio.wait_for(queue.get(), ANSWER_TIMEOUT_S)
+    await send({"type": "http.response.body", "body": b""})
+
+
 def edge(nats_url: str, port: int) -> None:
     import uvicorn
 
@@ -75,39 +108,16 @@ def edge(nats_url: str, port: int) -> None:
             await send({"type": "lifespan.shutdown.complete"})
             return
         if scope["method"] != "POST":
-            await send({"type": "http.response.start", "status": 404, "headers": []})
-            await send({"type": "http.response.body", "body": b""})
+            await _respond(send, 404)
             return
-        body = b""
-        while True:
-            event = await receive()
-            body += event.get("body", b"")
-            if not event.get("more_body"):
-                break
-        stream = orjson.loads(body).get("stream") is True
+        body = await _read_body(receive)
         reply = f"{state['inbox']}.{next(tokens)}"
         queue = waiting[reply] = asyncio.Queue()
         try:
             await state["nc"].publish(REQUESTS, body, reply=reply)
-            chunk = await asyncio.wait_for(queue.get(), ANSWER_TIMEOUT_S)
-            if not stream:  # the backend's answer may come in several reads
-                parts = []
-                while chunk:
-                    parts.append(chunk)
-                    chunk = await asyncio.wait_for(queue.get(), ANSWER_TIMEOUT_S)
-                await send({"type": "http.response.start", "status": 200,
-                            "headers": [(b"content-type", b"application/json")]})
-                await send({"type": "http.response.body", "body": b"".join(parts)})
-                return
-            await send({"type": "http.response.start", "status": 200,
-                        "headers": [(b"content-type", b"text/event-stream")]})
-            while chunk:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                chunk = await asyncio.wait_for(queue.get(), ANSWER_TIMEOUT_S)
-            await send({"type": "http.response.body", "body": b""})
+            await _relay(send, queue, orjson.loads(body).get("stream") is True)
         except TimeoutError:
-            await send({"type": "http.response.start", "status": 504, "headers": []})
-            await send({"type": "http.response.body", "body": b""})
+            await _respond(send, 504)
         finally:
             del waiting[reply]
 
